@@ -1,0 +1,184 @@
+"""The run config: per-stage frozen dataclasses composed into one ``RunConfig``, saved beside every run.
+
+YAML is read strictly: an unknown key or a value of the wrong type is an error naming its dotted path
+(``train.cql.conservative_weight: unknown option``); nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from guardrl._io import atomic_write_text
+from guardrl.envs import Layout, named_layout
+from guardrl.envs.layouts import DEFAULT_LAYOUT_SEED, default_layout
+from guardrl.evaluate import EvalConfig
+from guardrl.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which SafeGrid layout to use."""
+
+    layout: str = "default"
+    """A named layout: ``default`` (the tutorial's) or ``corridor``."""
+    layout_seed: int = DEFAULT_LAYOUT_SEED
+    """Hazard draw seed for the ``default`` layout."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Layout fields replacing the named layout's (size, start, goal, hazards, slip, max_steps, rewards)."""
+
+    def __post_init__(self) -> None:
+        self.build()  # a bad layout is a config error at load time, not halfway through a run
+
+    def build(self) -> Layout:
+        base = default_layout(self.layout_seed) if self.layout == "default" else named_layout(self.layout)
+        unknown = set(self.overrides) - {f.name for f in dataclasses.fields(Layout)}
+        if unknown:
+            raise ConfigError(f"env.overrides: unknown layout field(s) {sorted(unknown)}")
+        try:
+            return Layout.from_dict({**base.to_dict(), **self.overrides})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"env.overrides: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """How the behaviour dataset is logged."""
+
+    regime: str = "safe"
+    """Dataset regime: ``safe`` (eps=0.22), ``noisy`` (eps=0.6), ``mixed`` (30% random), ``expert``."""
+    n_episodes: int = 500
+    """Episodes to log."""
+    seed: int = 0
+    """Collection seed."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``guardrl run`` does; saved as ``config.yaml`` in the run folder."""
+
+    name: str = "default"
+    """Run name: artifacts go to ``<runs_dir>/<name>/``."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.collect.seed in self.evaluate.seeds:
+            raise ConfigError("evaluate.seeds must not include collect.seed: evaluate on held-out seeds")
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"name: {self.name!r} is not a valid run folder name")
+
+
+class ConfigError(ValueError):
+    """A config file or value that cannot be used; the message names the field."""
+
+
+def to_dict(obj: Any) -> Any:
+    """A config dataclass as plain YAML-friendly data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        args = typing.get_args(tp)
+        item_tp = args[0] if len(args) == 2 and args[1] is Ellipsis else Any
+        return tuple(_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported field type {tp}")
+
+
+def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
+    """Build config dataclass ``cls`` from ``data``; unknown keys and wrong types are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    prefix = f"{path}." if path else ""
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown option (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path or cls.__name__}: {exc}") from None
+
+
+def load_config(path: Path | None) -> RunConfig:
+    """Read a YAML run config (missing keys take the built-in defaults); ``None`` gives the defaults."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        return from_dict(RunConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,95 @@
+"""Collect behaviour datasets on SafeGrid with the vectorized simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import guardrl
+from guardrl.data.behaviour import REGIMES, Component
+from guardrl.data.dataset import Dataset
+from guardrl.envs import N_ACTIONS, Episodes, Tables, obs_to_states, simulate
+
+
+def episodes_to_dataset(
+    episodes: Episodes, propensities: np.ndarray, first_episode_id: int, n_actions: int
+) -> Dataset:
+    """Time-major (T, N) simulation records -> flat, episode-ordered transitions."""
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        # (T, N, ...) -> (N, T, ...) so that each episode's steps are contiguous, then drop padding.
+        return np.swapaxes(a, 0, 1)[np.swapaxes(episodes.valid, 0, 1)]
+
+    n_per_episode = episodes.lengths
+    ids = np.repeat(np.arange(first_episode_id, first_episode_id + n_per_episode.shape[0]), n_per_episode)
+    return Dataset(
+        episode_ids=ids.astype(np.int64),
+        steps=flat(episodes.steps),
+        observations=flat(episodes.obs),
+        actions=flat(episodes.actions),
+        rewards=flat(episodes.rewards),
+        costs=flat(episodes.costs),
+        terminations=flat(episodes.terminated),
+        truncations=flat(episodes.truncated),
+        successes=flat(episodes.success),
+        propensities=flat(propensities),
+        next_observations=flat(episodes.next_obs),
+        n_actions=n_actions,
+    )
+
+
+def concat(datasets: list[Dataset], provenance: dict) -> Dataset:
+    return Dataset(
+        **{
+            name: np.concatenate([getattr(d, name) for d in datasets])
+            for name in ("episode_ids", "steps", "observations", "actions", "rewards", "costs", "terminations",
+                         "truncations", "successes", "propensities", "next_observations")  # fmt: skip
+        },
+        n_actions=datasets[0].n_actions,
+        provenance=provenance,
+    )
+
+
+def split_counts(components: tuple[Component, ...], n_episodes: int) -> list[int]:
+    counts = [int(round(c.fraction * n_episodes)) for c in components]
+    counts[-1] = n_episodes - sum(counts[:-1])
+    return counts
+
+
+def collect(tables: Tables, regime: str, n_episodes: int, seed: int) -> Dataset:
+    """Log ``n_episodes`` episodes of the named behaviour ``regime`` (see ``REGIMES``), seeded by ``seed``.
+
+    Each component of a regime draws from its own child of ``SeedSequence(seed)``, so the same arguments
+    always give the same dataset.
+    """
+    if regime not in REGIMES:
+        raise ValueError(f"unknown dataset regime {regime!r}; choose one of {sorted(REGIMES)}")
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    components = REGIMES[regime]
+    counts = split_counts(components, n_episodes)
+    children = np.random.SeedSequence(seed).spawn(len(components))
+    parts, next_id = [], 0
+    for comp, count, child in zip(components, counts, children, strict=True):
+        if count == 0:
+            continue
+        policy = comp.policy(tables)
+        eps = simulate(tables, policy, count, np.random.default_rng(child))
+        states = obs_to_states(tables.layout, eps.obs.reshape(-1, eps.obs.shape[-1])).reshape(eps.actions.shape)
+        probs = policy.state_probs(states, eps.steps)
+        propensities = np.take_along_axis(probs, eps.actions[..., None], axis=-1)[..., 0]
+        parts.append(episodes_to_dataset(eps, propensities, next_id, N_ACTIONS))
+        next_id += count
+    provenance = {
+        "source": "guardrl.collect",
+        "guardrl_version": guardrl.__version__,
+        "environment": "SafeGrid-v0",
+        "layout": tables.layout.to_dict(),
+        "regime": regime,
+        "components": [
+            {"fraction": c.fraction, "base": c.base, "epsilon": c.epsilon, "n_episodes": n}
+            for c, n in zip(components, counts, strict=True)
+        ],
+        "n_episodes": n_episodes,
+        "seed": seed,
+    }
+    return concat(parts, provenance)

@@ -1,0 +1,220 @@
+"""Logged datasets: flat transition arrays with episode boundaries, saved as Parquet + JSON metadata.
+
+On-disk format (a directory):
+
+* ``transitions.parquet``: one row per transition, in episode order, with columns ``episode_id`` (int64),
+  ``step`` (int64, 0-based within the episode), ``obs_0..obs_{d-1}`` (float32), ``action`` (int64),
+  ``reward`` (float64), ``cost`` (float64), ``terminated`` (bool), ``truncated`` (bool), ``success`` (bool),
+  ``propensity`` (float64, the behaviour policy's probability of the logged action; NaN if unknown),
+  ``next_obs_0..next_obs_{d-1}`` (float32).
+* ``metadata.json``: ``format_version``, ``n_actions``, ``obs_dim`` and ``provenance`` (who logged it, with
+  which policy, regime and seeds).
+
+Termination (the episode really ended: hazard or goal) and truncation (the step limit cut it) are separate
+columns; an episode's last row has exactly one of them set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
+
+from guardrl._io import atomic_write_dir
+
+FORMAT_VERSION = 1
+TRANSITIONS_FILE = "transitions.parquet"
+METADATA_FILE = "metadata.json"
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One logged episode (views into the dataset's arrays)."""
+
+    observations: NDArray[np.float32]
+    actions: NDArray[np.int64]
+    rewards: NDArray[np.float64]
+    costs: NDArray[np.float64]
+    terminations: NDArray[np.bool_]
+    truncations: NDArray[np.bool_]
+    propensities: NDArray[np.float64]
+    next_observations: NDArray[np.float32]
+
+    @property
+    def length(self) -> int:
+        return int(self.actions.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Transitions of many episodes, stored flat in episode order (arrays of length n)."""
+
+    episode_ids: NDArray[np.int64]
+    steps: NDArray[np.int64]
+    observations: NDArray[np.float32]  # (n, d)
+    actions: NDArray[np.int64]
+    rewards: NDArray[np.float64]
+    costs: NDArray[np.float64]
+    terminations: NDArray[np.bool_]
+    truncations: NDArray[np.bool_]
+    successes: NDArray[np.bool_]
+    propensities: NDArray[np.float64]
+    next_observations: NDArray[np.float32]  # (n, d)
+    n_actions: int
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.actions.shape[0]
+        for name in ("episode_ids", "steps", "rewards", "costs", "terminations", "truncations", "successes",
+                     "propensities"):  # fmt: skip
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"dataset: {name} has shape {getattr(self, name).shape}, expected ({n},)")
+        if self.observations.shape[0] != n or self.next_observations.shape != self.observations.shape:
+            raise ValueError("dataset: observations and next_observations must have one row per transition")
+        if n and (self.actions.min() < 0 or self.actions.max() >= self.n_actions):
+            raise ValueError(f"dataset: actions must lie in [0, {self.n_actions})")
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observations.shape[1])
+
+    @property
+    def episode_starts(self) -> NDArray[np.int64]:
+        """Index of each episode's first transition."""
+        if len(self) == 0:
+            return np.zeros(0, dtype=np.int64)
+        change = np.flatnonzero(np.diff(self.episode_ids)) + 1
+        return np.concatenate([[0], change]).astype(np.int64)
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.episode_starts.shape[0])
+
+    @property
+    def episode_ends(self) -> NDArray[np.bool_]:
+        """True on each episode's last transition."""
+        return self.terminations | self.truncations
+
+    def episode_returns(self) -> NDArray[np.float64]:
+        return np.add.reduceat(self.rewards, self.episode_starts) if len(self) else np.zeros(0)
+
+    def episodes(self) -> Iterator[Episode]:
+        bounds = list(self.episode_starts) + [len(self)]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            yield Episode(
+                observations=self.observations[a:b],
+                actions=self.actions[a:b],
+                rewards=self.rewards[a:b],
+                costs=self.costs[a:b],
+                terminations=self.terminations[a:b],
+                truncations=self.truncations[a:b],
+                propensities=self.propensities[a:b],
+                next_observations=self.next_observations[a:b],
+            )
+
+    def content_hash(self) -> str:
+        """SHA-256 over the transition arrays: the dataset's identity in configs and model cards."""
+        h = hashlib.sha256()
+        for arr in (self.episode_ids, self.steps, self.observations, self.actions, self.rewards, self.costs,
+                    self.terminations, self.truncations, self.successes, self.propensities,
+                    self.next_observations):  # fmt: skip
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
+    def to_table(self) -> pa.Table:
+        cols: dict[str, Any] = {"episode_id": self.episode_ids, "step": self.steps}
+        for j in range(self.obs_dim):
+            cols[f"obs_{j}"] = self.observations[:, j]
+        cols.update(action=self.actions, reward=self.rewards, cost=self.costs, terminated=self.terminations,
+                    truncated=self.truncations, success=self.successes, propensity=self.propensities)
+        for j in range(self.obs_dim):
+            cols[f"next_obs_{j}"] = self.next_observations[:, j]
+        return pa.table(cols)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "n_actions": self.n_actions,
+            "obs_dim": self.obs_dim,
+            "n_transitions": len(self),
+            "n_episodes": self.n_episodes,
+            "sha256": self.content_hash(),
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: Path, overwrite: bool = False) -> Path:
+        """Write the dataset directory atomically (nothing is left behind if writing fails)."""
+
+        def fill(tmp: Path) -> None:
+            pq.write_table(self.to_table(), tmp / TRANSITIONS_FILE)
+            (tmp / METADATA_FILE).write_text(json.dumps(self.metadata(), indent=2) + "\n", encoding="utf-8")
+
+        atomic_write_dir(Path(path), fill, overwrite=overwrite)
+        return Path(path)
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or malformed; the message names the file and field."""
+
+
+def load_dataset(path: Path) -> Dataset:
+    """Load a dataset directory written by :meth:`Dataset.save`."""
+    path = Path(path)
+    meta_path, table_path = path / METADATA_FILE, path / TRANSITIONS_FILE
+    for p in (meta_path, table_path):
+        if not p.is_file():
+            raise DatasetError(f"{p}: missing (a dataset directory holds {METADATA_FILE} and {TRANSITIONS_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{meta_path}: not valid JSON ({exc})") from None
+    for key in ("format_version", "n_actions", "obs_dim"):
+        if key not in meta:
+            raise DatasetError(f"{meta_path}: missing field {key!r}")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise DatasetError(f"{meta_path}: format_version {meta['format_version']} is not {FORMAT_VERSION}")
+    try:
+        table = pq.read_table(table_path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DatasetError(f"{table_path}: cannot be read as Parquet ({exc})") from None
+    d = int(meta["obs_dim"])
+
+    def col(name: str, dtype: Any) -> NDArray:
+        if name not in table.column_names:
+            raise DatasetError(f"{table_path}: missing column {name!r}")
+        return table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+    try:
+        ds = Dataset(
+            episode_ids=col("episode_id", np.int64),
+            steps=col("step", np.int64),
+            observations=np.stack([col(f"obs_{j}", np.float32) for j in range(d)], axis=1),
+            actions=col("action", np.int64),
+            rewards=col("reward", np.float64),
+            costs=col("cost", np.float64),
+            terminations=col("terminated", np.bool_),
+            truncations=col("truncated", np.bool_),
+            successes=col("success", np.bool_),
+            propensities=col("propensity", np.float64),
+            next_observations=np.stack([col(f"next_obs_{j}", np.float32) for j in range(d)], axis=1),
+            n_actions=int(meta["n_actions"]),
+            provenance=meta.get("provenance", {}),
+        )
+    except ValueError as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{table_path}: {exc}") from None
+    if "sha256" in meta and meta["sha256"] != ds.content_hash():
+        raise DatasetError(f"{table_path}: content does not match the sha256 recorded in {meta_path}")
+    return ds

@@ -1,0 +1,86 @@
+"""Pure metric functions over per-episode arrays: bootstrap confidence intervals, normalized score,
+and the logged-action mismatch rate with the tutorial's traffic-light thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a (percentile bootstrap) confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "low": self.low, "high": self.high}
+
+    def scaled(self, offset: float, scale: float) -> Estimate:
+        """The estimate of ``(x - offset) * scale`` (for positive ``scale``)."""
+        return Estimate((self.mean - offset) * scale, (self.low - offset) * scale, (self.high - offset) * scale)
+
+
+def bootstrap(
+    samples: dict[str, NDArray[np.floating]],
+    n_resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+) -> dict[str, Estimate]:
+    """Percentile bootstrap of the mean of each per-episode array, plus ``<key>_std`` for ``return``.
+
+    All arrays are resampled with the same episode indices, so the intervals are of one resampling.
+    """
+    n = len(next(iter(samples.values())))
+    if n == 0:
+        raise ValueError("bootstrap needs at least one episode")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    idx = rng.integers(0, n, size=(n_resamples, n))
+    q = [(1.0 - confidence) / 2.0 * 100.0, (1.0 + confidence) / 2.0 * 100.0]
+    out = {}
+    for key, values in samples.items():
+        values = np.asarray(values, dtype=np.float64)
+        resampled = values[idx]
+        lo, hi = np.percentile(resampled.mean(axis=1), q)
+        out[key] = Estimate(float(values.mean()), float(lo), float(hi))
+        if key == "return":
+            lo, hi = np.percentile(resampled.std(axis=1), q)
+            out["return_std"] = Estimate(float(values.std()), float(lo), float(hi))
+    return out
+
+
+def normalized_score(value: float, random_value: float, optimal_value: float) -> float:
+    """100 * (R - R_random) / (R_optimal - R_random): 0 is uniform random, 100 is the exact optimum."""
+    span = optimal_value - random_value
+    if span <= 0:
+        raise ValueError("normalized score needs the optimal return above the random one")
+    return 100.0 * (value - random_value) / span
+
+
+@dataclass(frozen=True)
+class MismatchThresholds:
+    """The tutorial's traffic light: above ``red`` is a red flag, ``ok`` to ``red`` is caution, below is ok."""
+
+    ok: float = 0.10
+    red: float = 0.20
+
+    def flag(self, rate: float) -> str:
+        if rate > self.red:
+            return "red"
+        if rate >= self.ok:
+            return "caution"
+        return "ok"
+
+
+def mismatch_rate(policy_actions: NDArray[np.int64], logged_actions: NDArray[np.int64]) -> float:
+    """Fraction of logged transitions where the policy's action differs from the logged one."""
+    if policy_actions.shape != logged_actions.shape:
+        raise ValueError("policy and logged actions must have the same shape")
+    if logged_actions.size == 0:
+        raise ValueError("mismatch rate needs at least one logged transition")
+    return float(np.mean(policy_actions != logged_actions))

@@ -1,0 +1,283 @@
+"""The pipeline: collect -> train -> evaluate, each stage reading and writing artifacts in a run folder.
+
+Run folder layout::
+
+    config.yaml            the full RunConfig (every stage reads it from here)
+    dataset/               transitions.parquet + metadata.json (guardrl dataset format)
+    policies/<name>.pt     TorchScript greedy policy (d3rlpy save_policy)
+    policies/<name>.onnx   the same policy as ONNX
+    policies/<name>.json   model card: learner config, dataset hash, versions, input/output
+    training.json          learning curves, wall time and gradient steps/s per learner
+    metrics.json           evaluation: per-policy metrics with CIs, normalized scores, mismatch
+    plots/*.png            visitation, rewards, returns, safety, learning curves
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import guardrl
+from guardrl import report
+from guardrl._io import atomic_write_dir, atomic_write_json
+from guardrl.config import RunConfig, load_config, save_config, to_dict
+from guardrl.data import Dataset, collect, load_dataset
+from guardrl.data.behaviour import REGIMES
+from guardrl.envs import TablePolicy, Tables, build_tables, evaluate_exact, solve_optimal, states_to_obs
+from guardrl.evaluate import EvalConfig, MismatchThresholds, mismatch_rate, normalized_score, rollout
+from guardrl.train import ObsBounds, TorchScriptPolicy, TrainResult, export_policy, train_all
+
+CONFIG_FILE = "config.yaml"
+
+
+class RunError(RuntimeError):
+    """A stage cannot run on the given run folder (missing artifacts, existing run...)."""
+
+
+def tables_for(cfg: RunConfig) -> Tables:
+    return build_tables(cfg.env.build())
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise RunError(f"{path}: missing; run `guardrl collect` (or `guardrl run`) first")
+    return load_config(path)
+
+
+# ---------------------------------------------------------------- collect
+
+
+def stage_collect(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Dataset:
+    """Log the behaviour dataset into ``run_dir/dataset`` and plot its coverage."""
+    tables = tables_for(cfg)
+    ds = collect(tables, cfg.collect.regime, cfg.collect.n_episodes, cfg.collect.seed)
+    ds.save(Path(run_dir) / "dataset", overwrite=overwrite)
+    plot_dataset(ds, tables, Path(run_dir) / "plots")
+    return ds
+
+
+def plot_dataset(ds: Dataset, tables: Tables, plot_dir: Path) -> None:
+    size = tables.layout.size
+    xy = np.rint(ds.observations).astype(np.int64)
+    counts = np.zeros((size, size), dtype=np.int64)
+    np.add.at(counts, (xy[:, 1], xy[:, 0]), 1)
+    lay = tables.layout
+    report.visitation_heatmap(counts, lay.hazards, lay.start, lay.goal, plot_dir / "state_visitation.png")
+    report.reward_histogram(ds.rewards, ds.episode_returns(), plot_dir / "rewards.png")
+
+
+# ---------------------------------------------------------------- train
+
+
+def exact_monitor(tables: Tables):
+    """Exact value of a greedy policy over all grid cells (learning curves only; never used to select)."""
+    all_obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
+
+    def monitor(predict) -> dict[str, float]:
+        values = evaluate_exact(TablePolicy.deterministic(tables, predict(all_obs)))
+        return {"expected_return": values.expected_return, "hazard_prob": values.hazard_prob}
+
+    return monitor
+
+
+def stage_train(cfg: RunConfig, run_dir: Path, show_progress: bool = True) -> dict[str, TrainResult]:
+    """Train every configured learner on the run's dataset; export policies, model cards and curves."""
+    run_dir = Path(run_dir)
+    ds = _load_run_dataset(run_dir)
+    tables = tables_for(cfg)
+    size = tables.layout.size
+    bounds = ObsBounds(np.zeros(2), np.full(2, float(size - 1)))
+    results = train_all(ds, cfg.train, bounds, exact_monitor(tables), show_progress=show_progress)
+    policy_dir = run_dir / "policies"
+    training: dict[str, Any] = {}
+    for name, res in results.items():
+        files = export_policy(res.algo, policy_dir, name)
+        atomic_write_json(policy_dir / f"{name}.json", model_card(name, cfg, ds, files))
+        training[name] = {
+            "seconds": res.seconds,
+            "n_steps": res.n_steps,
+            "steps_per_second": res.steps_per_second,
+            "curve": res.curve,
+            "monitor": res.monitor,
+        }
+    atomic_write_json(run_dir / "training.json", training)
+    optimal = solve_optimal(tables)[1].expected_return
+    report.learning_curves(
+        {n: t["curve"] for n, t in training.items()},
+        {n: t["monitor"] for n, t in training.items()},
+        run_dir / "plots" / "learning_curves.png",
+        optimal=optimal,
+    )
+    return results
+
+
+def model_card(name: str, cfg: RunConfig, ds: Dataset, files: dict[str, Path]) -> dict[str, Any]:
+    import d3rlpy
+    import torch
+
+    return {
+        "policy": name,
+        "learner_config": to_dict(getattr(cfg.train, name)),
+        "train_seed": cfg.train.seed,
+        "dataset_sha256": ds.content_hash(),
+        "dataset_provenance": ds.provenance,
+        "files": {k: p.name for k, p in files.items()},
+        "input": {"name": "observation", "shape": ["batch", ds.obs_dim], "dtype": "float32",
+                  "meaning": "raw (x, y) cell; scaling is inside the model"},  # fmt: skip
+        "output": {"name": "action", "shape": ["batch"], "dtype": "int64", "n_actions": ds.n_actions},
+        "versions": {"guardrl": guardrl.__version__, "d3rlpy": d3rlpy.__version__, "torch": torch.__version__},
+    }
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def stage_evaluate(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Roll out reference and learned policies on held-out seeds; write metrics.json and plots."""
+    run_dir = Path(run_dir)
+    ds = _load_run_dataset(run_dir)
+    tables = tables_for(cfg)
+    ecfg: EvalConfig = cfg.evaluate
+    thresholds = MismatchThresholds(ok=ecfg.mismatch_ok, red=ecfg.mismatch_red)
+
+    optimal_policy, optimal_exact = solve_optimal(tables)
+    components = REGIMES[cfg.collect.regime]
+    behaviour = [(c.policy(tables), c.fraction) for c in components]
+    random_policy = TablePolicy(tables, np.full((1, tables.layout.n_states, 4), 0.25), name="random")
+    exact = {
+        "optimal": optimal_exact.to_dict(),
+        "random": evaluate_exact(random_policy).to_dict(),
+        "behaviour": _mixture_exact(behaviour),
+    }
+    r_opt, r_rand = exact["optimal"]["expected_return"], exact["random"]["expected_return"]
+
+    rows: dict[str, list[tuple[Any, float]]] = {
+        "behaviour": behaviour,
+        "random": [(random_policy, 1.0)],
+        "optimal": [(optimal_policy, 1.0)],
+    }
+    greedy_on_logs: dict[str, np.ndarray] = {
+        "optimal": np.argmax(optimal_policy.action_probs(ds.observations, ds.steps), axis=1),
+    }
+    for name in cfg.train.learners:
+        path = run_dir / "policies" / f"{name}.pt"
+        if not path.is_file():
+            raise RunError(f"{path}: missing; run `guardrl train {run_dir}` first")
+        policy = TorchScriptPolicy(path)
+        rows[name] = [(policy, 1.0)]
+        greedy_on_logs[name] = policy.greedy(ds.observations)
+
+    policies: dict[str, Any] = {}
+    for name, mixture in rows.items():
+        res = rollout(tables, mixture, ecfg)
+        entry: dict[str, Any] = {k: v.to_dict() for k, v in res.summary.items()}
+        scale = 100.0 / (r_opt - r_rand)
+        entry["normalized_score"] = res.summary["return"].scaled(r_rand, scale).to_dict()
+        entry["n_episodes"] = int(res.returns.shape[0])
+        entry["per_seed"] = res.per_seed()
+        if name in greedy_on_logs:
+            rate = mismatch_rate(greedy_on_logs[name], ds.actions)
+            entry["mismatch"] = {"rate": rate, "flag": thresholds.flag(rate)}
+        policies[name] = entry
+
+    metrics: dict[str, Any] = {
+        "guardrl_version": guardrl.__version__,
+        "dataset_sha256": ds.content_hash(),
+        "evaluation": to_dict(ecfg),
+        "exact": exact,
+        "normalized_score_of_exact_behaviour": normalized_score(exact["behaviour"]["expected_return"], r_rand, r_opt),
+        "mismatch_floor": policies["optimal"]["mismatch"]["rate"],
+        "policies": policies,
+    }
+    if "bc" in policies and "cql" in policies:
+        metrics["cql_vs_bc_hazard"] = _compare_hazard(policies["cql"], policies["bc"])
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    plot_dir = run_dir / "plots"
+    report.returns_with_ci({n: p["return"] for n, p in policies.items()}, plot_dir / "returns.png", optimal=r_opt)
+    report.safety_bars(
+        {n: p["hazard_rate"] for n, p in policies.items()},
+        {n: p["goal_rate"] for n, p in policies.items()},
+        plot_dir / "safety.png",
+    )
+    return metrics
+
+
+def _mixture_exact(mixture: list[tuple[TablePolicy, float]]) -> dict[str, float]:
+    parts = [(evaluate_exact(p).to_dict(), frac) for p, frac in mixture]
+    return {k: sum(v[k] * frac for v, frac in parts) for k in parts[0][0]}
+
+
+def _compare_hazard(cql: dict[str, Any], bc: dict[str, Any]) -> str:
+    c, b = cql["hazard_rate"], bc["hazard_rate"]
+    if c["high"] < b["low"]:
+        return "cql lower (95% CIs disjoint)"
+    if c["mean"] < b["mean"]:
+        return "cql lower on the point estimate, CIs overlap"
+    if c["low"] > b["high"]:
+        return "cql higher (95% CIs disjoint)"
+    return "cql not lower on the point estimate, CIs overlap"
+
+
+def _load_run_dataset(run_dir: Path) -> Dataset:
+    path = Path(run_dir) / "dataset"
+    if not path.is_dir():
+        raise RunError(f"{path}: missing; run `guardrl collect {run_dir}` first")
+    return load_dataset(path)
+
+
+# ---------------------------------------------------------------- whole run
+
+
+def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: bool = True) -> tuple[Path, dict]:
+    """Collect, train and evaluate into ``runs_dir/cfg.name``.
+
+    The run is built in a temporary sibling folder and moved into place at the end, so a failed run never
+    leaves a half-written folder, and with ``overwrite`` the previous run survives until the new one is done.
+    """
+    run_dir = Path(runs_dir) / cfg.name
+    if run_dir.exists() and not overwrite:
+        raise RunError(f"{run_dir} already exists; pass --overwrite or choose another --name")
+    out: dict[str, Any] = {}
+
+    def fill(tmp: Path) -> None:
+        timings = {}
+        save_config(cfg, tmp / CONFIG_FILE)
+        t0 = time.perf_counter()
+        stage_collect(cfg, tmp)
+        timings["collect"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stage_train(cfg, tmp, show_progress=show_progress)
+        timings["train"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        metrics = stage_evaluate(cfg, tmp)
+        timings["evaluate"] = time.perf_counter() - t0
+        metrics["timings_seconds"] = timings
+        atomic_write_json(tmp / "metrics.json", metrics)
+        out["metrics"] = metrics
+
+    atomic_write_dir(run_dir, fill, overwrite=overwrite)
+    return run_dir, out["metrics"]
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise RunError(f"{path}: missing; run `guardrl evaluate {run_dir}` first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+__all__ = [
+    "RunConfig",
+    "RunError",
+    "read_metrics",
+    "read_run_config",
+    "run",
+    "stage_collect",
+    "stage_evaluate",
+    "stage_train",
+]

@@ -1,0 +1,140 @@
+"""Plots of a run (the only module that touches matplotlib). Each function takes plain data and a path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from guardrl._io import atomic_write  # noqa: E402
+
+Interval = Mapping[str, float]  # {"mean", "low", "high"}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return Path(path)
+
+
+def visitation_heatmap(
+    counts: np.ndarray,
+    hazards: Sequence[Sequence[int]],
+    start: Sequence[int],
+    goal: Sequence[int],
+    path: Path,
+    title: str = "State visitation in the logged data",
+) -> Path:
+    """``counts`` is (size, size) indexed [y, x]; hazards, start and goal are (x, y) cells."""
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    shown = np.where(counts > 0, counts, np.nan)
+    im = ax.imshow(np.log10(shown), cmap="viridis", origin="upper")
+    fig.colorbar(im, ax=ax, label="log10(visits)")
+    for x, y in hazards:
+        ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, color="crimson", alpha=0.9))
+    ax.scatter([start[0]], [start[1]], marker="o", s=120, c="white", edgecolors="black", label="start", zorder=3)
+    ax.scatter([goal[0]], [goal[1]], marker="*", s=260, c="gold", edgecolors="black", label="goal", zorder=3)
+    ax.add_patch(plt.Rectangle((-10, -10), 0.1, 0.1, color="crimson", label="hazard"))
+    ax.set_xlim(-0.5, counts.shape[1] - 0.5)
+    ax.set_ylim(counts.shape[0] - 0.5, -0.5)
+    unvisited = int(np.sum(counts == 0))
+    ax.set_title(f"{title}\n(white: never visited, {unvisited} cells)")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
+    return _save(fig, path)
+
+
+def reward_histogram(step_rewards: np.ndarray, episode_returns: np.ndarray, path: Path) -> Path:
+    """Per-step rewards (counts per value) beside the distribution of episode returns."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    values, counts = np.unique(step_rewards, return_counts=True)
+    a1.bar([f"{v:g}" for v in values], counts, color="slategray")
+    a1.set_yscale("log")
+    a1.set_title("Step rewards in the logs")
+    a1.set_xlabel("reward")
+    a1.set_ylabel("transitions (log scale)")
+    a2.hist(episode_returns, bins=40, color="steelblue")
+    a2.axvline(float(np.mean(episode_returns)), color="black", ls="--", label=f"mean {np.mean(episode_returns):.1f}")
+    a2.set_title("Episode returns in the logs")
+    a2.set_xlabel("return")
+    a2.set_ylabel("episodes")
+    a2.legend()
+    return _save(fig, path)
+
+
+def _colors(names: Sequence[str]) -> list[str]:
+    palette = {"optimal": "seagreen", "random": "gray", "behaviour": "darkorange", "bc": "royalblue",
+               "cql": "purple"}  # fmt: skip
+    return [palette.get(n, "teal") for n in names]
+
+
+def returns_with_ci(rows: Mapping[str, Interval], path: Path, optimal: float | None = None) -> Path:
+    """Mean return per policy with its confidence interval."""
+    names = list(rows)
+    means = np.array([rows[n]["mean"] for n in names])
+    err = np.array([[rows[n]["mean"] - rows[n]["low"] for n in names],
+                    [rows[n]["high"] - rows[n]["mean"] for n in names]])  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.barh(names, means, xerr=err, color=_colors(names), capsize=4)
+    if optimal is not None:
+        ax.axvline(optimal, color="seagreen", ls="--", label=f"exact optimum {optimal:.2f}")
+        ax.legend(loc="lower right")
+    for i, m in enumerate(means):
+        ax.text(m, i, f" {m:.1f}", va="center", ha="left" if m >= 0 else "right")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("mean episode return (95% CI)")
+    ax.set_title("Return per policy")
+    return _save(fig, path)
+
+
+def safety_bars(hazard: Mapping[str, Interval], goal: Mapping[str, Interval], path: Path) -> Path:
+    """Hazard rate and goal rate per policy, side by side, with confidence intervals."""
+    names = list(hazard)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, rows, title in ((axes[0], hazard, "Hazard rate (lower is safer)"), (axes[1], goal, "Goal rate")):
+        means = np.array([rows[n]["mean"] for n in names]) * 100
+        err = np.array([[rows[n]["mean"] - rows[n]["low"] for n in names],
+                        [rows[n]["high"] - rows[n]["mean"] for n in names]]) * 100  # fmt: skip
+        ax.bar(names, means, yerr=err, color=_colors(names), capsize=4)
+        for i, m in enumerate(means):
+            ax.text(i, m, f"{m:.1f}%", ha="center", va="bottom")
+        ax.set_ylabel("% of episodes (95% CI)")
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def learning_curves(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    monitors: Mapping[str, Mapping[str, Sequence[float]]],
+    path: Path,
+    optimal: float | None = None,
+) -> Path:
+    """Training loss per learner (left) and the exact return of its greedy policy during training (right)."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, curve in curves.items():
+        (color,) = _colors([name])
+        a1.plot(curve["step"], curve["loss"], label=name, color=color)
+    a1.set_yscale("log")
+    a1.set_xlabel("gradient step")
+    a1.set_ylabel("training loss (log scale)")
+    a1.set_title("Training loss")
+    a1.legend()
+    for name, mon in monitors.items():
+        if mon.get("step"):
+            (color,) = _colors([name])
+            a2.plot(mon["step"], mon["expected_return"], marker="o", label=name, color=color)
+    if optimal is not None:
+        a2.axhline(optimal, color="seagreen", ls="--", label="exact optimum")
+    a2.set_xlabel("gradient step")
+    a2.set_ylabel("exact expected return of greedy policy")
+    a2.set_title("Policy quality during training (monitor only)")
+    a2.legend()
+    return _save(fig, path)

@@ -1,0 +1,32 @@
+"""Training through d3rlpy: BC and CQL from explicit configs, a fast batch loop, and policy export."""
+
+import contextlib
+import io
+
+# d3rlpy 2.8.1 imports the legacy ``gym`` package, whose import prints an "unmaintained" banner to stderr;
+# guardrl only uses gymnasium, so that banner is noise on every command.
+with contextlib.redirect_stderr(io.StringIO()):
+    import d3rlpy  # noqa: F401
+
+from guardrl.train.config import BCConfig, CQLConfig, TrainConfig
+from guardrl.train.export import OnnxPolicy, TorchScriptPolicy, export_policy
+from guardrl.train.learners import LearnerConfigError, ObsBounds, build_algo
+from guardrl.train.mdp import to_mdp_dataset
+from guardrl.train.trainer import TrainResult, TransitionArrays, train_all, train_learner
+
+__all__ = [
+    "BCConfig",
+    "CQLConfig",
+    "LearnerConfigError",
+    "ObsBounds",
+    "OnnxPolicy",
+    "TorchScriptPolicy",
+    "TrainConfig",
+    "TrainResult",
+    "TransitionArrays",
+    "build_algo",
+    "export_policy",
+    "to_mdp_dataset",
+    "train_all",
+    "train_learner",
+]

@@ -1,0 +1,75 @@
+"""Learner configs: small frozen dataclasses translated into d3rlpy 2.8.1 configs without filtering.
+
+Every field maps to a named d3rlpy argument; ``d3rlpy_kwargs`` passes any further d3rlpy option through
+unchanged, so a misspelt or nonexistent option (say ``conservative_weight``, which ``DiscreteCQLConfig`` does
+not have: its weight is ``alpha``) fails loudly instead of being dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """Discrete behaviour cloning (d3rlpy ``DiscreteBCConfig``)."""
+
+    n_steps: int = 2000
+    """Gradient steps."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    hidden_units: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the MLP encoder."""
+    beta: float = 0.5
+    """d3rlpy's logit regularization factor."""
+    d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Further DiscreteBCConfig arguments, passed through unfiltered."""
+
+
+@dataclass(frozen=True)
+class CQLConfig:
+    """Discrete conservative Q-learning (d3rlpy ``DiscreteCQLConfig``, Double-DQN based)."""
+
+    n_steps: int = 6000
+    """Gradient steps."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    hidden_units: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the MLP encoder."""
+    alpha: float = 1.0
+    """Conservative weight (d3rlpy's ``alpha``; there is no ``conservative_weight`` in the discrete config)."""
+    gamma: float = 0.99
+    """Discount factor used in training (evaluation is undiscounted)."""
+    target_update_interval: int = 200
+    """Gradient steps between target-network synchronizations."""
+    n_critics: int = 1
+    """Q-function ensemble size."""
+    reward_scale: float = 0.1
+    """Rewards are multiplied by this in training (d3rlpy ``MultiplyRewardScaler``); keeps Q targets O(1-10)."""
+    d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Further DiscreteCQLConfig arguments, passed through unfiltered."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Which learners to train on the dataset, and how."""
+
+    learners: tuple[str, ...] = ("bc", "cql")
+    """Learners to train, in order."""
+    bc: BCConfig = field(default_factory=BCConfig)
+    cql: CQLConfig = field(default_factory=CQLConfig)
+    seed: int = 0
+    """Seeds network initialization (torch, in a forked RNG) and batch sampling (numpy Generator)."""
+    device: str = "cpu"
+    """``cpu``, or ``cuda`` / ``cuda:N`` when available."""
+    torch_threads: int = 1
+    """torch intra-op threads during training; small MLPs run fastest on one."""
+    log_every: int = 100
+    """Gradient steps between learning-curve points."""
+    monitor_every: int = 500
+    """Gradient steps between exact evaluations of the greedy policy (SafeGrid only; plots, never selection)."""

@@ -1,0 +1,83 @@
+"""Export trained policies as TorchScript and ONNX (no pickle), and load them back as batch policies."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from guardrl._io import atomic_write
+
+
+def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
+    """Write ``<name>.pt`` (d3rlpy ``save_policy``) and ``<name>.onnx``; returns both paths.
+
+    d3rlpy 2.8.1's own ONNX branch calls ``torch.onnx.export`` on a traced function, which torch >= 2.9's
+    default (dynamo) exporter rejects; so the ONNX file is converted from the TorchScript file that
+    ``save_policy`` wrote, with torch's TorchScript-based exporter. Both compute the same greedy action.
+    """
+    out_dir = Path(out_dir)
+    pt_path, onnx_path = out_dir / f"{name}.pt", out_dir / f"{name}.onnx"
+
+    def write_pt(tmp: Path) -> None:
+        target = tmp.with_suffix(".pt")  # save_policy picks the format from the extension
+        algo.save_policy(str(target))
+        target.replace(tmp)
+
+    atomic_write(pt_path, write_pt)
+
+    def write_onnx(tmp: Path) -> None:
+        module = torch.jit.load(str(pt_path), map_location="cpu")
+        dummy = torch.zeros(1, *algo.impl.observation_shape, dtype=torch.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
+            torch.onnx.export(
+                module,
+                (dummy,),
+                str(tmp),
+                dynamo=False,
+                opset_version=17,
+                input_names=["observation"],
+                output_names=["action"],
+                dynamic_axes={"observation": {0: "batch"}, "action": {0: "batch"}},
+            )
+
+    atomic_write(onnx_path, write_onnx)
+    return {"torchscript": pt_path, "onnx": onnx_path}
+
+
+class TorchScriptPolicy:
+    """A greedy policy loaded from an exported TorchScript file: observations (N, d) -> actions (N,)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.module = torch.jit.load(str(self.path), map_location="cpu")
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = self.module(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+        return out.cpu().numpy().astype(np.int64).reshape(-1)
+
+    def __call__(self, obs: np.ndarray, steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.greedy(obs)
+
+
+class OnnxPolicy:
+    """A greedy policy loaded from an exported ONNX file with onnxruntime."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run(None, {self.input_name: np.asarray(obs, dtype=np.float32)})
+        return np.asarray(out, dtype=np.int64).reshape(-1)
+
+    def __call__(self, obs: np.ndarray, steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.greedy(obs)

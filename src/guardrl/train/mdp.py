@@ -1,0 +1,23 @@
+"""Conversion of guardrl datasets to d3rlpy's ``MDPDataset``."""
+
+from __future__ import annotations
+
+import numpy as np
+from d3rlpy.constants import ActionSpace
+from d3rlpy.dataset import MDPDataset
+
+from guardrl.data import Dataset
+
+
+def to_mdp_dataset(ds: Dataset) -> MDPDataset:
+    """Terminations become ``terminals`` and truncations ``timeouts`` (a timeout is not a terminal);
+    ``action_size`` is the dataset's declared number of actions, not the largest action seen."""
+    return MDPDataset(
+        observations=ds.observations.astype(np.float32),
+        actions=ds.actions.astype(np.int64),
+        rewards=ds.rewards.astype(np.float32),
+        terminals=ds.terminations.astype(np.float32),
+        timeouts=ds.truncations.astype(np.float32),
+        action_space=ActionSpace.DISCRETE,
+        action_size=ds.n_actions,
+    )

@@ -1,0 +1,181 @@
+"""Training loop: vectorized mini-batch sampling from flat transition arrays fed to d3rlpy's ``update()``.
+
+d3rlpy's own ``fit()`` samples each batch transition by transition from its episode buffer in Python; here a
+batch is one fancy-indexing operation over arrays built once, and the per-step work is only the update.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from d3rlpy.dataset import TransitionMiniBatch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from guardrl.data import Dataset
+from guardrl.train.config import BCConfig, CQLConfig, TrainConfig
+from guardrl.train.learners import ObsBounds, build_algo
+
+Monitor = Callable[[Callable[[np.ndarray], np.ndarray]], dict[str, float]]
+"""Given a greedy-action function over observations, returns metrics for the learning curve."""
+
+
+@dataclass(frozen=True)
+class TransitionArrays:
+    """The dataset as float32 arrays in the shapes d3rlpy's ``TransitionMiniBatch`` wants."""
+
+    observations: np.ndarray
+    actions: np.ndarray  # (n, 1) float32
+    rewards: np.ndarray  # (n, 1) float32
+    next_observations: np.ndarray
+    next_actions: np.ndarray  # (n, 1) float32; 0 where the episode ended
+    terminals: np.ndarray  # (n, 1) float32: terminations only; a truncation still bootstraps
+    intervals: np.ndarray  # (n, 1) float32 ones
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> TransitionArrays:
+        n = len(ds)
+        next_actions = np.zeros(n, dtype=np.float32)
+        same_episode = ~ds.episode_ends[:-1]
+        next_actions[:-1][same_episode] = ds.actions[1:][same_episode]
+        return cls(
+            observations=ds.observations.astype(np.float32),
+            actions=ds.actions.astype(np.float32)[:, None],
+            rewards=ds.rewards.astype(np.float32)[:, None],
+            next_observations=ds.next_observations.astype(np.float32),
+            next_actions=next_actions[:, None],
+            terminals=ds.terminations.astype(np.float32)[:, None],
+            intervals=np.ones((n, 1), dtype=np.float32),
+        )
+
+    def batch(self, idx: np.ndarray) -> TransitionMiniBatch:
+        return TransitionMiniBatch(
+            observations=self.observations[idx],
+            actions=self.actions[idx],
+            rewards=self.rewards[idx],
+            next_observations=self.next_observations[idx],
+            next_actions=self.next_actions[idx],
+            terminals=self.terminals[idx],
+            intervals=self.intervals[idx],
+            transitions=[],
+        )
+
+
+@dataclass
+class TrainResult:
+    """A trained d3rlpy algorithm with its learning curve."""
+
+    name: str
+    algo: Any
+    curve: dict[str, list[float]] = field(default_factory=dict)
+    monitor: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    n_steps: int = 0
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.n_steps / self.seconds if self.seconds > 0 else float("nan")
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.algo.predict(np.asarray(obs, dtype=np.float32)), dtype=np.int64)
+
+
+def resolve_device(device: str) -> str:
+    """``cpu`` -> ``cpu:0``; ``cuda``/``cuda:N`` only when torch sees a GPU."""
+    if device == "cpu" or device.startswith("cpu:"):
+        return "cpu:0" if device == "cpu" else device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device is {device!r} but torch sees no CUDA device")
+        return "cuda:0" if device == "cuda" else device
+    raise ValueError(f"train.device must be 'cpu' or 'cuda[:N]', got {device!r}")
+
+
+def train_learner(
+    name: str,
+    cfg: BCConfig | CQLConfig,
+    arrays: TransitionArrays,
+    n_actions: int,
+    bounds: ObsBounds,
+    train_cfg: TrainConfig,
+    seed: int,
+    monitor: Monitor | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train one learner for ``cfg.n_steps`` gradient steps; deterministic for a given ``seed`` on CPU."""
+    n = arrays.observations.shape[0]
+    if n == 0:
+        raise ValueError("cannot train on an empty dataset")
+    device = resolve_device(train_cfg.device)
+    rng = np.random.default_rng(seed)
+    result = TrainResult(name=name, algo=None, n_steps=cfg.n_steps)
+    sums: dict[str, float] = {}
+    task = progress.add_task(f"train {name}", total=cfg.n_steps) if progress is not None else None
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(train_cfg.torch_threads)
+    start = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=[]):  # seeds init without touching the caller's torch RNG
+            torch.manual_seed(seed)
+            algo = build_algo(name, cfg, bounds, device)
+            algo.create_impl((arrays.observations.shape[1],), n_actions)
+            result.algo = algo
+            for step in range(1, cfg.n_steps + 1):
+                loss = algo.update(arrays.batch(rng.integers(0, n, size=cfg.batch_size)))
+                for key, value in loss.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                if step % train_cfg.log_every == 0 or step == cfg.n_steps:
+                    count = step - (result.curve.get("step", [0])[-1] if result.curve.get("step") else 0)
+                    result.curve.setdefault("step", []).append(step)
+                    for key, total in sums.items():
+                        result.curve.setdefault(key, []).append(total / count)
+                    sums = {}
+                if monitor is not None and (step % train_cfg.monitor_every == 0 or step == cfg.n_steps):
+                    result.monitor.setdefault("step", []).append(step)
+                    for key, value in monitor(result.predict).items():
+                        result.monitor.setdefault(key, []).append(value)
+                if progress is not None and task is not None:
+                    progress.advance(task)
+    finally:
+        torch.set_num_threads(previous_threads)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def make_progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def train_all(
+    dataset: Dataset,
+    cfg: TrainConfig,
+    bounds: ObsBounds | None = None,
+    monitor: Monitor | None = None,
+    show_progress: bool = True,
+) -> dict[str, TrainResult]:
+    """Train every learner named in ``cfg.learners`` on ``dataset``."""
+    learner_cfgs: dict[str, BCConfig | CQLConfig] = {"bc": cfg.bc, "cql": cfg.cql}
+    unknown = [name for name in cfg.learners if name not in learner_cfgs]
+    if unknown:
+        raise ValueError(f"train.learners: unknown learner(s) {unknown}; available: {sorted(learner_cfgs)}")
+    arrays = TransitionArrays.from_dataset(dataset)
+    bounds = bounds or ObsBounds.from_arrays(dataset.observations, dataset.next_observations)
+    children = np.random.SeedSequence(cfg.seed).generate_state(len(cfg.learners))
+    results = {}
+    with make_progress(show_progress) as progress:
+        for name, child_seed in zip(cfg.learners, children, strict=True):
+            results[name] = train_learner(
+                name, learner_cfgs[name], arrays, dataset.n_actions, bounds, cfg, int(child_seed), monitor, progress
+            )
+    return results

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from guardrl.config import CollectConfig, RunConfig
+from guardrl.envs import build_tables, default_layout
+from guardrl.evaluate import EvalConfig
+from guardrl.train import BCConfig, CQLConfig, TrainConfig
+
+
+@pytest.fixture(scope="session")
+def tables():
+    return build_tables(default_layout())
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def tiny_config():
+    """A run config small enough for tests: few episodes, few gradient steps."""
+    return RunConfig(
+        name="tiny",
+        collect=CollectConfig(n_episodes=60, seed=3),
+        train=TrainConfig(
+            bc=BCConfig(n_steps=40, batch_size=32), cql=CQLConfig(n_steps=40, batch_size=32),
+            log_every=10, monitor_every=20,
+        ),
+        evaluate=EvalConfig(n_episodes=90, seeds=(101, 102, 103), n_bootstrap=200),
+    )

@@ -1,0 +1,92 @@
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from guardrl.cli import app
+from guardrl.config import to_dict
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path, tiny_config):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(to_dict(tiny_config)))
+    return path
+
+
+def test_help_lists_every_stage():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for cmd in ("run", "collect", "train", "evaluate", "show"):
+        assert cmd in result.output
+    for cmd in ("run", "collect", "train", "evaluate"):
+        sub = runner.invoke(app, [cmd, "--help"])
+        assert sub.exit_code == 0 and "Usage" in sub.output
+
+
+def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["run", "--config", str(tiny_yaml), "--runs-dir", str(runs), "--quiet"])
+    assert result.exit_code == 0, result.output
+    run_dir = runs / "tiny"
+    expected = {
+        "config.yaml", "metrics.json", "training.json", "dataset/transitions.parquet", "dataset/metadata.json",
+        "policies/bc.pt", "policies/bc.onnx", "policies/bc.json", "policies/cql.pt", "policies/cql.onnx",
+        "policies/cql.json", "plots/state_visitation.png", "plots/rewards.png", "plots/returns.png",
+        "plots/safety.png", "plots/learning_curves.png",
+    }  # fmt: skip
+    found = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
+    assert expected == found
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["policies"]) == {"behaviour", "random", "optimal", "bc", "cql"}
+    opt = metrics["policies"]["optimal"]
+    assert opt["n_episodes"] == 90
+    assert opt["normalized_score"]["mean"] == pytest.approx(100.0, abs=3.0)
+    assert metrics["policies"]["random"]["normalized_score"]["mean"] == pytest.approx(0.0, abs=5.0)
+    for name in ("bc", "cql", "optimal"):
+        assert metrics["policies"][name]["mismatch"]["flag"] in {"ok", "caution", "red"}
+    assert metrics["exact"]["optimal"]["expected_return"] == pytest.approx(21.69, abs=0.01)
+    assert "cql" in result.output and "hazard" in result.output
+    card = json.loads((run_dir / "policies" / "cql.json").read_text())
+    assert card["dataset_sha256"] == metrics["dataset_sha256"] and card["learner_config"]["n_steps"] == 40
+    assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+    # the same config gives the same metrics (timings aside)
+    again = runner.invoke(app, ["run", "--config", str(tiny_yaml), "--runs-dir", str(runs), "--name", "again", "-q"])
+    assert again.exit_code == 0, again.output
+    m2 = json.loads((runs / "again" / "metrics.json").read_text())
+    metrics.pop("timings_seconds"), m2.pop("timings_seconds")
+    assert m2 == metrics
+
+    # an existing run is never overwritten by accident
+    before = (run_dir / "metrics.json").read_bytes()
+    clash = runner.invoke(app, ["run", "--config", str(tiny_yaml), "--runs-dir", str(runs), "-q"])
+    assert clash.exit_code == 2 and "already exists" in clash.output
+    assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def test_stages_run_alone_on_existing_artifacts(tmp_path, tiny_yaml):
+    run_dir = tmp_path / "r"
+    assert runner.invoke(app, ["train", str(run_dir)]).exit_code == 2
+    res = runner.invoke(app, ["collect", str(run_dir), "--config", str(tiny_yaml)])
+    assert res.exit_code == 0, res.output and "logged 60 episodes" in res.output
+    res = runner.invoke(app, ["evaluate", str(run_dir)])
+    assert res.exit_code == 2 and "bc.pt: missing" in res.output
+    res = runner.invoke(app, ["train", str(run_dir), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "bc: 40 steps" in res.output
+    res = runner.invoke(app, ["evaluate", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert (run_dir / "metrics.json").is_file()
+    assert runner.invoke(app, ["show", str(run_dir)]).exit_code == 0
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  cql:\n    conservative_weight: 6\n")
+    res = runner.invoke(app, ["run", "--config", str(bad), "--runs-dir", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "conservative_weight: unknown option" in res.output

@@ -1,0 +1,99 @@
+import numpy as np
+import onnxruntime  # noqa: F401  (the ONNX check below needs it)
+import pytest
+import torch
+
+from guardrl.data import collect
+from guardrl.train import (
+    BCConfig,
+    CQLConfig,
+    LearnerConfigError,
+    ObsBounds,
+    OnnxPolicy,
+    TorchScriptPolicy,
+    TrainConfig,
+    TransitionArrays,
+    build_algo,
+    export_policy,
+    train_all,
+)
+
+BOUNDS = ObsBounds(np.zeros(2), np.full(2, 14.0))
+
+
+@pytest.fixture(scope="module")
+def dataset(tables):
+    return collect(tables, "safe", 60, seed=0)
+
+
+def tiny(**kw):
+    return TrainConfig(bc=BCConfig(n_steps=30, batch_size=32), cql=CQLConfig(n_steps=30, batch_size=32),
+                       log_every=10, **kw)  # fmt: skip
+
+
+def test_transition_arrays_terminals_are_terminations_only(tables):
+    ds = collect(tables, "noisy", 200, seed=1)
+    arr = TransitionArrays.from_dataset(ds)
+    assert np.array_equal(arr.terminals[:, 0] == 1.0, ds.terminations)
+    assert ds.truncations.sum() > 0 and (arr.terminals[ds.truncations] == 0).all()
+    b = arr.batch(np.array([0, 1, 2]))
+    assert b.observations.shape == (3, 2) and b.actions.shape == (3, 1)
+
+
+def test_training_is_reproducible_and_restores_torch_state(dataset):
+    torch.manual_seed(99)
+    before = torch.random.get_rng_state()
+    a = train_all(dataset, tiny(seed=3), BOUNDS, show_progress=False)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = train_all(dataset, tiny(seed=3), BOUNDS, show_progress=False)
+    c = train_all(dataset, tiny(seed=4), BOUNDS, show_progress=False)
+    grid = np.stack(np.meshgrid(np.arange(15), np.arange(15)), -1).reshape(-1, 2).astype(np.float32)
+    for name in ("bc", "cql"):
+        assert a[name].curve["loss"] == b[name].curve["loss"]
+        assert np.array_equal(a[name].predict(grid), b[name].predict(grid))
+        assert a[name].curve["loss"] != c[name].curve["loss"]
+        assert a[name].curve["step"] == [10, 20, 30]
+
+
+def test_cql_alpha_reaches_d3rlpy_and_unknown_options_fail():
+    algo = build_algo("cql", CQLConfig(alpha=6.0), BOUNDS, "cpu:0")
+    assert algo.config.alpha == 6.0
+    with pytest.raises(LearnerConfigError, match="conservative_weight"):
+        build_algo("cql", CQLConfig(d3rlpy_kwargs={"conservative_weight": 6.0}), BOUNDS, "cpu:0")
+    with pytest.raises(LearnerConfigError, match="n_action_samples"):
+        build_algo("cql", CQLConfig(d3rlpy_kwargs={"n_action_samples": 10}), BOUNDS, "cpu:0")
+    ok = build_algo("cql", CQLConfig(d3rlpy_kwargs={"n_critics": 2}), BOUNDS, "cpu:0")
+    assert ok.config.n_critics == 2
+
+
+def test_unknown_learner_and_device_are_errors(dataset):
+    with pytest.raises(ValueError, match="unknown learner"):
+        train_all(dataset, TrainConfig(learners=("dqn9",)), BOUNDS, show_progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            train_all(dataset, tiny(device="cuda"), BOUNDS, show_progress=False)
+
+
+def test_monitor_is_called_on_schedule(dataset):
+    calls = []
+
+    def monitor(predict):
+        calls.append(predict(np.zeros((1, 2), np.float32)).shape)
+        return {"expected_return": float(len(calls))}
+
+    res = train_all(dataset, TrainConfig(learners=("bc",), bc=BCConfig(n_steps=25, batch_size=16), monitor_every=10),
+                    BOUNDS, monitor=monitor, show_progress=False)  # fmt: skip
+    assert res["bc"].monitor["step"] == [10, 20, 25]
+    assert calls == [(1,), (1,), (1,)]
+
+
+def test_export_torchscript_and_onnx_agree_with_the_trained_model(dataset, tmp_path):
+    res = train_all(dataset, tiny(), BOUNDS, show_progress=False)
+    grid = np.stack(np.meshgrid(np.arange(15), np.arange(15)), -1).reshape(-1, 2).astype(np.float32)
+    for name in ("bc", "cql"):
+        files = export_policy(res[name].algo, tmp_path, name)
+        assert files["torchscript"].read_bytes()[:2] == b"PK"  # a TorchScript zip archive, no .d3 pickle
+        expected = res[name].predict(grid)
+        assert np.array_equal(TorchScriptPolicy(files["torchscript"]).greedy(grid), expected)
+        assert np.array_equal(OnnxPolicy(files["onnx"]).greedy(grid), expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bc.onnx", "bc.pt", "cql.onnx", "cql.pt"]
