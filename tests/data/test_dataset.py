@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from guardrl.data import DatasetError, collect, load_dataset
+from guardrl.data.dataset import ARRAY_FIELDS
 
 
 def test_collection_is_reproducible_and_seed_sensitive(tables):
@@ -49,8 +50,7 @@ def test_round_trip_is_exact(tables, tmp_path):
     ds = collect(tables, "mixed", 50, seed=4)
     ds.save(tmp_path / "d")
     back = load_dataset(tmp_path / "d")
-    for name in ("episode_ids", "steps", "observations", "actions", "rewards", "costs", "terminations",
-                 "truncations", "successes", "propensities", "next_observations"):  # fmt: skip
+    for name in ARRAY_FIELDS:
         a, b = getattr(ds, name), getattr(back, name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
     assert back.provenance["regime"] == "mixed" and back.provenance["seed"] == 4

@@ -1,7 +1,7 @@
 import numpy as np
 
 from guardrl.data import collect
-from guardrl.data.dataset import Dataset
+from guardrl.data.dataset import ARRAY_FIELDS, Dataset
 from guardrl.train import to_mdp_dataset
 
 
@@ -22,9 +22,7 @@ def test_action_size_is_declared_not_inferred(tables):
     # keep whole episodes only where no action 3 occurs
     bad_eps = np.unique(ds.episode_ids[~keep])
     m = ~np.isin(ds.episode_ids, bad_eps)
-    fields = {k: getattr(ds, k)[m] for k in ("episode_ids", "steps", "observations", "actions", "rewards", "costs",
-                                              "terminations", "truncations", "successes", "propensities",
-                                              "next_observations")}  # fmt: skip
+    fields = {k: getattr(ds, k)[m] for k in ARRAY_FIELDS}
     sub = Dataset(**fields, n_actions=4)
     assert sub.actions.max() < 3
     assert to_mdp_dataset(sub).dataset_info.action_size == 4

@@ -6,7 +6,7 @@ import numpy as np
 
 import guardrl
 from guardrl.data.behaviour import REGIMES, Component
-from guardrl.data.dataset import Dataset
+from guardrl.data.dataset import ARRAY_FIELDS, Dataset
 from guardrl.envs import N_ACTIONS, Episodes, Tables, obs_to_states, simulate
 
 
@@ -39,11 +39,7 @@ def episodes_to_dataset(
 
 def concat(datasets: list[Dataset], provenance: dict) -> Dataset:
     return Dataset(
-        **{
-            name: np.concatenate([getattr(d, name) for d in datasets])
-            for name in ("episode_ids", "steps", "observations", "actions", "rewards", "costs", "terminations",
-                         "truncations", "successes", "propensities", "next_observations")  # fmt: skip
-        },
+        **{name: np.concatenate([getattr(d, name) for d in datasets]) for name in ARRAY_FIELDS},
         n_actions=datasets[0].n_actions,
         provenance=provenance,
     )

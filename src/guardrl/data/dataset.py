@@ -53,6 +53,13 @@ class Episode:
         return int(self.actions.shape[0])
 
 
+ARRAY_FIELDS = (
+    "episode_ids", "steps", "observations", "actions", "rewards", "costs", "terminations", "truncations",
+    "successes", "propensities", "next_observations",
+)  # fmt: skip
+"""The per-transition arrays of a :class:`Dataset`, in storage order."""
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Transitions of many episodes, stored flat in episode order (arrays of length n)."""
@@ -73,8 +80,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         n = self.actions.shape[0]
-        for name in ("episode_ids", "steps", "rewards", "costs", "terminations", "truncations", "successes",
-                     "propensities"):  # fmt: skip
+        for name in set(ARRAY_FIELDS) - {"observations", "next_observations"}:
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"dataset: {name} has shape {getattr(self, name).shape}, expected ({n},)")
         if self.observations.shape[0] != n or self.next_observations.shape != self.observations.shape:
@@ -126,10 +132,8 @@ class Dataset:
     def content_hash(self) -> str:
         """SHA-256 over the transition arrays: the dataset's identity in configs and model cards."""
         h = hashlib.sha256()
-        for arr in (self.episode_ids, self.steps, self.observations, self.actions, self.rewards, self.costs,
-                    self.terminations, self.truncations, self.successes, self.propensities,
-                    self.next_observations):  # fmt: skip
-            h.update(np.ascontiguousarray(arr).tobytes())
+        for name in ARRAY_FIELDS:
+            h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
         return h.hexdigest()
 
     def to_table(self) -> pa.Table:
