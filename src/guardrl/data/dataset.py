@@ -80,7 +80,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         n = self.actions.shape[0]
-        for name in set(ARRAY_FIELDS) - {"observations", "next_observations"}:
+        for name in (f for f in ARRAY_FIELDS if f not in ("observations", "next_observations")):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"dataset: {name} has shape {getattr(self, name).shape}, expected ({n},)")
         if self.observations.shape[0] != n or self.next_observations.shape != self.observations.shape:
