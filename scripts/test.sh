@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m ruff check src tests
+.venv/bin/python -m ruff check src tests bench
 exec .venv/bin/python -m pytest -q "$@"

@@ -24,8 +24,10 @@ def tiny_config():
         name="tiny",
         collect=CollectConfig(n_episodes=60, seed=3),
         train=TrainConfig(
-            bc=BCConfig(n_steps=40, batch_size=32), cql=CQLConfig(n_steps=40, batch_size=32),
-            log_every=10, monitor_every=20,
+            bc=BCConfig(n_steps=40, batch_size=32),
+            cql=CQLConfig(n_steps=40, batch_size=32),
+            log_every=10,
+            monitor_every=20,
         ),
         evaluate=EvalConfig(n_episodes=90, seeds=(101, 102, 103), n_bootstrap=200),
     )

@@ -127,8 +127,12 @@ def model_card(name: str, cfg: RunConfig, ds: Dataset, files: dict[str, Path]) -
         "dataset_sha256": ds.content_hash(),
         "dataset_provenance": ds.provenance,
         "files": {k: p.name for k, p in files.items()},
-        "input": {"name": "observation", "shape": ["batch", ds.obs_dim], "dtype": "float32",
-                  "meaning": "raw (x, y) cell; scaling is inside the model"},  # fmt: skip
+        "input": {
+            "name": "observation",
+            "shape": ["batch", ds.obs_dim],
+            "dtype": "float32",
+            "meaning": "raw (x, y) cell; scaling is inside the model",
+        },  # fmt: skip
         "output": {"name": "action", "shape": ["batch"], "dtype": "int64", "n_actions": ds.n_actions},
         "versions": {"guardrl": guardrl.__version__, "d3rlpy": d3rlpy.__version__, "torch": torch.__version__},
     }

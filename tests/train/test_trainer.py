@@ -97,3 +97,38 @@ def test_export_torchscript_and_onnx_agree_with_the_trained_model(dataset, tmp_p
         assert np.array_equal(TorchScriptPolicy(files["torchscript"]).greedy(grid), expected)
         assert np.array_equal(OnnxPolicy(files["onnx"]).greedy(grid), expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bc.onnx", "bc.pt", "cql.onnx", "cql.pt"]
+
+
+def test_dqn_and_bcq_options_reach_d3rlpy():
+    from guardrl.train import BCQConfig, DQNConfig
+
+    dqn = build_algo("dqn", DQNConfig(target_update_interval=50, gamma=0.9), BOUNDS, "cpu:0")
+    assert type(dqn).__name__ == "DQN"
+    assert (dqn.config.target_update_interval, dqn.config.gamma) == (50, 0.9)
+    bcq = build_algo("bcq", BCQConfig(action_flexibility=0.2, beta=0.05), BOUNDS, "cpu:0")
+    assert type(bcq).__name__ == "DiscreteBCQ"
+    assert (bcq.config.action_flexibility, bcq.config.beta, bcq.config.share_encoder) == (0.2, 0.05, False)
+    with pytest.raises(LearnerConfigError, match="alpha"):
+        build_algo("bcq", BCQConfig(d3rlpy_kwargs={"alpha": 1.0}), BOUNDS, "cpu:0")
+
+
+def test_all_four_learners_train_and_predict_valid_actions(dataset):
+    from guardrl.train import BCQConfig, DQNConfig
+
+    cfg = TrainConfig(learners=("bc", "cql", "dqn", "bcq"), bc=BCConfig(n_steps=20, batch_size=32),
+                      cql=CQLConfig(n_steps=20, batch_size=32), dqn=DQNConfig(n_steps=20, batch_size=32),
+                      bcq=BCQConfig(n_steps=20, batch_size=32), log_every=10)  # fmt: skip
+    results = train_all(dataset, cfg, BOUNDS, show_progress=False)
+    assert list(results) == ["bc", "cql", "dqn", "bcq"]
+    for res in results.values():
+        actions = res.predict(dataset.observations[:50])
+        assert actions.shape == (50,) and ((actions >= 0) & (actions < 4)).all()
+        assert res.curve["step"] == [10, 20]
+
+
+def test_lr_schedule_reaches_d3rlpy_and_bad_schedule_fails():
+    algo = build_algo("cql", CQLConfig(n_steps=123), BOUNDS, "cpu:0")
+    assert algo.config.optim_factory.lr_scheduler_factory.T_max == 123
+    assert build_algo("bc", BCConfig(), BOUNDS, "cpu:0").config.optim_factory.lr_scheduler_factory is None
+    with pytest.raises(LearnerConfigError, match="cql.lr_schedule"):
+        build_algo("cql", CQLConfig(lr_schedule="linear"), BOUNDS, "cpu:0")

@@ -10,9 +10,7 @@ from guardrl.data.dataset import ARRAY_FIELDS, Dataset
 from guardrl.envs import N_ACTIONS, Episodes, Tables, obs_to_states, simulate
 
 
-def episodes_to_dataset(
-    episodes: Episodes, propensities: np.ndarray, first_episode_id: int, n_actions: int
-) -> Dataset:
+def episodes_to_dataset(episodes: Episodes, propensities: np.ndarray, first_episode_id: int, n_actions: int) -> Dataset:
     """Time-major (T, N) simulation records -> flat, episode-ordered transitions."""
 
     def flat(a: np.ndarray) -> np.ndarray:

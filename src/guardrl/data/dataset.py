@@ -140,8 +140,15 @@ class Dataset:
         cols: dict[str, Any] = {"episode_id": self.episode_ids, "step": self.steps}
         for j in range(self.obs_dim):
             cols[f"obs_{j}"] = self.observations[:, j]
-        cols.update(action=self.actions, reward=self.rewards, cost=self.costs, terminated=self.terminations,
-                    truncated=self.truncations, success=self.successes, propensity=self.propensities)
+        cols.update(
+            action=self.actions,
+            reward=self.rewards,
+            cost=self.costs,
+            terminated=self.terminations,
+            truncated=self.truncations,
+            success=self.successes,
+            propensity=self.propensities,
+        )
         for j in range(self.obs_dim):
             cols[f"next_obs_{j}"] = self.next_observations[:, j]
         return pa.table(cols)

@@ -1,4 +1,4 @@
-"""Training through d3rlpy: BC and CQL from explicit configs, a fast batch loop, and policy export."""
+"""Training through d3rlpy: BC, CQL, DQN and BCQ from explicit configs, a fast batch loop, and policy export."""
 
 import contextlib
 import io
@@ -8,15 +8,19 @@ import io
 with contextlib.redirect_stderr(io.StringIO()):
     import d3rlpy  # noqa: F401
 
-from guardrl.train.config import BCConfig, CQLConfig, TrainConfig
+from guardrl.train.config import BCConfig, BCQConfig, CQLConfig, DQNConfig, LearnerConfig, QLearnerConfig, TrainConfig
 from guardrl.train.export import OnnxPolicy, TorchScriptPolicy, export_policy
 from guardrl.train.learners import LearnerConfigError, ObsBounds, build_algo
 from guardrl.train.mdp import to_mdp_dataset
-from guardrl.train.trainer import TrainResult, TransitionArrays, train_all, train_learner
+from guardrl.train.trainer import TrainResult, TransitionArrays, learner_configs, train_all, train_learner
 
 __all__ = [
     "BCConfig",
+    "BCQConfig",
     "CQLConfig",
+    "DQNConfig",
+    "LearnerConfig",
+    "QLearnerConfig",
     "LearnerConfigError",
     "ObsBounds",
     "OnnxPolicy",
@@ -26,6 +30,7 @@ __all__ = [
     "TransitionArrays",
     "build_algo",
     "export_policy",
+    "learner_configs",
     "to_mdp_dataset",
     "train_all",
     "train_learner",

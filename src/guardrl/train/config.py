@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass(frozen=True)
 class BCConfig:
@@ -25,15 +27,17 @@ class BCConfig:
     """Hidden layer widths of the MLP encoder."""
     beta: float = 0.5
     """d3rlpy's logit regularization factor."""
+    lr_schedule: str = "constant"
+    """``constant``, or ``cosine``: anneal the learning rate to 0 over ``n_steps``."""
     d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
     """Further DiscreteBCConfig arguments, passed through unfiltered."""
 
 
 @dataclass(frozen=True)
-class CQLConfig:
-    """Discrete conservative Q-learning (d3rlpy ``DiscreteCQLConfig``, Double-DQN based)."""
+class QLearnerConfig:
+    """Fields shared by the Q-learning learners (DQN, CQL, BCQ): Double-DQN style targets, discrete actions."""
 
-    n_steps: int = 6000
+    n_steps: int = 1500
     """Gradient steps."""
     batch_size: int = 256
     """Transitions per gradient step."""
@@ -41,18 +45,49 @@ class CQLConfig:
     """Adam learning rate."""
     hidden_units: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the MLP encoder."""
-    alpha: float = 1.0
-    """Conservative weight (d3rlpy's ``alpha``; there is no ``conservative_weight`` in the discrete config)."""
     gamma: float = 0.99
     """Discount factor used in training (evaluation is undiscounted)."""
     target_update_interval: int = 200
     """Gradient steps between target-network synchronizations."""
-    n_critics: int = 1
-    """Q-function ensemble size."""
+    n_critics: int = 2
+    """Q-function ensemble size; targets take the minimum over the ensemble."""
     reward_scale: float = 0.1
     """Rewards are multiplied by this in training (d3rlpy ``MultiplyRewardScaler``); keeps Q targets O(1-10)."""
+    lr_schedule: str = "cosine"
+    """``cosine`` anneals the learning rate to 0 over ``n_steps``, so the greedy policy settles instead of
+    flipping with each target sync; ``constant`` keeps it fixed."""
     d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Further DiscreteCQLConfig arguments, passed through unfiltered."""
+    """Further arguments of the d3rlpy config, passed through unfiltered."""
+
+
+@dataclass(frozen=True)
+class CQLConfig(QLearnerConfig):
+    """Discrete conservative Q-learning (d3rlpy ``DiscreteCQLConfig``, Double-DQN based)."""
+
+    alpha: float = 1.0
+    """Conservative weight (d3rlpy's ``alpha``; there is no ``conservative_weight`` in the discrete config)."""
+
+
+@dataclass(frozen=True)
+class DQNConfig(QLearnerConfig):
+    """Plain offline DQN (d3rlpy ``DQNConfig``): the unconservative baseline CQL and BCQ are meant to fix."""
+
+    n_critics: int = 1
+    """One Q-network, as in DQN."""
+
+
+@dataclass(frozen=True)
+class BCQConfig(QLearnerConfig):
+    """Discrete batch-constrained Q-learning (d3rlpy ``DiscreteBCQConfig``)."""
+
+    action_flexibility: float = 0.3
+    """Actions whose imitator probability is below this fraction of the most likely action's are never chosen."""
+    beta: float = 0.01
+    """Logit regularization of the imitator (d3rlpy's default 0.5 flattens it until every action passes the
+    flexibility mask on SafeGrid, and BCQ degrades into DQN)."""
+    share_encoder: bool = False
+    """Share the Q encoder with the imitator (d3rlpy's default, meant for pixels); separate nets learn faster
+    on small vector observations."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +95,11 @@ class TrainConfig:
     """Which learners to train on the dataset, and how."""
 
     learners: tuple[str, ...] = ("bc", "cql")
-    """Learners to train, in order."""
+    """Learners to train, in order: any of ``bc``, ``cql``, ``dqn``, ``bcq``."""
     bc: BCConfig = field(default_factory=BCConfig)
     cql: CQLConfig = field(default_factory=CQLConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    bcq: BCQConfig = field(default_factory=BCQConfig)
     seed: int = 0
     """Seeds network initialization (torch, in a forked RNG) and batch sampling (numpy Generator)."""
     device: str = "cpu"
@@ -73,3 +110,6 @@ class TrainConfig:
     """Gradient steps between learning-curve points."""
     monitor_every: int = 500
     """Gradient steps between exact evaluations of the greedy policy (SafeGrid only; plots, never selection)."""
+
+
+LearnerConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig

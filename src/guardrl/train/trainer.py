@@ -17,7 +17,7 @@ from d3rlpy.dataset import TransitionMiniBatch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from guardrl.data import Dataset
-from guardrl.train.config import BCConfig, CQLConfig, TrainConfig
+from guardrl.train.config import LearnerConfig, TrainConfig
 from guardrl.train.learners import ObsBounds, build_algo
 
 Monitor = Callable[[Callable[[np.ndarray], np.ndarray]], dict[str, float]]
@@ -97,7 +97,7 @@ def resolve_device(device: str) -> str:
 
 def train_learner(
     name: str,
-    cfg: BCConfig | CQLConfig,
+    cfg: LearnerConfig,
     arrays: TransitionArrays,
     n_actions: int,
     bounds: ObsBounds,
@@ -146,6 +146,11 @@ def train_learner(
     return result
 
 
+def learner_configs(cfg: TrainConfig) -> dict[str, LearnerConfig]:
+    """Every learner guardrl can train, by name."""
+    return {"bc": cfg.bc, "cql": cfg.cql, "dqn": cfg.dqn, "bcq": cfg.bcq}
+
+
 def make_progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -165,7 +170,7 @@ def train_all(
     show_progress: bool = True,
 ) -> dict[str, TrainResult]:
     """Train every learner named in ``cfg.learners`` on ``dataset``."""
-    learner_cfgs: dict[str, BCConfig | CQLConfig] = {"bc": cfg.bc, "cql": cfg.cql}
+    learner_cfgs = learner_configs(cfg)
     unknown = [name for name in cfg.learners if name not in learner_cfgs]
     if unknown:
         raise ValueError(f"train.learners: unknown learner(s) {unknown}; available: {sorted(learner_cfgs)}")
