@@ -4,6 +4,7 @@ import pytest
 from guardrl.config import CollectConfig, RunConfig
 from guardrl.envs import build_tables, default_layout
 from guardrl.evaluate import EvalConfig
+from guardrl.evaluate.ope import OPEConfig
 from guardrl.train import BCConfig, CQLConfig, TrainConfig
 
 
@@ -17,7 +18,7 @@ def rng():
     return np.random.default_rng(12345)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config():
     """A run config small enough for tests: few episodes, few gradient steps."""
     return RunConfig(
@@ -30,4 +31,5 @@ def tiny_config():
             monitor_every=20,
         ),
         evaluate=EvalConfig(n_episodes=90, seeds=(101, 102, 103), n_bootstrap=200),
+        ope=OPEConfig(fqe_steps=40, n_bootstrap=200),
     )

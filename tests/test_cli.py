@@ -20,9 +20,9 @@ def tiny_yaml(tmp_path, tiny_config):
 def test_help_lists_every_stage():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("run", "collect", "train", "evaluate", "show"):
+    for cmd in ("run", "collect", "audit", "train", "evaluate", "ope", "gate", "report", "show"):
         assert cmd in result.output
-    for cmd in ("run", "collect", "train", "evaluate"):
+    for cmd in ("run", "collect", "audit", "train", "evaluate", "ope", "gate", "report"):
         sub = runner.invoke(app, [cmd, "--help"])
         assert sub.exit_code == 0 and "Usage" in sub.output
 
@@ -36,7 +36,8 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
         "config.yaml", "metrics.json", "training.json", "dataset/transitions.parquet", "dataset/metadata.json",
         "policies/bc.pt", "policies/bc.onnx", "policies/bc.json", "policies/cql.pt", "policies/cql.onnx",
         "policies/cql.json", "plots/state_visitation.png", "plots/rewards.png", "plots/returns.png",
-        "plots/safety.png", "plots/learning_curves.png",
+        "plots/safety.png", "plots/learning_curves.png", "audit.json", "ope.json", "gate.json", "report.html",
+        "plots/ope_vs_truth.png",
     }  # fmt: skip
     found = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
     assert expected == found
@@ -49,7 +50,13 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
     for name in ("bc", "cql", "optimal"):
         assert metrics["policies"][name]["mismatch"]["flag"] in {"ok", "caution", "red"}
     assert metrics["exact"]["optimal"]["expected_return"] == pytest.approx(21.69, abs=0.01)
-    assert "cql" in result.output and "hazard" in result.output
+    assert "cql" in result.output and "hazard" in result.output and "deployment gate" in result.output
+    gate = json.loads((run_dir / "gate.json").read_text())
+    assert set(gate["decisions"]) == {"bc", "cql"}
+    assert all(d["decision"] in {"PASS", "CAUTION", "FAIL"} and d["reasons"] for d in gate["decisions"].values())
+    ope = json.loads((run_dir / "ope.json").read_text())
+    assert set(ope["policies"]) == {"bc", "cql"}
+    assert set(ope["policies"]["cql"]["estimates"]["return"]) == {"pdis", "wis", "fqe", "dr"}
     card = json.loads((run_dir / "policies" / "cql.json").read_text())
     assert card["dataset_sha256"] == metrics["dataset_sha256"] and card["learner_config"]["n_steps"] == 40
     assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # no temporary folders left
@@ -90,3 +97,31 @@ def test_bad_config_is_a_clear_error(tmp_path):
     res = runner.invoke(app, ["run", "--config", str(bad), "--runs-dir", str(tmp_path)])
     assert res.exit_code == 2
     assert "conservative_weight: unknown option" in res.output
+
+
+def test_audit_ope_gate_report_commands(tmp_path, tiny_yaml):
+    run_dir = tmp_path / "r"
+    assert runner.invoke(app, ["collect", str(run_dir), "--config", str(tiny_yaml)]).exit_code == 0
+    out = tmp_path / "audit.json"
+    res = runner.invoke(app, ["audit", str(run_dir / "dataset"), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "verdict:" in res.output and json.loads(out.read_text())["size"]["episodes"] == 60
+    assert runner.invoke(app, ["audit", str(tmp_path / "nowhere")]).exit_code == 2
+    res = runner.invoke(app, ["ope", str(run_dir)])
+    assert res.exit_code == 2 and "bc.pt: missing" in res.output
+    assert runner.invoke(app, ["train", str(run_dir), "-q"]).exit_code == 0
+    res = runner.invoke(app, ["gate", str(run_dir)])
+    assert res.exit_code == 2 and "metrics.json: missing" in res.output
+    assert runner.invoke(app, ["evaluate", str(run_dir)]).exit_code == 0
+    # without OPE or audit the gate cannot pass anything on the missing evidence
+    res = runner.invoke(app, ["gate", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    gate = json.loads((run_dir / "gate.json").read_text())
+    assert {d["decision"] for d in gate["decisions"].values()} == {"FAIL"}
+    assert any("no dataset audit" in r["message"] for r in gate["decisions"]["cql"]["reasons"])
+    res = runner.invoke(app, ["ope", str(run_dir), "--validate"])
+    assert res.exit_code == 0, res.output
+    assert "hazard-seeking" in res.output and "rank correlation" in res.output
+    assert runner.invoke(app, ["report", str(run_dir)]).exit_code == 0
+    page = (run_dir / "report.html").read_text()
+    assert "Deployment gate" in page and "data:image/png;base64," in page and "http" not in page.split("<pre>")[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -11,8 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from guardrl._io import atomic_write_json
 from guardrl.config import ConfigError, load_config, save_config
-from guardrl.data import DatasetError
+from guardrl.data import DatasetError, load_dataset
+from guardrl.data.audit import audit
 from guardrl.pipeline import (
     CONFIG_FILE,
     RunError,
@@ -21,6 +24,9 @@ from guardrl.pipeline import (
     run,
     stage_collect,
     stage_evaluate,
+    stage_gate,
+    stage_ope,
+    stage_report,
     stage_train,
 )
 from guardrl.train import LearnerConfigError
@@ -91,7 +97,7 @@ def run_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run of the same name.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Collect -> train BC and CQL -> evaluate, into RUNS_DIR/NAME, and print the comparison."""
+    """Collect -> audit -> train -> evaluate -> OPE -> gate -> report, into RUNS_DIR/NAME."""
     try:
         cfg = load_config(config)
         if name is not None:
@@ -103,10 +109,12 @@ def run_cmd(
         _fail(exc)
         return
     _print_summary(metrics)
+    _print_gate(json.loads((run_dir / "gate.json").read_text()))
     t = metrics["timings_seconds"]
-    console.print(
-        f"run folder: {run_dir}  (collect {t['collect']:.1f}s, train {t['train']:.1f}s, evaluate {t['evaluate']:.1f}s)"
-    )
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items())
+    console.print(f"run folder: {run_dir}  ({stages})")
+    if (run_dir / "report.html").is_file():
+        console.print(f"report: {run_dir / 'report.html'}")
 
 
 @app.command("collect")
@@ -165,6 +173,130 @@ def show_cmd(run_dir: RunDirArg) -> None:
         _print_summary(read_metrics(run_dir))
     except _USER_ERRORS as exc:
         _fail(exc)
+
+
+def _print_audit(result: dict[str, Any]) -> None:
+    v = result["verdict"]
+    color = {"offline-RL-ready": "green", "BC-only": "yellow"}.get(v["verdict"], "red")
+    size = result["size"]
+    console.print(f"{size['transitions']} transitions, {size['episodes']} episodes, {size['n_actions']} actions")
+    if "coverage" in result:
+        cov, ends, prop = result["coverage"], result["episode_ends"], result["propensities"]
+        table = Table(title="dataset audit")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        k = result["config"]["k"]
+        for label, value in (
+            ("visited states", f"{cov['visited_states']} ({cov['state_mode']})"),
+            (f"transitions in states logged >= {k} times", f"{cov['covered_share']:.1%}"),
+            (f"transitions in states with >= 2 actions logged >= {k} times", f"{cov['choice_share']:.1%}"),
+            (f"visited states with an action logged < {k} times", f"{cov['states_with_thin_action']:.1%}"),
+            ("logged action counts", str(cov["action_counts"])),
+            ("reward mean / std", f"{result['distributions']['reward']['mean']:.3g} / "
+                                  f"{result['distributions']['reward']['std']:.3g}"),
+            ("episode return mean", f"{result['distributions']['episode_return']['mean']:.2f}"),
+            ("episode length mean", f"{result['distributions']['episode_length']['mean']:.1f}"),
+            ("ends: termination / truncation / unended",
+             f"{ends['termination']} / {ends['truncation']} / {ends['unended']}"),
+            ("ends: goal / hazard", f"{ends['goal']} / {ends['hazard']}"),
+            ("min propensity / share < 0.05", f"{prop['min']:.3f} / {prop['share_below_0.05']:.1%}"),
+        ):  # fmt: skip
+            table.add_row(label, value)
+        console.print(table)
+        for finding in result["sanity"]:
+            console.print(f"[yellow]sanity:[/] {finding}")
+    console.print(f"verdict: [bold {color}]{v['verdict']}[/]")
+    for reason in v["reasons"]:
+        console.print(f"  - {reason}")
+
+
+def _print_gate(result: dict[str, Any]) -> None:
+    table = Table(title="deployment gate")
+    table.add_column("policy")
+    table.add_column("decision")
+    table.add_column("reasons")
+    colors = {"PASS": "green", "CAUTION": "yellow", "FAIL": "red"}
+    for name, d in result["decisions"].items():
+        reasons = "\n".join(
+            f"[{colors[r['decision']]}]{r['decision']}[/] {r['rule']}: {r['message']}" for r in d["reasons"]
+        )
+        table.add_row(name, f"[bold {colors[d['decision']]}]{d['decision']}[/]", reasons)
+    console.print(table)
+
+
+@app.command("audit")
+def audit_cmd(
+    dataset: Annotated[Path, typer.Argument(help="A guardrl dataset folder (e.g. runs/default/dataset).")],
+    config: ConfigOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full audit as JSON here.")] = None,
+) -> None:
+    """Audit a dataset's coverage before training: support, distributions, sanity, and a verdict."""
+    try:
+        cfg = load_config(config)
+        result = audit(load_dataset(dataset), cfg.audit)
+        if json_out is not None:
+            atomic_write_json(json_out, result)
+    except _USER_ERRORS as exc:
+        _fail(exc)
+        return
+    _print_audit(result)
+
+
+@app.command("ope")
+def ope_cmd(
+    run_dir: RunDirArg,
+    validate: Annotated[
+        bool, typer.Option(help="Also estimate reference policies (behaviour, optimal, random, hazard-seeking).")
+    ] = False,
+) -> None:
+    """Estimate the run's policies from the logs alone (PDIS, WIS, FQE, DR) and compare with the truth."""
+    try:
+        from dataclasses import replace
+
+        cfg = read_run_config(run_dir)
+        if validate:
+            cfg = replace(cfg, ope=replace(cfg.ope, validate=True))
+        result = stage_ope(cfg, run_dir)
+    except _USER_ERRORS as exc:
+        _fail(exc)
+        return
+    table = Table(title="off-policy evaluation (95% bootstrap CIs) against rollout truth")
+    for col in ("policy", "signal", "truth", "pdis", "wis", "fqe", "dr", "IS ESS"):
+        table.add_column(col, justify="left" if col in ("policy", "signal") else "right")
+    for name, r in result["policies"].items():
+        for key, est in r["estimates"].items():
+            digits = 3 if key == "cost" else 2
+            cells = [_interval(est[e], digits=digits) if e in est else "-" for e in ("pdis", "wis", "fqe", "dr")]
+            table.add_row(
+                name, key, f"{r['truth'][key]['mean']:.{digits}f}", *cells, f"{r['weights']['ess_episodes']:.1f}"
+            )
+    console.print(table)
+    for key, by in result["validation"].items():
+        for est, v in by.items():
+            rc = "-" if v["rank_correlation"] is None else f"{v['rank_correlation']:.2f}"
+            console.print(f"{key} {est}: mean abs error {v['mean_abs_error']:.3f}, rank correlation {rc}")
+
+
+@app.command("gate")
+def gate_cmd(run_dir: RunDirArg) -> None:
+    """PASS / CAUTION / FAIL for each candidate policy, with the reasons and evidence; writes gate.json."""
+    try:
+        result = stage_gate(read_run_config(run_dir), run_dir)
+    except _USER_ERRORS as exc:
+        _fail(exc)
+        return
+    _print_gate(result)
+
+
+@app.command("report")
+def report_cmd(run_dir: RunDirArg) -> None:
+    """Write RUN_DIR/report.html: one self-contained page (plots embedded, no network needed)."""
+    try:
+        path = stage_report(read_run_config(run_dir), run_dir)
+    except _USER_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(f"report: {path}")
 
 
 def main() -> None:  # pragma: no cover - console-script entry

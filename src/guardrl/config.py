@@ -16,9 +16,12 @@ from typing import Any
 import yaml
 
 from guardrl._io import atomic_write_text
+from guardrl.data.audit import AuditConfig
 from guardrl.envs import Layout, named_layout
 from guardrl.envs.layouts import DEFAULT_LAYOUT_SEED, default_layout
 from guardrl.evaluate import EvalConfig
+from guardrl.evaluate.gate import GateConfig
+from guardrl.evaluate.ope import OPEConfig
 from guardrl.train import TrainConfig
 
 
@@ -69,6 +72,11 @@ class RunConfig:
     collect: CollectConfig = field(default_factory=CollectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    ope: OPEConfig = field(default_factory=OPEConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    report: bool = True
+    """Write ``report.html`` at the end of ``guardrl run``."""
 
     def __post_init__(self) -> None:
         if self.collect.seed in self.evaluate.seeds:

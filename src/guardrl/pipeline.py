@@ -4,18 +4,23 @@ Run folder layout::
 
     config.yaml            the full RunConfig (every stage reads it from here)
     dataset/               transitions.parquet + metadata.json (guardrl dataset format)
+    audit.json             dataset audit: coverage, distributions, sanity findings, verdict
     policies/<name>.pt     TorchScript greedy policy (d3rlpy save_policy)
     policies/<name>.onnx   the same policy as ONNX
     policies/<name>.json   model card: learner config, dataset hash, versions, input/output
     training.json          learning curves, wall time and gradient steps/s per learner
-    metrics.json           evaluation: per-policy metrics with CIs, normalized scores, mismatch
-    plots/*.png            visitation, rewards, returns, safety, learning curves
+    metrics.json           evaluation: per-policy metrics with CIs, normalized scores, mismatch, support
+    ope.json               off-policy estimates (IS, WIS, FQE, DR) of return and cost, with truth if known
+    gate.json              PASS / CAUTION / FAIL per candidate with reasons
+    report.html            everything above in one self-contained page
+    plots/*.png            visitation, rewards, returns, safety, learning curves, OPE vs truth
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +28,24 @@ import numpy as np
 
 import guardrl
 from guardrl import report
-from guardrl._io import atomic_write_dir, atomic_write_json
+from guardrl._io import atomic_write_dir, atomic_write_json, atomic_write_text
 from guardrl.config import RunConfig, load_config, save_config, to_dict
 from guardrl.data import Dataset, collect, load_dataset
+from guardrl.data.audit import Support, audit
 from guardrl.data.behaviour import REGIMES
-from guardrl.envs import TablePolicy, Tables, build_tables, evaluate_exact, solve_optimal, states_to_obs
+from guardrl.envs import (
+    TablePolicy,
+    Tables,
+    build_tables,
+    evaluate_exact,
+    hazard_seeking_policy,
+    solve_optimal,
+    states_to_obs,
+    stationary,
+)
 from guardrl.evaluate import EvalConfig, MismatchThresholds, mismatch_rate, normalized_score, rollout
+from guardrl.evaluate.gate import Evidence, gate
+from guardrl.evaluate.ope import TargetPolicy, evaluate_policy, rank_correlation
 from guardrl.train import ObsBounds, TorchScriptPolicy, TrainResult, export_policy, train_all
 
 CONFIG_FILE = "config.yaml"
@@ -176,17 +193,22 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         rows[name] = [(policy, 1.0)]
         greedy_on_logs[name] = policy.greedy(ds.observations)
 
+    support = Support.from_dataset(ds, cfg.audit)
     policies: dict[str, Any] = {}
     for name, mixture in rows.items():
-        res = rollout(tables, mixture, ecfg)
+        res = rollout(tables, mixture, ecfg, step_check=support.unsupported)
         entry: dict[str, Any] = {k: v.to_dict() for k, v in res.summary.items()}
         scale = 100.0 / (r_opt - r_rand)
         entry["normalized_score"] = res.summary["return"].scaled(r_rand, scale).to_dict()
         entry["n_episodes"] = int(res.returns.shape[0])
         entry["per_seed"] = res.per_seed()
+        rollout_rate = res.flagged_steps / max(res.total_steps, 1)
+        entry["unsupported"] = {"rollout_rate": rollout_rate, "rollout_flag": thresholds.flag(rollout_rate)}
         if name in greedy_on_logs:
             rate = mismatch_rate(greedy_on_logs[name], ds.actions)
             entry["mismatch"] = {"rate": rate, "flag": thresholds.flag(rate)}
+            logs_rate = float(support.unsupported(ds.observations, greedy_on_logs[name]).mean())
+            entry["unsupported"].update({"logs_rate": logs_rate, "logs_flag": thresholds.flag(logs_rate)})
         policies[name] = entry
 
     metrics: dict[str, Any] = {
@@ -196,6 +218,7 @@ def stage_evaluate(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         "exact": exact,
         "normalized_score_of_exact_behaviour": normalized_score(exact["behaviour"]["expected_return"], r_rand, r_opt),
         "mismatch_floor": policies["optimal"]["mismatch"]["rate"],
+        "unsupported_k": cfg.audit.k,
         "policies": policies,
     }
     if "bc" in policies and "cql" in policies:
@@ -234,11 +257,179 @@ def _load_run_dataset(run_dir: Path) -> Dataset:
     return load_dataset(path)
 
 
+# ---------------------------------------------------------------- audit
+
+
+def stage_audit(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Audit the run's dataset; write audit.json."""
+    run_dir = Path(run_dir)
+    result = audit(_load_run_dataset(run_dir), cfg.audit)
+    atomic_write_json(run_dir / "audit.json", result)
+    return result
+
+
+# ---------------------------------------------------------------- off-policy evaluation
+
+
+def _table_target(policy: TablePolicy, deterministic: bool) -> TargetPolicy:
+    def probs(obs: np.ndarray) -> np.ndarray:
+        return policy.action_probs(obs, np.zeros(len(obs), dtype=np.int64))
+
+    def greedy(obs: np.ndarray) -> np.ndarray:
+        return np.argmax(probs(obs), axis=1)
+
+    return TargetPolicy(policy.name, greedy, None if deterministic else probs)
+
+
+def ope_targets(cfg: RunConfig, run_dir: Path, tables: Tables) -> dict[str, tuple[TargetPolicy, Any]]:
+    """Policies to evaluate from the logs, each with the policy its truth is rolled out with."""
+    targets: dict[str, tuple[TargetPolicy, Any]] = {}
+    for name in cfg.train.learners:
+        path = Path(run_dir) / "policies" / f"{name}.pt"
+        if not path.is_file():
+            raise RunError(f"{path}: missing; run `guardrl train {run_dir}` first")
+        policy = TorchScriptPolicy(path)
+        targets[name] = (TargetPolicy(name, policy.greedy), policy)
+    if cfg.ope.validate:
+        comps = REGIMES[cfg.collect.regime]
+        mix = sum(c.fraction * stationary(c.policy(tables)).probs for c in comps)
+        behaviour = TablePolicy(tables, mix, name="behaviour")
+        optimal = stationary(solve_optimal(tables)[0], name="optimal")
+        random_policy = TablePolicy(tables, np.full((1, tables.layout.n_states, 4), 0.25), name="random")
+        for name, pol, det in (
+            ("behaviour", behaviour, False), ("optimal", optimal, True),
+            ("random", random_policy, False), ("hazard-seeking", hazard_seeking_policy(tables), True),
+        ):  # fmt: skip
+            targets[name] = (_table_target(TablePolicy(tables, pol.probs, name), det), pol)
+    return targets
+
+
+def stage_ope(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Estimate each policy's return and cost from the logs alone; compare with rollout truth; write ope.json."""
+    run_dir = Path(run_dir)
+    ds = _load_run_dataset(run_dir)
+    tables = tables_for(cfg)
+    low, high = np.zeros(2), np.full(2, float(tables.layout.size - 1))
+    results: dict[str, Any] = {}
+    for name, (target, rollout_policy) in ope_targets(cfg, run_dir, tables).items():
+        est = evaluate_policy(ds, target, cfg.ope, low, high)
+        truth = rollout(tables, [(rollout_policy, 1.0)], cfg.evaluate).summary
+        est["truth"] = {"return": truth["return"].to_dict(), "cost": truth["hazard_rate"].to_dict()}
+        results[name] = est
+    out = {"config": to_dict(cfg.ope), "policies": results, "validation": ope_validation(results)}
+    atomic_write_json(run_dir / "ope.json", out)
+    report.ope_vs_truth(results, run_dir / "plots" / "ope_vs_truth.png")
+    return out
+
+
+def ope_validation(results: dict[str, Any]) -> dict[str, Any]:
+    """Per estimator and signal: absolute and relative errors against the truth, and the rank correlation."""
+    out: dict[str, Any] = {}
+    names = list(results)
+    for key in ("return", "cost"):
+        if not all(key in results[n]["estimates"] for n in names):
+            continue
+        for est in results[names[0]]["estimates"][key]:
+            truth = np.array([results[n]["truth"][key]["mean"] for n in names])
+            value = np.array([results[n]["estimates"][key][est]["mean"] for n in names])
+            abs_err = np.abs(value - truth)
+            rel = abs_err / np.maximum(np.abs(truth), 1e-9)
+            out.setdefault(key, {})[est] = {
+                "abs_error": dict(zip(names, abs_err.tolist(), strict=True)),
+                "rel_error": dict(zip(names, rel.tolist(), strict=True)),
+                "mean_abs_error": float(abs_err.mean()),
+                "rank_correlation": rank_correlation(value, truth) if len(names) >= 3 else None,
+                "ci_covers_truth": {
+                    n: bool(
+                        results[n]["estimates"][key][est]["low"]
+                        <= results[n]["truth"][key]["mean"]
+                        <= results[n]["estimates"][key][est]["high"]
+                    )
+                    for n in names
+                },  # fmt: skip
+            }
+    return out
+
+
+# ---------------------------------------------------------------- gate
+
+
+def stage_gate(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """PASS / CAUTION / FAIL for every candidate from the run's evidence; write gate.json."""
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    audit_path, ope_path = run_dir / "audit.json", run_dir / "ope.json"
+    audit_verdict = json.loads(audit_path.read_text())["verdict"]["verdict"] if audit_path.is_file() else None
+    ope = json.loads(ope_path.read_text())["policies"] if ope_path.is_file() else {}
+    exact = metrics["exact"]
+    return_range = exact["optimal"]["expected_return"] - exact["random"]["expected_return"]
+    candidates = []
+    for name in cfg.train.learners:
+        p = metrics["policies"].get(name, {})
+        sup = p.get("unsupported", {})
+        candidates.append(
+            Evidence(
+                name=name,
+                hazard=p.get("hazard_rate"),
+                ret=p.get("return"),
+                ope=ope.get(name),
+                unsupported_rate=sup.get("rollout_rate"),
+                is_bc=name == "bc",
+            )  # fmt: skip
+        )
+    support = Support.from_dataset(_load_run_dataset(run_dir), cfg.audit)
+    tables = tables_for(cfg)
+    for name, entry in ope.items():
+        if name in cfg.train.learners:
+            continue
+        # reference policies from validation: rollout truth is their simulator evidence
+        target, policy = ope_targets(replace(cfg, ope=replace(cfg.ope, validate=True)), run_dir, tables)[name]
+        res = rollout(tables, [(policy, 1.0)], cfg.evaluate, step_check=support.unsupported)
+        candidates.append(
+            Evidence(
+                name=name,
+                hazard=res.summary["hazard_rate"].to_dict(),
+                ret=res.summary["return"].to_dict(),
+                ope=entry,
+                unsupported_rate=res.flagged_steps / max(res.total_steps, 1),
+            )  # fmt: skip
+        )
+    out = gate(candidates, audit_verdict, return_range, cfg.gate)
+    atomic_write_json(run_dir / "gate.json", out)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def stage_report(cfg: RunConfig, run_dir: Path) -> Path:
+    """Write report.html: one self-contained page with every artifact of the run."""
+    run_dir = Path(run_dir)
+
+    def read(name: str) -> Any:
+        path = run_dir / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    html = report.render_html(
+        title=f"guardrl run {cfg.name}",
+        config=to_dict(cfg),
+        audit=read("audit.json"),
+        training=read("training.json"),
+        metrics=read("metrics.json"),
+        ope=read("ope.json"),
+        gate=read("gate.json"),
+        plots=run_dir / "plots",
+    )
+    path = run_dir / "report.html"
+    atomic_write_text(path, html)
+    return path
+
+
 # ---------------------------------------------------------------- whole run
 
 
 def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: bool = True) -> tuple[Path, dict]:
-    """Collect, train and evaluate into ``runs_dir/cfg.name``.
+    """Collect, audit, train, evaluate, OPE, gate and report into ``runs_dir/cfg.name``.
 
     The run is built in a temporary sibling folder and moved into place at the end, so a failed run never
     leaves a half-written folder, and with ``overwrite`` the previous run survives until the new one is done.
@@ -255,13 +446,27 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
         stage_collect(cfg, tmp)
         timings["collect"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        stage_audit(cfg, tmp)
+        timings["audit"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         stage_train(cfg, tmp, show_progress=show_progress)
         timings["train"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         metrics = stage_evaluate(cfg, tmp)
         timings["evaluate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stage_ope(cfg, tmp)
+        timings["ope"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stage_gate(cfg, tmp)
+        timings["gate"] = time.perf_counter() - t0
         metrics["timings_seconds"] = timings
         atomic_write_json(tmp / "metrics.json", metrics)
+        if cfg.report:
+            t0 = time.perf_counter()
+            stage_report(cfg, tmp)
+            timings["report"] = time.perf_counter() - t0
+            atomic_write_json(tmp / "metrics.json", metrics)
         out["metrics"] = metrics
 
     atomic_write_dir(run_dir, fill, overwrite=overwrite)
@@ -281,7 +486,11 @@ __all__ = [
     "read_metrics",
     "read_run_config",
     "run",
+    "stage_audit",
     "stage_collect",
     "stage_evaluate",
+    "stage_gate",
+    "stage_ope",
+    "stage_report",
     "stage_train",
 ]

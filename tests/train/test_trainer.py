@@ -129,6 +129,9 @@ def test_all_four_learners_train_and_predict_valid_actions(dataset):
 def test_lr_schedule_reaches_d3rlpy_and_bad_schedule_fails():
     algo = build_algo("cql", CQLConfig(n_steps=123), BOUNDS, "cpu:0")
     assert algo.config.optim_factory.lr_scheduler_factory.T_max == 123
-    assert build_algo("bc", BCConfig(), BOUNDS, "cpu:0").config.optim_factory.lr_scheduler_factory is None
+    assert (
+        build_algo("bc", BCConfig(lr_schedule="constant"), BOUNDS, "cpu:0").config.optim_factory.lr_scheduler_factory
+        is None
+    )
     with pytest.raises(LearnerConfigError, match="cql.lr_schedule"):
         build_algo("cql", CQLConfig(lr_schedule="linear"), BOUNDS, "cpu:0")

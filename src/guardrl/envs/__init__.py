@@ -14,7 +14,14 @@ from guardrl.envs.layouts import (
     named_layout,
 )
 from guardrl.envs.safegrid import SafeGrid, make_safegrid
-from guardrl.envs.solve import ExactValues, TablePolicy, evaluate_exact, solve_optimal
+from guardrl.envs.solve import (
+    ExactValues,
+    TablePolicy,
+    evaluate_exact,
+    hazard_seeking_policy,
+    solve_optimal,
+    stationary,
+)
 from guardrl.envs.vector import Episodes, SafeGridVector, simulate
 
 if "SafeGrid-v0" not in registry:
@@ -40,6 +47,8 @@ __all__ = [
     "named_layout",
     "obs_to_states",
     "simulate",
+    "hazard_seeking_policy",
     "solve_optimal",
+    "stationary",
     "states_to_obs",
 ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,3 +123,15 @@ def solve_optimal(tables: Tables) -> tuple[TablePolicy, ExactValues]:
         v = q.max(axis=1)
     policy = TablePolicy.deterministic(tables, actions, name="optimal")
     return policy, evaluate_exact(policy)
+
+
+def hazard_seeking_policy(tables: Tables) -> TablePolicy:
+    """The stationary policy that enters a hazard as surely as it can: a deliberately unsafe reference."""
+    seek = dataclasses.replace(tables, reward=tables.hazard.astype(np.float64))
+    policy, _ = solve_optimal(seek)
+    return TablePolicy.deterministic(tables, policy.probs[0].argmax(axis=1), name="hazard-seeking")
+
+
+def stationary(policy: TablePolicy, t: int = 0, name: str | None = None) -> TablePolicy:
+    """Row ``t`` of a (possibly step-dependent) policy, used at every step."""
+    return TablePolicy(policy.tables, policy.probs[[0 if policy.probs.shape[0] == 1 else t]], name or policy.name)

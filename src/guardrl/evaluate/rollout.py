@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,9 @@ class RolloutResult:
     goal: NDArray[np.bool_]
     seed_of_episode: NDArray[np.int64]
     summary: dict[str, Estimate] = field(default_factory=dict)
+    flagged_steps: int = 0
+    """Steps where ``step_check`` returned True (e.g. an unsupported action), over ``total_steps``."""
+    total_steps: int = 0
 
     def per_seed(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -60,8 +64,14 @@ def rollout(
     tables: Tables,
     policies: list[tuple[Policy, float]],
     cfg: EvalConfig,
+    step_check: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
 ) -> RolloutResult:
-    """Roll out a policy (or an episode-level mixture of ``(policy, fraction)`` pairs) on every seed."""
+    """Roll out a policy (or an episode-level mixture of ``(policy, fraction)`` pairs) on every seed.
+
+    ``step_check(observations, actions)`` is applied to every step the policies take (for instance "is this
+    action unsupported by the logs here?"); the result counts the steps it flags.
+    """
+    flagged = total = 0
     if cfg.n_episodes < len(cfg.seeds):
         raise ValueError("evaluate.n_episodes must be at least the number of seeds")
     per_seed = np.full(len(cfg.seeds), cfg.n_episodes // len(cfg.seeds))
@@ -80,6 +90,9 @@ def rollout(
             parts["hazard"].append(eps.hazard)
             parts["goal"].append(eps.goal)
             parts["seed"].append(np.full(count, seed))
+            if step_check is not None:
+                flagged += int(step_check(eps.obs[eps.valid], eps.actions[eps.valid]).sum())
+                total += int(eps.valid.sum())
     returns = np.concatenate(parts["returns"])
     lengths = np.concatenate(parts["lengths"])
     hazard = np.concatenate(parts["hazard"])
@@ -90,4 +103,4 @@ def rollout(
         cfg.confidence,
         np.random.default_rng(cfg.bootstrap_seed),
     )
-    return RolloutResult(returns, lengths, hazard, goal, np.concatenate(parts["seed"]), summary)
+    return RolloutResult(returns, lengths, hazard, goal, np.concatenate(parts["seed"]), summary, flagged, total)

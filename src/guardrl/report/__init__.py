@@ -1,5 +1,21 @@
-"""Reporting: plots of a run (matplotlib lives only here)."""
+"""Reporting: plots of a run (matplotlib lives only here) and the self-contained HTML report."""
 
-from guardrl.report.plots import learning_curves, returns_with_ci, reward_histogram, safety_bars, visitation_heatmap
+from guardrl.report.html import render_html
+from guardrl.report.plots import (
+    learning_curves,
+    ope_vs_truth,
+    returns_with_ci,
+    reward_histogram,
+    safety_bars,
+    visitation_heatmap,
+)
 
-__all__ = ["learning_curves", "returns_with_ci", "reward_histogram", "safety_bars", "visitation_heatmap"]
+__all__ = [
+    "learning_curves",
+    "ope_vs_truth",
+    "render_html",
+    "returns_with_ci",
+    "reward_histogram",
+    "safety_bars",
+    "visitation_heatmap",
+]

@@ -138,3 +138,30 @@ def learning_curves(
     a2.set_title("Policy quality during training (monitor only)")
     a2.legend()
     return _save(fig, path)
+
+
+def ope_vs_truth(results: Mapping[str, Mapping], path: Path) -> Path:
+    """Each OPE estimate (with CI) against the rollout truth, for return and cost; the diagonal is perfect."""
+    keys = [k for k in ("return", "cost") if all(k in r["estimates"] for r in results.values())]
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.6), squeeze=False)
+    markers = {"pdis": "v", "wis": "s", "fqe": "o", "dr": "D"}
+    for ax, key in zip(axes[0], keys, strict=True):
+        lo_all, hi_all = [], []
+        for est in next(iter(results.values()))["estimates"][key]:
+            truth = np.array([r["truth"][key]["mean"] for r in results.values()])
+            e = [r["estimates"][key][est] for r in results.values()]
+            mean = np.array([x["mean"] for x in e])
+            yerr = np.array([[x["mean"] - x["low"] for x in e], [x["high"] - x["mean"] for x in e]])
+            ax.errorbar(truth, mean, yerr=np.abs(yerr), fmt=markers.get(est, "o"), label=est, capsize=3, alpha=0.8)
+            lo_all += [truth.min(), np.nanmin(mean)]
+            hi_all += [truth.max(), np.nanmax(mean)]
+        lo, hi = float(np.nanmin(lo_all)), float(np.nanmax(hi_all))
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", lw=0.8, ls="--", label="estimate = truth")
+        for name, r in results.items():
+            ax.annotate(name, (r["truth"][key]["mean"], lo - pad), rotation=60, fontsize=7, ha="left", va="bottom")
+        ax.set_xlabel(f"true {key} (rollouts)" if key == "return" else "true hazard rate (rollouts)")
+        ax.set_ylabel(f"estimated {key} from logs" if key == "return" else "estimated cost per episode")
+        ax.set_title(f"Off-policy {key} estimates vs truth")
+        ax.legend(fontsize=8)
+    return _save(fig, path)

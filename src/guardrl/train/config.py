@@ -17,7 +17,7 @@ LR_SCHEDULES = ("constant", "cosine")
 class BCConfig:
     """Discrete behaviour cloning (d3rlpy ``DiscreteBCConfig``)."""
 
-    n_steps: int = 2000
+    n_steps: int = 1000
     """Gradient steps."""
     batch_size: int = 256
     """Transitions per gradient step."""
@@ -27,8 +27,8 @@ class BCConfig:
     """Hidden layer widths of the MLP encoder."""
     beta: float = 0.5
     """d3rlpy's logit regularization factor."""
-    lr_schedule: str = "constant"
-    """``constant``, or ``cosine``: anneal the learning rate to 0 over ``n_steps``."""
+    lr_schedule: str = "cosine"
+    """``cosine`` anneals the learning rate to 0 over ``n_steps``; ``constant`` keeps it fixed."""
     d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
     """Further DiscreteBCConfig arguments, passed through unfiltered."""
 

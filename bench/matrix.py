@@ -1,0 +1,173 @@
+"""Quality matrix in the style of D4RL tables: dataset regime x learner x dataset seed.
+
+Each cell is a full ``guardrl run`` (collect 500 episodes with that seed, train every learner with the same seed,
+1,500 evaluation episodes on the held-out seeds 10001-10003). Per regime and learner the table gives the mean
+normalized score and hazard rate over seeds with a 95% CI across seeds (t interval), and per seed whether CQL's
+hazard CI upper bound lies below BC's hazard rate.
+
+    .venv/bin/python bench/matrix.py                          # 4 regimes x 4 learners x 5 seeds (~5 min)
+    .venv/bin/python bench/matrix.py --regimes safe --seeds 0 1
+
+Writes ``bench/results/matrix.json`` and ``bench/results/matrix.md`` (or ``--out DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guardrl._io import atomic_write_json, atomic_write_text
+from guardrl.config import CollectConfig, RunConfig
+from guardrl.pipeline import run
+
+# two-sided 95% Student t quantiles for n-1 degrees of freedom
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def across_seeds(values: list[float]) -> dict[str, float]:
+    """Mean with a 95% t interval over seeds (the interval is the mean when there is one seed)."""
+    a = np.asarray(values, dtype=np.float64)
+    mean = float(a.mean())
+    if a.size < 2:
+        return {"mean": mean, "low": mean, "high": mean}
+    half = T95.get(a.size - 1, 1.96) * float(a.std(ddof=1)) / math.sqrt(a.size)
+    return {"mean": mean, "low": mean - half, "high": mean + half}
+
+
+def run_cell(regime: str, seed: int, learners: tuple[str, ...]) -> dict[str, Any]:
+    base = RunConfig()
+    cfg = dataclasses.replace(
+        base,
+        name=f"{regime}-{seed}",
+        collect=CollectConfig(regime=regime, n_episodes=base.collect.n_episodes, seed=seed),
+        train=dataclasses.replace(base.train, learners=learners, seed=seed),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        _, metrics = run(cfg, Path(tmp), show_progress=False)
+        seconds = time.perf_counter() - t0
+    out: dict[str, Any] = {"seconds": seconds, "policies": {}}
+    for name in ("behaviour", *learners):
+        p = metrics["policies"][name]
+        out["policies"][name] = {
+            "normalized_score": p["normalized_score"],
+            "hazard_rate": p["hazard_rate"],
+            "goal_rate": p["goal_rate"],
+        }
+    return out
+
+
+def summarize(cells: dict[str, dict[int, dict[str, Any]]], learners: tuple[str, ...]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for regime, by_seed in cells.items():
+        rows: dict[str, Any] = {}
+        for name in ("behaviour", *learners):
+            per_seed = [by_seed[s]["policies"][name] for s in sorted(by_seed)]
+            rows[name] = {
+                "normalized_score": across_seeds([p["normalized_score"]["mean"] for p in per_seed]),
+                "hazard_rate": across_seeds([p["hazard_rate"]["mean"] for p in per_seed]),
+                "per_seed_score": [p["normalized_score"]["mean"] for p in per_seed],
+                "per_seed_hazard": [p["hazard_rate"]["mean"] for p in per_seed],
+            }
+        if "bc" in learners and "cql" in learners:
+            wins = [
+                by_seed[s]["policies"]["cql"]["hazard_rate"]["high"]
+                < by_seed[s]["policies"]["bc"]["hazard_rate"]["mean"]
+                for s in sorted(by_seed)
+            ]
+            rows["cql_hazard_ci_below_bc"] = {"seeds": sorted(by_seed), "per_seed": wins, "count": int(sum(wins))}
+        summary[regime] = rows
+    return summary
+
+
+def fmt(e: dict[str, float], scale: float = 1.0, digits: int = 1) -> str:
+    return f"{e['mean'] * scale:.{digits}f} [{e['low'] * scale:.{digits}f}, {e['high'] * scale:.{digits}f}]"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    learners = res["learners"]
+    lines = [
+        f"# Quality matrix ({res['date']}, {res['machine']})",
+        "",
+        f"Command: `{res['command']}`. Seeds {res['seeds']}; {res['total_seconds']:.0f} s in all.",
+        "Normalized score (0 = uniform random, 100 = exact optimum) and hazard rate (% of episodes), mean over",
+        "dataset seeds with a 95% t interval across seeds; each seed's policy is evaluated on 1,500 held-out episodes.",
+        "",
+        "| regime | " + " | ".join(f"{n} score" for n in ("behaviour", *learners)) + " |",
+        "|---|" + "---|" * (len(learners) + 1),
+    ]
+    for regime, rows in res["summary"].items():
+        cells = [fmt(rows[n]["normalized_score"]) for n in ("behaviour", *learners)]
+        lines.append(f"| {regime} | " + " | ".join(cells) + " |")
+    lines += ["", "| regime | " + " | ".join(f"{n} hazard %" for n in ("behaviour", *learners)) + " |"]
+    lines.append("|---|" + "---|" * (len(learners) + 1))
+    for regime, rows in res["summary"].items():
+        cells = [fmt(rows[n]["hazard_rate"], 100) for n in ("behaviour", *learners)]
+        lines.append(f"| {regime} | " + " | ".join(cells) + " |")
+    if all("cql_hazard_ci_below_bc" in rows for rows in res["summary"].values()):
+        lines += [
+            "",
+            "Per seed: CQL normalized score / hazard % (BC hazard %); CQL hazard CI upper bound below BC's:",
+            "",
+        ]
+        for regime, rows in res["summary"].items():
+            cql, bc = rows["cql"], rows["bc"]
+            parts = [
+                f"{s:.1f} / {100 * h:.1f} ({100 * b:.1f})"
+                for s, h, b in zip(cql["per_seed_score"], cql["per_seed_hazard"], bc["per_seed_hazard"], strict=True)
+            ]
+            win = rows["cql_hazard_ci_below_bc"]
+            lines.append(f"- **{regime}**: " + "; ".join(parts) + f" -> below BC on {win['count']}/{len(parts)}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--regimes", nargs="+", default=["safe", "noisy", "mixed", "expert"])
+    parser.add_argument("--learners", nargs="+", default=["bc", "cql", "dqn", "bcq"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    learners = tuple(args.learners)
+    cells: dict[str, dict[int, dict[str, Any]]] = {}
+    t0 = time.perf_counter()
+    for regime in args.regimes:
+        cells[regime] = {}
+        for seed in args.seeds:
+            cells[regime][seed] = cell = run_cell(regime, seed, learners)
+            pol = cell["policies"]
+            scores = ", ".join(
+                f"{n} {pol[n]['normalized_score']['mean']:.1f}/{100 * pol[n]['hazard_rate']['mean']:.1f}%"
+                for n in learners
+            )
+            print(f"{regime} seed {seed} ({cell['seconds']:.0f} s): {scores}", flush=True)
+    default_cmd = args.regimes == parser.get_default("regimes") and args.seeds == parser.get_default("seeds")
+    res = {
+        "date": dt.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        "command": "python bench/matrix.py" + ("" if default_cmd else " (subset)"),
+        "learners": list(learners),
+        "seeds": args.seeds,
+        "total_seconds": time.perf_counter() - t0,
+        "cells": {r: {str(s): c for s, c in by.items()} for r, by in cells.items()},
+        "summary": summarize(cells, learners),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "matrix" if default_cmd else "matrix-subset"
+    atomic_write_json(args.out / f"{stem}.json", res)
+    atomic_write_text(args.out / f"{stem}.md", markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

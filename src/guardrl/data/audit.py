@@ -1,0 +1,264 @@
+"""Dataset audit: can these logs support policy learning at all? Pure functions over a :class:`Dataset`.
+
+States are the distinct observation rows when there are at most ``AuditConfig.max_exact_states`` of them (grid
+worlds, tabular logs); otherwise each feature is cut into ``n_bins`` quantile bins and a state is a bin tuple.
+
+Verdict rules, in order (thresholds in :class:`AuditConfig`):
+
+1. ``insufficient`` when there are fewer than ``min_transitions`` transitions or ``min_episodes`` episodes, or
+   when less than ``min_covered_share`` of the transitions lie in states logged at least ``k`` times: the data
+   is too thin to learn or to check anything.
+2. ``BC-only`` when the rewards are constant (nothing to optimize beyond imitation), or when less than
+   ``min_choice_share`` of the transitions lie in states where at least two actions were each logged at least
+   ``k`` times: the behaviour is too narrow for offline RL to compare actions, so only imitating it is supported.
+3. ``offline-RL-ready`` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from guardrl.data.dataset import Dataset
+
+VERDICTS = ("offline-RL-ready", "BC-only", "insufficient")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Thresholds of the dataset audit and of the support checks built on it."""
+
+    k: int = 5
+    """An action is *supported* in a state when it was logged there at least ``k`` times."""
+    min_transitions: int = 1000
+    """Fewer transitions than this: ``insufficient``."""
+    min_episodes: int = 20
+    """Fewer episodes than this: ``insufficient``."""
+    min_covered_share: float = 0.5
+    """Share of transitions that must lie in states logged at least ``k`` times, else ``insufficient``."""
+    min_choice_share: float = 0.3
+    """Share of transitions that must lie in states with >= 2 supported actions, else ``BC-only``."""
+    max_exact_states: int = 5000
+    """Up to this many distinct observations, each one is a state; beyond, observations are binned."""
+    n_bins: int = 10
+    """Quantile bins per feature when observations are binned."""
+
+
+@dataclass(frozen=True)
+class StateIndex:
+    """Maps observations to state ids: exact rows, or per-feature quantile bins."""
+
+    exact: NDArray[np.float32] | None  # (S, d) sorted distinct rows, when exact
+    edges: list[NDArray[np.float64]] | None  # per-feature inner bin edges, when binned
+
+    @classmethod
+    def fit(cls, observations: NDArray[np.floating], cfg: AuditConfig) -> StateIndex:
+        rows = np.unique(np.asarray(observations, dtype=np.float32), axis=0)
+        if rows.shape[0] <= cfg.max_exact_states:
+            return cls(exact=rows, edges=None)
+        qs = np.linspace(0.0, 1.0, cfg.n_bins + 1)[1:-1]
+        return cls(
+            exact=None, edges=[np.unique(np.quantile(observations[:, j], qs)) for j in range(observations.shape[1])]
+        )
+
+    def __call__(self, observations: NDArray[np.floating]) -> NDArray[np.int64]:
+        """State id of each observation; ``-1`` for an exact-mode observation never logged."""
+        obs = np.asarray(observations, dtype=np.float32)
+        if self.exact is not None:
+            # lexicographic search over rows through a structured view
+            view = np.ascontiguousarray(self.exact).view([("", self.exact.dtype)] * self.exact.shape[1]).ravel()
+            q = np.ascontiguousarray(obs).view([("", obs.dtype)] * obs.shape[1]).ravel()
+            pos = np.searchsorted(view, q)
+            pos_c = np.minimum(pos, len(view) - 1)
+            return np.where(view[pos_c] == q, pos_c, -1).astype(np.int64)
+        assert self.edges is not None
+        ids = np.zeros(obs.shape[0], dtype=np.int64)
+        for j, e in enumerate(self.edges):
+            ids = ids * (len(e) + 1) + np.searchsorted(e, obs[:, j], side="right")
+        return ids
+
+    @property
+    def n_states(self) -> int:
+        if self.exact is not None:
+            return int(self.exact.shape[0])
+        assert self.edges is not None
+        return int(np.prod([len(e) + 1 for e in self.edges]))
+
+
+@dataclass(frozen=True)
+class Support:
+    """Logged action counts per state: the evidence behind 'is this action supported here?'."""
+
+    index: StateIndex
+    counts: NDArray[np.int64]  # (S, A)
+    k: int
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset, cfg: AuditConfig) -> Support:
+        index = StateIndex.fit(ds.observations, cfg)
+        states = index(ds.observations)
+        counts = np.zeros((index.n_states, ds.n_actions), dtype=np.int64)
+        np.add.at(counts, (states, ds.actions), 1)
+        return cls(index, counts, cfg.k)
+
+    def action_counts(self, observations: NDArray[np.floating], actions: NDArray[np.integer]) -> NDArray[np.int64]:
+        """Logged count of each (observation's state, action); 0 for states never logged."""
+        states = self.index(observations)
+        known = states >= 0
+        out = np.zeros(len(states), dtype=np.int64)
+        out[known] = self.counts[states[known], np.asarray(actions)[known]]
+        return out
+
+    def unsupported(self, observations: NDArray[np.floating], actions: NDArray[np.integer]) -> NDArray[np.bool_]:
+        """True where the action was logged fewer than ``k`` times in that state (or the state never)."""
+        return self.action_counts(observations, actions) < self.k
+
+    def behaviour_probs(self, observations: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Empirical behaviour action distribution per state (uniform where the state was never logged)."""
+        states = self.index(observations)
+        counts = np.where(states[:, None] >= 0, self.counts[np.maximum(states, 0)], 0).astype(np.float64)
+        totals = counts.sum(axis=1, keepdims=True)
+        n_actions = self.counts.shape[1]
+        return np.where(totals > 0, counts / np.maximum(totals, 1), 1.0 / n_actions)
+
+
+def _describe(values: NDArray[np.floating]) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    q = np.quantile(v, [0.05, 0.5, 0.95]) if v.size else [np.nan] * 3
+    return {
+        "mean": float(v.mean()) if v.size else float("nan"),
+        "std": float(v.std()) if v.size else float("nan"),
+        "min": float(v.min()) if v.size else float("nan"),
+        "p05": float(q[0]),
+        "median": float(q[1]),
+        "p95": float(q[2]),
+        "max": float(v.max()) if v.size else float("nan"),
+    }
+
+
+def audit(ds: Dataset, cfg: AuditConfig | None = None) -> dict[str, Any]:
+    """Coverage, distributions, sanity findings and a verdict with reasons, as plain JSON-ready data."""
+    cfg = cfg or AuditConfig()
+    n, n_actions = len(ds), ds.n_actions
+    support = Support.from_dataset(ds, cfg) if n else None
+    out: dict[str, Any] = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+    out["size"] = {"transitions": n, "episodes": ds.n_episodes, "n_actions": n_actions, "obs_dim": ds.obs_dim}
+    if support is None:
+        out["verdict"] = {"verdict": "insufficient", "reasons": ["the dataset has no transitions"]}
+        return out
+
+    counts = support.counts
+    visits = counts.sum(axis=1)
+    visited = visits > 0
+    supported = counts >= cfg.k
+    state_of = support.index(ds.observations)
+    covered_share = float((visits[state_of] >= cfg.k).mean())
+    choice_share = float((supported.sum(axis=1)[state_of] >= 2).mean())
+    out["coverage"] = {
+        "state_mode": "exact" if support.index.exact is not None else f"binned ({cfg.n_bins} quantile bins/feature)",
+        "visited_states": int(visited.sum()),
+        "states_with_thin_action": float((counts[visited] < cfg.k).any(axis=1).mean()),
+        "covered_share": covered_share,
+        "choice_share": choice_share,
+        "supported_actions_per_state": _describe(supported[visited].sum(axis=1)),
+        "action_counts": np.bincount(ds.actions, minlength=n_actions).tolist(),
+    }
+
+    starts = ds.episode_starts
+    ends = np.append(starts[1:], n) - 1
+    lengths = ends - starts + 1
+    returns = ds.episode_returns()
+    ep_costs = np.add.reduceat(ds.costs, starts)
+    out["distributions"] = {
+        "reward": _describe(ds.rewards),
+        "episode_return": _describe(returns),
+        "cost": _describe(ds.costs),
+        "episode_cost": _describe(ep_costs),
+        "episode_length": _describe(lengths),
+    }
+    ended_term, ended_trunc = ds.terminations[ends], ds.truncations[ends]
+    out["episode_ends"] = {
+        "termination": int(ended_term.sum()),
+        "truncation": int(ended_trunc.sum()),
+        "unended": int((~ended_term & ~ended_trunc).sum()),
+        "goal": int(ds.successes[ends].sum()),
+        "hazard": int((ep_costs > 0).sum()),
+    }
+
+    p = ds.propensities
+    w_uniform = (1.0 / n_actions) / np.maximum(p, 1e-12)
+    out["propensities"] = {
+        **_describe(p),
+        "share_below_0.05": float((p < 0.05).mean()),
+        "ess_uniform_target": float(w_uniform.sum() ** 2 / (w_uniform**2).sum() / n),
+    }
+
+    findings = sanity(ds, lengths, ends)
+    out["sanity"] = findings
+    out["verdict"] = verdict(cfg, n, ds.n_episodes, covered_share, choice_share, float(ds.rewards.std()))
+    return out
+
+
+def sanity(ds: Dataset, lengths: NDArray[np.int64], ends: NDArray[np.int64]) -> list[str]:
+    """Problems in how the episodes are recorded; each finding names the episodes it concerns."""
+    findings = []
+    last_row = np.zeros(len(ds), dtype=bool)
+    last_row[ends] = True
+    early = np.flatnonzero((ds.terminations | ds.truncations) & ~last_row)
+    if early.size:
+        eps = np.unique(ds.episode_ids[early])
+        findings.append(f"{eps.size} episode(s) end before their last row, e.g. episode {int(eps[0])}")
+    # a termination on the longest logged step with no goal and no cost is most likely a time limit
+    max_len = int(lengths.max())
+    timeout_like = ds.terminations[ends] & (lengths == max_len) & ~ds.successes[ends] & (ds.costs[ends] == 0)
+    if timeout_like.sum() > 0 and max_len > 1:
+        eps = ds.episode_ids[ends][timeout_like]
+        findings.append(
+            f"{eps.size} episode(s) terminate at the maximum length {max_len} without goal or cost: "
+            f"time limits recorded as terminals? e.g. episode {int(eps[0])}"
+        )
+    if ds.rewards.std() == 0:
+        findings.append(f"rewards are constant ({float(ds.rewards[0])}): nothing to optimize beyond imitation")
+    never = np.flatnonzero(np.bincount(ds.actions, minlength=ds.n_actions) == 0)
+    if never.size:
+        findings.append(f"action(s) {never.tolist()} never taken: no policy using them can be evaluated")
+    return findings
+
+
+def verdict(
+    cfg: AuditConfig, n: int, n_episodes: int, covered_share: float, choice_share: float, reward_std: float
+) -> dict[str, Any]:
+    """Apply the documented rules; every verdict carries the reasons that decided it."""
+    thin = []
+    if n < cfg.min_transitions:
+        thin.append(f"{n} transitions < min_transitions {cfg.min_transitions}")
+    if n_episodes < cfg.min_episodes:
+        thin.append(f"{n_episodes} episodes < min_episodes {cfg.min_episodes}")
+    if covered_share < cfg.min_covered_share:
+        thin.append(
+            f"only {covered_share:.0%} of transitions lie in states logged >= {cfg.k} times "
+            f"(min_covered_share {cfg.min_covered_share:.0%})"
+        )
+    if thin:
+        return {"verdict": "insufficient", "reasons": thin}
+    narrow = []
+    if reward_std == 0:
+        narrow.append("rewards are constant")
+    if choice_share < cfg.min_choice_share:
+        narrow.append(
+            f"only {choice_share:.0%} of transitions lie in states with >= 2 actions logged >= {cfg.k} times "
+            f"(min_choice_share {cfg.min_choice_share:.0%}): the behaviour is too narrow to compare actions"
+        )
+    if narrow:
+        return {"verdict": "BC-only", "reasons": narrow}
+    return {
+        "verdict": "offline-RL-ready",
+        "reasons": [
+            f"{covered_share:.0%} of transitions in states logged >= {cfg.k} times",
+            f"{choice_share:.0%} of transitions in states with >= 2 supported actions",
+            f"reward std {reward_std:.3g}",
+        ],
+    }

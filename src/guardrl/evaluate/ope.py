@@ -1,0 +1,385 @@
+"""Off-policy evaluation from the logs alone: importance sampling (per-decision and weighted), FQE and
+doubly robust, for the return and for the cost (expected hazard events per episode).
+
+Values are undiscounted episode sums by default (``gamma = 1``), like every rollout metric in guardrl.
+Importance weights use the logged behaviour propensities. A deterministic target policy puts probability 0 on
+every other action, so one mismatch zeroes an episode's weight; IS therefore evaluates the *softened* target
+``(1 - epsilon) * greedy + epsilon / n_actions`` (``OPEConfig.epsilon``, documented in the output). FQE and DR
+use the same softened policy's action distribution, so all estimators target the same policy.
+
+FQE is d3rlpy's ``DiscreteFQE`` built directly (``FQEConfig.create()`` is not implemented in d3rlpy 2.8.1),
+trained with guardrl's batch loop. Any policy works as its target through :class:`PolicyAlgo`, which exposes a
+greedy-action function as the d3rlpy algorithm ``DiscreteFQE`` queries. The logged horizon ends the value:
+truncations count as terminals for FQE (observations carry no time, and with ``gamma = 1`` bootstrapping past
+the time limit would let a looping policy's value grow without bound).
+
+Confidence intervals are percentile bootstraps over episodes. For FQE that is over start states only: the
+fitted model's own error is not in the interval (the OPE-vs-truth validation measures it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from guardrl.data import Dataset
+from guardrl.evaluate.metrics import Estimate
+
+with contextlib.redirect_stderr(io.StringIO()):  # d3rlpy's legacy gym import prints a banner
+    import d3rlpy
+
+ESTIMATORS = ("pdis", "wis", "fqe", "dr")
+
+
+@dataclass(frozen=True)
+class OPEConfig:
+    """How policies are evaluated from the logs."""
+
+    estimators: tuple[str, ...] = ESTIMATORS
+    """Any of ``pdis`` (per-decision IS), ``wis`` (weighted IS), ``fqe``, ``dr`` (doubly robust; needs fqe)."""
+    epsilon: float = 0.05
+    """Softening of deterministic target policies for importance sampling (0 keeps them deterministic)."""
+    gamma: float = 1.0
+    """Discount of the estimated value; 1 matches the undiscounted rollout metrics."""
+    cost: bool = True
+    """Also estimate expected cost (hazard events) per episode; with FQE/DR that is a second FQE per policy."""
+    fqe_steps: int = 1000
+    """Gradient steps of each FQE."""
+    fqe_batch_size: int = 256
+    fqe_learning_rate: float = 1e-3
+    fqe_target_update_interval: int = 10
+    """Each target sync propagates values one step back: 1000 / 10 = 100 syncs cover SafeGrid's horizon.
+    Shorter intervals diverged in our measurements (gamma = 1 gives no contraction)."""
+    fqe_hidden_units: tuple[int, ...] = (64, 64)
+    fqe_reward_scale: float = 0.1
+    """Rewards are multiplied by this in FQE training (values are scaled back); keeps targets O(1-10)."""
+    fqe_cost_scale: float = 1.0
+    """The same for the cost FQE (costs are already 0/1)."""
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    """Seeds FQE (torch, forked) and the bootstrap."""
+    validate: bool = False
+    """Also evaluate reference policies (behaviour, optimal, random, hazard-seeking) and compare every
+    estimate with the truth from rollouts (SafeGrid only)."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.estimators) - set(ESTIMATORS)
+        if unknown:
+            raise ValueError(f"ope.estimators: unknown {sorted(unknown)}; choose from {list(ESTIMATORS)}")
+        if "dr" in self.estimators and "fqe" not in self.estimators:
+            raise ValueError("ope.estimators: dr needs fqe (its model)")
+        if not 0.0 <= self.epsilon < 1.0:
+            raise ValueError(f"ope.epsilon must lie in [0, 1), got {self.epsilon}")
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    """A policy to evaluate: its greedy action, and whether it is deterministic (then softened for IS)."""
+
+    name: str
+    greedy: Callable[[NDArray[np.float32]], NDArray[np.int64]]
+    probs_fn: Callable[[NDArray[np.float32]], NDArray[np.float64]] | None = None
+    """Action probabilities for a stochastic policy; ``None`` means deterministic ``greedy``."""
+
+    def probs(self, obs: NDArray[np.float32], n_actions: int, epsilon: float) -> NDArray[np.float64]:
+        if self.probs_fn is not None:
+            return np.asarray(self.probs_fn(obs), dtype=np.float64)
+        onehot = np.eye(n_actions)[np.asarray(self.greedy(obs), dtype=np.int64)]
+        return (1.0 - epsilon) * onehot + epsilon / n_actions
+
+    def act(self, obs: NDArray[np.float32], rng: np.random.Generator, n_actions: int) -> NDArray[np.int64]:
+        """The action FQE backs up: greedy, or a draw from a stochastic policy."""
+        if self.probs_fn is None:
+            return np.asarray(self.greedy(obs), dtype=np.int64)
+        p = self.probs(obs, n_actions, 0.0)
+        u = rng.random((p.shape[0], 1))
+        return np.minimum((p.cumsum(axis=1) < u).sum(axis=1), n_actions - 1)
+
+
+@dataclass(frozen=True)
+class Padded:
+    """A dataset as (episodes, T) arrays, padded after each episode's end (``valid`` marks real steps)."""
+
+    rewards: NDArray[np.float64]
+    costs: NDArray[np.float64]
+    ratios: NDArray[np.float64]  # pi(a|s) / mu(a|s) per step
+    valid: NDArray[np.bool_]
+    index: NDArray[np.int64]  # flat transition index of each (episode, t); -1 on padding
+
+    @classmethod
+    def build(cls, ds: Dataset, target_probs: NDArray[np.float64]) -> Padded:
+        starts = ds.episode_starts
+        lengths = np.diff(np.append(starts, len(ds)))
+        T = int(lengths.max())
+        t = np.arange(T)
+        valid = t[None, :] < lengths[:, None]
+        index = np.where(valid, starts[:, None] + t[None, :], -1)
+        pi = target_probs[np.arange(len(ds)), ds.actions]
+        ratio = pi / ds.propensities
+
+        def pad(a: NDArray, fill: float) -> NDArray:
+            return np.where(valid, a[np.maximum(index, 0)], fill)
+
+        return cls(pad(ds.rewards, 0.0), pad(ds.costs, 0.0), pad(ratio, 1.0), valid, index)
+
+
+def _discounts(T: int, gamma: float) -> NDArray[np.float64]:
+    return gamma ** np.arange(T, dtype=np.float64)
+
+
+def pdis_values(p: Padded, signal: NDArray[np.float64], gamma: float) -> NDArray[np.float64]:
+    """Per-episode per-decision IS values: sum_t gamma^t rho_{0:t} x_t."""
+    rho = np.cumprod(p.ratios, axis=1)
+    return (_discounts(signal.shape[1], gamma) * rho * signal * p.valid).sum(axis=1)
+
+
+def wis_parts(p: Padded, signal: NDArray[np.float64], gamma: float) -> tuple[NDArray, NDArray]:
+    """Per-episode trajectory weights and discounted sums; WIS = sum(w * g) / sum(w)."""
+    w = np.prod(p.ratios, axis=1)
+    g = (_discounts(signal.shape[1], gamma) * signal * p.valid).sum(axis=1)
+    return w, g
+
+
+def dr_values(
+    p: Padded, signal: NDArray[np.float64], q_taken: NDArray[np.float64], v: NDArray[np.float64], gamma: float
+) -> NDArray[np.float64]:
+    """Per-decision doubly robust (Jiang & Li 2016) per episode, with model values Q(s_t, a_t) and V(s_t)."""
+    rho = np.cumprod(p.ratios, axis=1)
+    rho_prev = np.concatenate([np.ones((rho.shape[0], 1)), rho[:, :-1]], axis=1)
+    terms = rho * (signal - q_taken) + rho_prev * v
+    return (_discounts(signal.shape[1], gamma) * terms * p.valid).sum(axis=1)
+
+
+def _bootstrap_mean(values: NDArray, rng: np.random.Generator, n: int, conf: float) -> Estimate:
+    idx = rng.integers(0, len(values), size=(n, len(values)))
+    lo, hi = np.percentile(values[idx].mean(axis=1), [(1 - conf) / 2 * 100, (1 + conf) / 2 * 100])
+    return Estimate(float(values.mean()), float(lo), float(hi))
+
+
+def _bootstrap_ratio(w: NDArray, g: NDArray, rng: np.random.Generator, n: int, conf: float) -> Estimate:
+    def ratio(wi: NDArray, gi: NDArray) -> NDArray:
+        total = wi.sum(axis=-1)
+        return np.where(total > 0, (wi * gi).sum(axis=-1) / np.where(total > 0, total, 1.0), np.nan)
+
+    idx = rng.integers(0, len(w), size=(n, len(w)))
+    boots = ratio(w[idx], g[idx])
+    point = float(ratio(w, g))
+    if np.isnan(point):
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    lo, hi = np.nanpercentile(boots, [(1 - conf) / 2 * 100, (1 + conf) / 2 * 100])
+    return Estimate(point, float(lo), float(hi))
+
+
+# ------------------------------------------------------------------ FQE through d3rlpy
+
+
+class _PolicyImpl:
+    """What ``DiscreteFQE`` asks of its target algorithm: best actions for (scaled) torch observations.
+
+    ``pending`` short-cuts the call: the training loop knows the batch's next observations and puts the
+    policy's actions for them (computed once for the whole dataset) here before each update.
+    """
+
+    def __init__(self, act: Callable[[NDArray[np.float32]], NDArray[np.int64]], low: NDArray, high: NDArray):
+        self._act, self._low, self._high = act, low, high
+        self.pending: torch.Tensor | None = None
+
+    def predict_best_action(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pending is not None and self.pending.shape[0] == x.shape[0]:
+            actions, self.pending = self.pending, None
+            return actions.to(x.device)
+        scaled = x.detach().cpu().numpy().astype(np.float64)
+        obs = ((scaled + 1.0) / 2.0 * (self._high - self._low) + self._low).astype(np.float32)  # MinMax inverse
+        return torch.as_tensor(self._act(obs), dtype=torch.int64, device=x.device)
+
+
+class PolicyAlgo:
+    """Any policy as the ``algo`` of d3rlpy's ``DiscreteFQE`` (it only calls ``algo.impl.predict_best_action``)."""
+
+    def __init__(self, act: Callable[[NDArray[np.float32]], NDArray[np.int64]], low: NDArray, high: NDArray):
+        self.impl = _PolicyImpl(act, low, high)
+
+
+@dataclass
+class FQEModel:
+    """A fitted FQE: Q(s, a) of one target policy for one signal (reward or cost)."""
+
+    fqe: Any
+    scale: float = 1.0
+    loss: list[float] = field(default_factory=list)
+
+    def q(self, obs: NDArray[np.float32]) -> NDArray[np.float64]:
+        """(N, A) action values in original (unscaled) signal units."""
+        n_actions = self.fqe.impl.action_size
+        obs = np.asarray(obs, dtype=np.float32)
+        cols = [self.fqe.predict_value(obs, np.full(len(obs), a)) for a in range(n_actions)]
+        return np.stack(cols, axis=1).astype(np.float64) / self.scale
+
+
+def fit_fqe(
+    ds: Dataset,
+    signal: NDArray[np.float64],
+    act: Callable[[NDArray[np.float32]], NDArray[np.int64]],
+    cfg: OPEConfig,
+    low: NDArray,
+    high: NDArray,
+    seed: int,
+    next_act: Callable[[NDArray[np.int64]], NDArray[np.int64]] | None = None,
+    scale: float = 1.0,
+) -> FQEModel:
+    """Fit d3rlpy ``DiscreteFQE`` for the policy ``act`` on transitions whose reward is ``signal``.
+
+    ``next_act(idx)`` gives the policy's actions at the next observations of transitions ``idx`` (precomputed);
+    by default ``act`` is called on them.
+    """
+    if next_act is None:
+
+        def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:
+            return act(ds.next_observations[idx].astype(np.float32))
+
+    from d3rlpy.dataset import TransitionMiniBatch
+    from d3rlpy.models.encoders import VectorEncoderFactory
+    from d3rlpy.preprocessing import MinMaxObservationScaler
+
+    n = len(ds)
+    obs = ds.observations.astype(np.float32)
+    nxt = ds.next_observations.astype(np.float32)
+    actions = ds.actions.astype(np.float32)[:, None]
+    rewards = (signal * scale).astype(np.float32)[:, None]
+    terminals = (ds.terminations | ds.truncations).astype(np.float32)[:, None]
+    ones = np.ones((n, 1), dtype=np.float32)
+    config = d3rlpy.ope.FQEConfig(
+        learning_rate=cfg.fqe_learning_rate,
+        batch_size=cfg.fqe_batch_size,
+        gamma=cfg.gamma,
+        target_update_interval=cfg.fqe_target_update_interval,
+        encoder_factory=VectorEncoderFactory(hidden_units=list(cfg.fqe_hidden_units)),
+        observation_scaler=MinMaxObservationScaler(minimum=low, maximum=high),
+    )
+    rng = np.random.default_rng(seed)
+    model = FQEModel(fqe=None, scale=scale)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            algo = PolicyAlgo(act, low, high)
+            fqe = d3rlpy.ope.DiscreteFQE(algo=algo, config=config, device="cpu:0")
+            fqe.create_impl((obs.shape[1],), ds.n_actions)
+            model.fqe = fqe
+            for _ in range(cfg.fqe_steps):
+                idx = rng.integers(0, n, size=cfg.fqe_batch_size)
+                algo.impl.pending = torch.as_tensor(next_act(idx), dtype=torch.int64)
+                batch = TransitionMiniBatch(
+                    observations=obs[idx], actions=actions[idx], rewards=rewards[idx], next_observations=nxt[idx],
+                    next_actions=actions[idx], terminals=terminals[idx], intervals=ones[idx], transitions=[],
+                )  # fmt: skip
+                model.loss.append(fqe.update(batch)["loss"])
+    finally:
+        torch.set_num_threads(threads)
+    return model
+
+
+# ------------------------------------------------------------------ all estimators for one policy
+
+
+def evaluate_policy(
+    ds: Dataset,
+    target: TargetPolicy,
+    cfg: OPEConfig,
+    low: NDArray,
+    high: NDArray,
+) -> dict[str, Any]:
+    """Every configured estimator of return (and cost) for ``target``, each with a bootstrap CI."""
+    n_actions = ds.n_actions
+    probs = target.probs(ds.observations.astype(np.float32), n_actions, cfg.epsilon)
+    padded = Padded.build(ds, probs)
+    rng = np.random.default_rng(cfg.seed)
+    act_rng = np.random.default_rng([cfg.seed, 1])
+    signals = {"return": padded.rewards, "cost": padded.costs} if cfg.cost else {"return": padded.rewards}
+    next_obs = ds.next_observations.astype(np.float32)
+    if target.probs_fn is None:
+        greedy_next = np.asarray(target.greedy(next_obs), dtype=np.int64)
+
+        def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:
+            return greedy_next[idx]
+    else:
+        cum_next = np.cumsum(target.probs(next_obs, n_actions, 0.0), axis=1)
+
+        def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:  # one fresh draw per sampled transition
+            u = act_rng.random((len(idx), 1))
+            return np.minimum((cum_next[idx] < u).sum(axis=1), n_actions - 1)
+
+    def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
+        return target.act(obs, act_rng, n_actions)
+
+    flat_signals = {"return": ds.rewards, "cost": ds.costs}
+    ratios = padded.ratios[padded.valid]
+    out: dict[str, Any] = {
+        "policy": target.name,
+        "epsilon": cfg.epsilon if target.probs_fn is None else None,
+        "weights": {
+            "mean_ratio": float(ratios.mean()),
+            "share_zero_weight_episodes": float((np.prod(padded.ratios, axis=1) == 0).mean()),
+            "ess_episodes": _ess(np.prod(padded.ratios, axis=1)),
+        },
+        "estimates": {},
+    }
+    for key, signal in signals.items():
+        est: dict[str, Any] = {}
+        if "pdis" in cfg.estimators:
+            est["pdis"] = _bootstrap_mean(pdis_values(padded, signal, cfg.gamma), rng, cfg.n_bootstrap, cfg.confidence)
+        if "wis" in cfg.estimators:
+            w, g = wis_parts(padded, signal, cfg.gamma)
+            est["wis"] = _bootstrap_ratio(w, g, rng, cfg.n_bootstrap, cfg.confidence)
+        if "fqe" in cfg.estimators:
+            seed = int(np.random.SeedSequence([cfg.seed, 1 if key == "cost" else 0]).generate_state(1)[0])
+            scale = cfg.fqe_cost_scale if key == "cost" else cfg.fqe_reward_scale
+            model = fit_fqe(ds, flat_signals[key], act, cfg, low, high, seed, next_act, scale)
+            q_all = model.q(ds.observations)
+            v_flat = (q_all * probs).sum(axis=1)
+            starts = ds.episode_starts
+            est["fqe"] = _bootstrap_mean(v_flat[starts], rng, cfg.n_bootstrap, cfg.confidence)
+            out.setdefault("fqe_final_loss", {})[key] = float(np.mean(model.loss[-50:]))
+            if "dr" in cfg.estimators:
+                q_taken = np.where(
+                    padded.valid, q_all[np.maximum(padded.index, 0), ds.actions[np.maximum(padded.index, 0)]], 0.0
+                )
+                v = np.where(padded.valid, v_flat[np.maximum(padded.index, 0)], 0.0)
+                est["dr"] = _bootstrap_mean(
+                    dr_values(padded, signal, q_taken, v, cfg.gamma), rng, cfg.n_bootstrap, cfg.confidence
+                )
+        out["estimates"][key] = {k: e.to_dict() for k, e in est.items()}
+    return out
+
+
+def _ess(w: NDArray[np.float64]) -> float:
+    """Kish effective sample size of episode weights (0 when every weight is 0)."""
+    s2 = float((w**2).sum())
+    return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+
+
+def rank_correlation(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+
+    def ranks(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x), dtype=np.float64)
+        for v in np.unique(x):  # average ranks of ties
+            m = x == v
+            r[m] = r[m].mean()
+        return r
+
+    ra, rb = ranks(np.asarray(a, dtype=np.float64)), ranks(np.asarray(b, dtype=np.float64))
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])

@@ -1,0 +1,206 @@
+"""The run report: one self-contained HTML page (plots embedded as base64 PNG; no network needed)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; vertical-align: top; }
+th:first-child, td:first-child { text-align: left; }
+.reasons { text-align: left; }
+.PASS { background: #d8f3dc; } .CAUTION { background: #fff3bf; } .FAIL { background: #ffd6d6; }
+.ok { color: #2b8a3e; } .caution { color: #e67700; } .red { color: #c92a2a; font-weight: bold; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; } .figs img { max-width: 520px; }
+pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _ci(e: dict[str, float] | None, pct: bool = False, digits: int = 2) -> str:
+    if not e:
+        return "–"
+    f = 100.0 if pct else 1.0
+    return f"{e['mean'] * f:.{digits}f} [{e['low'] * f:.{digits}f}, {e['high'] * f:.{digits}f}]"
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(head: list[str], rows: list[list[str]], cls: list[str] | None = None, raw: bool = False) -> str:
+    out = ["<table>", "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
+    for i, row in enumerate(rows):
+        klass = f' class="{cls[i]}"' if cls else ""
+        cells = "".join(f"<td>{c if raw else _e(c)}</td>" for c in row)
+        out.append(f"<tr{klass}>{cells}</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _gate_section(gate: dict[str, Any] | None) -> str:
+    if not gate:
+        return "<p>No gate decisions (run <code>guardrl gate</code>).</p>"
+    rows, classes = [], []
+    for name, d in gate["decisions"].items():
+        reasons = "<br>".join(
+            f'<span class="{_e(r["decision"])}">{_e(r["decision"])}</span> {_e(r["rule"])}: {_e(r["message"])}'
+            for r in d["reasons"]
+        )
+        rows.append([_e(name), f"<b>{_e(d['decision'])}</b>", f'<div class="reasons">{reasons}</div>'])
+        classes.append(d["decision"])
+    return (
+        '<div id="verdicts">'
+        + _table(["policy", "decision", "reasons and evidence"], rows, classes, raw=True)
+        + "</div>"
+    )
+
+
+def _audit_section(audit: dict[str, Any] | None, plots: Path) -> str:
+    if not audit:
+        return "<p>No audit.</p>"
+    v = audit["verdict"]
+    cov, ends, prop = audit.get("coverage", {}), audit.get("episode_ends", {}), audit.get("propensities", {})
+    klass = {"offline-RL-ready": "PASS", "BC-only": "CAUTION"}.get(v["verdict"], "FAIL")
+    parts = [
+        f'<p>Verdict: <b class="{klass}">{_e(v["verdict"])}</b>: {_e("; ".join(v["reasons"]))}</p>',
+        _table(
+            ["measure", "value"],
+            [
+                ["transitions / episodes", f"{audit['size']['transitions']} / {audit['size']['episodes']}"],
+                ["visited states", str(cov.get("visited_states", "–"))],
+                ["transitions in states logged >= k times", f"{cov.get('covered_share', float('nan')):.1%}"],
+                ["transitions in states with >= 2 supported actions", f"{cov.get('choice_share', float('nan')):.1%}"],
+                [
+                    "visited states with some action logged < k times",
+                    f"{cov.get('states_with_thin_action', float('nan')):.1%}",
+                ],
+                ["logged action counts", str(cov.get("action_counts", "–"))],
+                [
+                    "episode ends: termination / truncation / goal / hazard",
+                    f"{ends.get('termination')} / {ends.get('truncation')} / {ends.get('goal')} / {ends.get('hazard')}",
+                ],
+                [
+                    "min propensity / share < 0.05",
+                    f"{prop.get('min', float('nan')):.3f} / {prop.get('share_below_0.05', float('nan')):.1%}",
+                ],
+            ],
+        ),
+        "<p>Sanity findings: " + (_e("; ".join(audit["sanity"])) if audit.get("sanity") else "none") + "</p>",
+        '<div class="figs">'
+        + _img(plots / "state_visitation.png", "state visitation")
+        + _img(plots / "rewards.png", "rewards")
+        + "</div>",
+    ]
+    return "\n".join(parts)
+
+
+def _metrics_section(metrics: dict[str, Any] | None, plots: Path) -> str:
+    if not metrics:
+        return "<p>No evaluation.</p>"
+    rows = []
+    for name, p in metrics["policies"].items():
+        sup = p.get("unsupported", {})
+        mm = p.get("mismatch")
+        rows.append([
+            name, _ci(p["return"]), _ci(p["normalized_score"], digits=1), _ci(p["hazard_rate"], pct=True, digits=1),
+            _ci(p["goal_rate"], pct=True, digits=1),
+            f"{mm['rate']:.1%} ({mm['flag']})" if mm else "–",
+            f"{sup['logs_rate']:.1%} ({sup['logs_flag']})" if "logs_rate" in sup else "–",
+            f"{sup['rollout_rate']:.1%} ({sup['rollout_flag']})" if "rollout_rate" in sup else "–",
+        ])  # fmt: skip
+    head = ["policy", "return", "normalized", "hazard %", "goal %", "logged-action mismatch",
+            "unsupported (logged states)", "unsupported (own rollouts)"]  # fmt: skip
+    note = (
+        f"<p>Mismatch floor (the exact optimal policy against the logged actions): {metrics['mismatch_floor']:.1%}. "
+        f"An action is unsupported in a state logged fewer than k = {metrics.get('unsupported_k', '?')} times "
+        "with it. Traffic light: &lt; 10% ok, 10–20% caution, &gt; 20% red.</p>"
+    )
+    figs = (
+        '<div class="figs">' + _img(plots / "returns.png", "returns") + _img(plots / "safety.png", "safety") + "</div>"
+    )
+    return _table(head, rows) + note + figs
+
+
+def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
+    if not ope:
+        return "<p>No off-policy evaluation.</p>"
+    rows = []
+    for name, r in ope["policies"].items():
+        for key in ("return", "cost"):
+            if key not in r["estimates"]:
+                continue
+            cells = [name if key == "return" else "", key, _ci(r["truth"][key], digits=3 if key == "cost" else 2)]
+            cells += [
+                _ci(r["estimates"][key].get(e), digits=3 if key == "cost" else 2) for e in ("pdis", "wis", "fqe", "dr")
+            ]
+            cells.append(f"{r['weights']['ess_episodes']:.1f}" if key == "return" else "")
+            rows.append(cells)
+    table = _table(["policy", "signal", "truth (rollouts)", "PDIS", "WIS", "FQE", "DR", "IS ESS (episodes)"], rows)
+    val = ope.get("validation", {})
+    vrows = []
+    for key, by in val.items():
+        for est, v in by.items():
+            rc = "–" if v["rank_correlation"] is None else f"{v['rank_correlation']:.2f}"
+            vrows.append([key, est, f"{v['mean_abs_error']:.3f}", rc])
+    eps = ope["config"]["epsilon"]
+    note = (f"<p>Deterministic targets are softened with ε = {eps} for importance sampling. "
+            "Cost = expected hazard events per episode.</p>")  # fmt: skip
+    return (
+        table
+        + note
+        + _table(["signal", "estimator", "mean abs error", "rank correlation"], vrows)
+        + _img(plots / "ope_vs_truth.png", "OPE vs truth")
+    )
+
+
+def render_html(
+    title: str,
+    config: dict[str, Any],
+    audit: dict[str, Any] | None,
+    training: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    ope: dict[str, Any] | None,
+    gate: dict[str, Any] | None,
+    plots: Path,
+) -> str:
+    """The whole report as one HTML string."""
+    plots = Path(plots)
+    train_rows = [
+        [n, str(t["n_steps"]), f"{t['seconds']:.1f}", f"{t['steps_per_second']:.0f}"]
+        for n, t in (training or {}).items()
+    ]
+    sections = [
+        f"<h1>{_e(title)}</h1>",
+        "<h2>Deployment gate</h2>",
+        _gate_section(gate),
+        "<h2>Dataset audit</h2>",
+        _audit_section(audit, plots),
+        "<h2>Training</h2>",
+        _table(["learner", "gradient steps", "seconds", "steps/s"], train_rows)
+        if train_rows
+        else "<p>No training.</p>",
+        _img(plots / "learning_curves.png", "learning curves"),
+        "<h2>Evaluation (rollouts on held-out seeds, 95% bootstrap CIs)</h2>",
+        _metrics_section(metrics, plots),
+        "<h2>Off-policy evaluation (logs only) against the truth</h2>",
+        _ope_section(ope, plots),
+        "<h2>Run config</h2>",
+        f"<pre>{_e(json.dumps(config, indent=2))}</pre>",
+    ]
+    body = "\n".join(s for s in sections if s)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")  # fmt: skip

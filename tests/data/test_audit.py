@@ -1,0 +1,94 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from guardrl.data import collect
+from guardrl.data.audit import AuditConfig, StateIndex, Support, audit
+from guardrl.data.collect import episodes_to_dataset
+from guardrl.envs import simulate, solve_optimal, stationary
+
+
+def narrow_dataset(tables, n_episodes=300, seed=0):
+    """A deterministic logger (the exact optimal policy, no noise): one action per state."""
+    opt = stationary(solve_optimal(tables)[0])
+    eps = simulate(tables, opt, n_episodes, np.random.default_rng(seed))
+    return episodes_to_dataset(eps, np.ones_like(eps.rewards), 0, 4)
+
+
+def test_adequate_noisy_data_is_offline_rl_ready(tables):
+    result = audit(collect(tables, "safe", 300, seed=0))
+    assert result["verdict"]["verdict"] == "offline-RL-ready"
+    cov = result["coverage"]
+    assert cov["choice_share"] > 0.9 and cov["covered_share"] > 0.99
+    assert sum(cov["action_counts"]) == result["size"]["transitions"]
+    assert result["episode_ends"]["termination"] + result["episode_ends"]["truncation"] == 300
+    assert result["episode_ends"]["goal"] + result["episode_ends"]["hazard"] == result["episode_ends"]["termination"]
+    # the safe controller's propensities: eps/4 for an off-policy move
+    assert result["propensities"]["min"] == pytest.approx(0.22 / 4)
+    assert result["sanity"] == []
+
+
+def test_narrow_deterministic_logs_are_bc_only(tables):
+    result = audit(narrow_dataset(tables))
+    assert result["verdict"]["verdict"] == "BC-only"
+    assert "too narrow" in result["verdict"]["reasons"][0]
+    assert result["coverage"]["choice_share"] < 0.3
+
+
+def test_too_few_episodes_are_insufficient(tables):
+    result = audit(collect(tables, "safe", 5, seed=0))
+    assert result["verdict"]["verdict"] == "insufficient"
+    reasons = " ".join(result["verdict"]["reasons"])
+    assert "5 episodes < min_episodes 20" in reasons and "min_transitions" in reasons
+    # thresholds are configurable: the same data passes looser ones
+    loose = AuditConfig(min_transitions=10, min_episodes=2, min_covered_share=0.0, min_choice_share=0.0)
+    assert audit(collect(tables, "safe", 5, seed=0), loose)["verdict"]["verdict"] == "offline-RL-ready"
+
+
+def test_constant_rewards_and_recording_errors_are_found(tables):
+    ds = collect(tables, "safe", 100, seed=1)
+    flat = dataclasses.replace(ds, rewards=np.full(len(ds), -1.0))
+    result = audit(flat)
+    assert result["verdict"]["verdict"] == "BC-only" and "rewards are constant" in result["verdict"]["reasons"]
+    # a termination in the middle of episode 0
+    term = ds.terminations.copy()
+    term[2] = True
+    findings = audit(dataclasses.replace(ds, terminations=term))["sanity"]
+    assert any("end before their last row, e.g. episode 0" in f for f in findings)
+    # action 3 never taken
+    acts = np.where(ds.actions == 3, 1, ds.actions)
+    findings = audit(dataclasses.replace(ds, actions=acts))["sanity"]
+    assert any("action(s) [3] never taken" in f for f in findings)
+
+
+def test_time_limits_recorded_as_terminals_are_flagged(tables):
+    ds = collect(tables, "noisy", 200, seed=2)
+    assert ds.truncations.sum() > 0
+    wrong = dataclasses.replace(ds, terminations=ds.terminations | ds.truncations, truncations=np.zeros(len(ds), bool))
+    findings = audit(wrong)["sanity"]
+    assert any("time limits recorded as terminals" in f for f in findings)
+
+
+def test_support_counts_and_unsupported_actions(tables):
+    ds = collect(tables, "safe", 200, seed=0)
+    sup = Support.from_dataset(ds, AuditConfig(k=5))
+    start = ds.observations[:1]
+    counts = sup.action_counts(np.repeat(start, 4, axis=0), np.arange(4))
+    # the start cell's counts add up to the logged transitions from it (every episode starts there)
+    assert counts.sum() == (ds.observations == start).all(axis=1).sum() >= 200
+    assert list(sup.unsupported(np.repeat(start, 4, axis=0), np.arange(4))) == list(counts < 5)
+    never = np.array([[100.0, 100.0]], dtype=np.float32)
+    assert sup.unsupported(never, np.array([0]))[0]
+    probs = sup.behaviour_probs(np.concatenate([start, never]))
+    assert probs[0] == pytest.approx(counts / counts.sum()) and probs[1] == pytest.approx([0.25] * 4)
+
+
+def test_continuous_observations_are_binned():
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(20_000, 3)).astype(np.float32)
+    index = StateIndex.fit(obs, AuditConfig(n_bins=4))
+    assert index.exact is None and index.n_states == 64
+    ids = index(obs)
+    assert ids.min() >= 0 and ids.max() < 64
+    assert np.bincount(ids, minlength=64).min() > 0  # quantile bins: every cell of independent normals is hit

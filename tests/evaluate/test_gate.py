@@ -1,0 +1,114 @@
+import dataclasses
+import json
+
+from guardrl.config import CollectConfig, RunConfig
+from guardrl.evaluate import EvalConfig
+from guardrl.evaluate.gate import Evidence, GateConfig, decide, gate
+from guardrl.evaluate.ope import OPEConfig
+from guardrl.pipeline import run
+from guardrl.train import BCConfig, DQNConfig, TrainConfig
+
+CFG = GateConfig()
+RANGE = 136.0
+
+
+def ci(mean, low=None, high=None):
+    return {"mean": mean, "low": mean if low is None else low, "high": mean if high is None else high}
+
+
+def ope(fqe, dr, ess=1.0):
+    est = {"return": {"fqe": ci(fqe), "dr": ci(dr)}, "cost": {"fqe": ci(0.0), "dr": ci(0.0, 0.0, 0.005)}}
+    return {"estimates": est, "weights": {"ess_episodes": ess}}
+
+
+BC = Evidence("bc", hazard=ci(0.04, 0.03, 0.05), ret=ci(15.0, 14.0, 16.0), ope=ope(15, 15), unsupported_rate=0.0,
+              is_bc=True)  # fmt: skip
+
+
+def reasons(result, rule):
+    return [r for r in result["reasons"] if r["rule"] == rule]
+
+
+def test_safe_better_supported_policy_passes():
+    ev = Evidence("cql", hazard=ci(0.0, 0.0, 0.002), ret=ci(21.6, 21.5, 21.7), ope=ope(20.0, 21.0),
+                  unsupported_rate=0.01)  # fmt: skip
+    result = decide(ev, BC, "offline-RL-ready", RANGE, CFG)
+    assert result["decision"] == "PASS"
+    assert {r["rule"] for r in result["reasons"]} == {"audit", "hazard", "bc", "support", "ope"}
+
+
+def test_hazard_above_limit_fails_and_a_straddling_interval_cautions():
+    unsafe = Evidence("dqn", hazard=ci(0.05, 0.04, 0.06), ret=ci(16.0), ope=ope(16, 16), unsupported_rate=0.0)
+    assert decide(unsafe, BC, "offline-RL-ready", RANGE, CFG)["decision"] == "FAIL"
+    close = dataclasses.replace(unsafe, hazard=ci(0.005, 0.001, 0.012), ret=ci(20.0, 19.0, 21.0))
+    result = decide(close, BC, "offline-RL-ready", RANGE, CFG)
+    assert result["decision"] == "CAUTION" and "upper bound reaches" in reasons(result, "hazard")[0]["message"]
+
+
+def test_missing_evidence_never_passes():
+    bare = Evidence("x")
+    result = decide(bare, BC, None, RANGE, CFG)
+    assert result["decision"] == "FAIL"
+    messages = " ".join(r["message"] for r in result["reasons"])
+    assert "no dataset audit" in messages and "no hazard estimate" in messages
+    assert "no unsupported-action rate" in messages and "no return estimate" in messages
+    # OPE cost alone is acceptable hazard evidence (no simulator), but support is then decisive
+    field_only = Evidence("y", ope=ope(20, 20.5), unsupported_rate=0.25, unsupported_source="logs")
+    result = decide(field_only, BC, "offline-RL-ready", RANGE, CFG)
+    assert "OPE cost" in reasons(result, "hazard")[0]["message"]
+    assert reasons(result, "support")[0]["decision"] == "FAIL" and result["decision"] == "FAIL"
+
+
+def test_worse_than_bc_fails_and_disagreeing_ope_cautions():
+    worse = Evidence("w", hazard=ci(0.0), ret=ci(5.0, 4.0, 6.0), ope=ope(5, 5), unsupported_rate=0.0)
+    assert reasons(decide(worse, BC, "offline-RL-ready", RANGE, CFG), "bc")[0]["decision"] == "FAIL"
+    split = Evidence("s", hazard=ci(0.0), ret=ci(20.0, 19.0, 21.0), ope=ope(-10, 20), unsupported_rate=0.0)
+    result = decide(split, BC, "offline-RL-ready", RANGE, CFG)
+    assert result["decision"] == "CAUTION" and "disagree" in reasons(result, "ope")[0]["message"]
+
+
+def test_audit_verdict_gates_everyone():
+    ev = Evidence("cql", hazard=ci(0.0), ret=ci(21.0, 20.0, 22.0), ope=ope(20, 21), unsupported_rate=0.0)
+    assert decide(ev, BC, "insufficient", RANGE, CFG)["decision"] == "FAIL"
+    assert decide(ev, BC, "BC-only", RANGE, CFG)["decision"] == "CAUTION"
+    safe_bc = dataclasses.replace(BC, hazard=ci(0.0))
+    assert decide(safe_bc, None, "BC-only", RANGE, CFG)["decision"] == "PASS"  # imitation is what the data supports
+    out = gate([BC, ev], "offline-RL-ready", RANGE, CFG)
+    assert list(out["decisions"]) == ["bc", "cql"] and out["config"]["hazard_limit"] == 0.01
+
+
+def small_run(tmp_path_factory, name, regime, learners, validate):
+    cfg = RunConfig(
+        name=name,
+        collect=CollectConfig(regime=regime, n_episodes=500, seed=0),
+        train=TrainConfig(learners=learners, bc=BCConfig(), dqn=DQNConfig(), monitor_every=10**6),
+        evaluate=EvalConfig(n_episodes=600, n_bootstrap=500),
+        ope=OPEConfig(validate=validate, n_bootstrap=300),
+        report=False,
+    )
+    run_dir, _ = run(cfg, tmp_path_factory.mktemp("runs"), show_progress=False)
+    return run_dir
+
+
+def test_gate_fails_naive_dqn_trained_on_noisy_logs(tmp_path_factory):
+    run_dir = small_run(tmp_path_factory, "noisy-dqn", "noisy", ("bc", "dqn"), validate=False)
+    dqn = json.loads((run_dir / "metrics.json").read_text())["policies"]["dqn"]
+    decisions = json.loads((run_dir / "gate.json").read_text())["decisions"]
+    # naive offline DQN on noisy logs: unsafe, or (seed 0 here) looping until the time limit, never reaching the goal
+    assert dqn["hazard_rate"]["mean"] > CFG.hazard_limit or dqn["goal_rate"]["mean"] < 0.5
+    assert decisions["dqn"]["decision"] == "FAIL"
+    failing = {r["rule"] for r in decisions["dqn"]["reasons"] if r["decision"] == "FAIL"}
+    assert ("hazard" in failing) == (dqn["hazard_rate"]["mean"] > CFG.hazard_limit)
+    assert failing <= {"hazard", "bc"} and failing
+
+
+def test_gate_fails_hazard_seeking_and_passes_optimal_on_the_default_data(tmp_path_factory):
+    run_dir = small_run(tmp_path_factory, "safe-validated", "safe", ("bc",), validate=True)
+    decisions = json.loads((run_dir / "gate.json").read_text())["decisions"]
+    assert set(decisions) == {"bc", "behaviour", "optimal", "random", "hazard-seeking"}
+    assert decisions["hazard-seeking"]["decision"] == "FAIL"
+    assert reasons(decisions["hazard-seeking"], "hazard")[0]["decision"] == "FAIL"
+    assert decisions["optimal"]["decision"] == "PASS", decisions["optimal"]
+    assert decisions["random"]["decision"] == "FAIL"
+    ope = json.loads((run_dir / "ope.json").read_text())
+    assert ope["validation"]["return"]["fqe"]["rank_correlation"] > 0.5

@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+
+from guardrl.data import Dataset, collect
+from guardrl.data.behaviour import constrained_policy
+from guardrl.envs import evaluate_exact
+from guardrl.evaluate.ope import (
+    OPEConfig,
+    Padded,
+    TargetPolicy,
+    dr_values,
+    evaluate_policy,
+    pdis_values,
+    rank_correlation,
+    wis_parts,
+)
+
+LOW, HIGH = np.zeros(1), np.ones(1)
+
+
+def bandit(actions, rewards, propensities, n_actions=2):
+    """One-step episodes: observation 0, the logged action, its reward, then termination."""
+    n = len(actions)
+    return Dataset(
+        episode_ids=np.arange(n), steps=np.zeros(n, dtype=np.int64), observations=np.zeros((n, 1), np.float32),
+        actions=np.asarray(actions), rewards=np.asarray(rewards, float), costs=(np.asarray(rewards) < 0).astype(float),
+        terminations=np.ones(n, bool), truncations=np.zeros(n, bool), successes=np.zeros(n, bool),
+        propensities=np.asarray(propensities, float), next_observations=np.zeros((n, 1), np.float32),
+        n_actions=n_actions,
+    )  # fmt: skip
+
+
+def always(action):
+    return TargetPolicy(f"always-{action}", lambda obs: np.full(len(obs), action))
+
+
+def test_is_estimators_on_a_hand_computed_bandit():
+    ds = bandit([1, 0, 1, 0], [1.0, 0.0, 1.0, 0.0], [0.5] * 4)
+    cfg = OPEConfig(estimators=("pdis", "wis"), epsilon=0.0, cost=False)
+    est = evaluate_policy(ds, always(1), cfg, LOW, HIGH)["estimates"]["return"]
+    assert est["pdis"]["mean"] == pytest.approx(1.0)  # (2*1 + 0 + 2*1 + 0) / 4
+    assert est["wis"]["mean"] == pytest.approx(1.0)  # (2*1 + 2*1) / (2 + 2)
+    # softened target: pi(1) = 0.9, pi(0) = 0.1, whose true value is 0.9
+    soft = evaluate_policy(ds, always(1), OPEConfig(estimators=("pdis",), epsilon=0.2, cost=False), LOW, HIGH)
+    assert soft["estimates"]["return"]["pdis"]["mean"] == pytest.approx((1.8 + 1.8) / 4)
+    assert soft["epsilon"] == 0.2
+
+
+def test_per_decision_weights_multiply_along_the_episode():
+    # one 3-step episode, behaviour 0.5 everywhere, target matches on steps 0 and 2, not on 1 (eps = 0)
+    ds = bandit([1, 0, 1], [1.0, 2.0, 4.0], [0.5] * 3)
+    ds = Dataset(**{**ds.__dict__, "episode_ids": np.zeros(3, np.int64), "steps": np.arange(3),
+                    "terminations": np.array([False, False, True])})  # fmt: skip
+    probs = np.array([[0.0, 1.0]] * 3)
+    p = Padded.build(ds, probs)
+    assert p.ratios.tolist() == [[2.0, 0.0, 2.0]]
+    # rho_0 r_0 + rho_01 r_1 + rho_012 r_2 = 2*1 + 0*2 + 0*4
+    assert pdis_values(p, p.rewards, 1.0).tolist() == [2.0]
+    assert pdis_values(p, p.rewards, 0.5).tolist() == [2.0]
+    w, g = wis_parts(p, p.rewards, 0.5)
+    assert w.tolist() == [0.0] and g.tolist() == [1.0 + 0.5 * 2.0 + 0.25 * 4.0]
+
+
+def test_doubly_robust_with_an_exact_model_has_no_variance():
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 2, 200)
+    ds = bandit(actions, actions.astype(float), [0.5] * 200)
+    p = Padded.build(ds, np.tile([0.2, 0.8], (200, 1)))
+    q = np.array([0.0, 1.0])
+    q_taken = q[actions][:, None]
+    v = np.full((200, 1), 0.8)
+    values = dr_values(p, p.rewards, q_taken, v, 1.0)
+    assert values == pytest.approx(np.full(200, 0.8))  # exact model: every episode gives the true value
+
+
+def test_fqe_and_dr_recover_a_bandit_value():
+    rng = np.random.default_rng(1)
+    actions = rng.integers(0, 2, 2000)
+    rewards = np.where(actions == 1, 1.0, -1.0) + rng.normal(0, 0.1, 2000)
+    ds = bandit(actions, rewards, [0.5] * 2000)
+    cfg = OPEConfig(epsilon=0.0, fqe_steps=300, cost=True, n_bootstrap=300)
+    out = evaluate_policy(ds, always(1), cfg, LOW, HIGH)
+    est = out["estimates"]
+    for name in ("pdis", "wis", "fqe", "dr"):
+        assert est["return"][name]["mean"] == pytest.approx(1.0, abs=0.1), name
+    assert est["cost"]["dr"]["mean"] == pytest.approx(0.0, abs=0.05)  # the target never pays the cost
+    assert est["return"]["pdis"]["low"] <= 1.0 <= est["return"]["pdis"]["high"]
+    # same config, same numbers
+    again = evaluate_policy(ds, always(1), cfg, LOW, HIGH)["estimates"]
+    assert again == est
+
+
+def test_is_ci_covers_the_truth_for_the_behaviour_policy_itself(tables):
+    ds = collect(tables, "safe", 500, seed=0)
+    behaviour = constrained_policy(tables, 0.22)
+    target = TargetPolicy(
+        "behaviour",
+        lambda o: behaviour.action_probs(o, np.zeros(len(o), int)).argmax(1),
+        lambda o: behaviour.action_probs(o, np.zeros(len(o), int)),
+    )
+    cfg = OPEConfig(estimators=("pdis", "wis"), n_bootstrap=2000)
+    out = evaluate_policy(ds, target, cfg, np.zeros(2), np.full(2, 14.0))
+    truth = evaluate_exact(behaviour)
+    assert out["weights"]["mean_ratio"] == pytest.approx(1.0)
+    for est in ("pdis", "wis"):
+        r = out["estimates"]["return"][est]
+        assert r["low"] <= truth.expected_return <= r["high"], (est, r, truth.expected_return)
+        c = out["estimates"]["cost"][est]
+        assert c["low"] <= truth.hazard_prob <= c["high"], (est, c, truth.hazard_prob)
+
+
+def test_rank_correlation():
+    assert rank_correlation(np.array([1.0, 2, 3, 4]), np.array([10.0, 20, 30, 40])) == pytest.approx(1.0)
+    assert rank_correlation(np.array([1.0, 2, 3]), np.array([3.0, 2, 1])) == pytest.approx(-1.0)
+    assert np.isnan(rank_correlation(np.array([1.0, 1, 1]), np.array([1.0, 2, 3])))
+
+
+def test_bad_ope_config_is_an_error():
+    with pytest.raises(ValueError, match="dr needs fqe"):
+        OPEConfig(estimators=("pdis", "dr"))
+    with pytest.raises(ValueError, match="unknown"):
+        OPEConfig(estimators=("magic",))
