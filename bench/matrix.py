@@ -28,6 +28,7 @@ import numpy as np
 
 from guardrl._io import atomic_write_json, atomic_write_text
 from guardrl.config import CollectConfig, RunConfig
+from guardrl.evaluate.ope import OPEConfig
 from guardrl.pipeline import run
 
 # two-sided 95% Student t quantiles for n-1 degrees of freedom
@@ -51,6 +52,8 @@ def run_cell(regime: str, seed: int, learners: tuple[str, ...]) -> dict[str, Any
         name=f"{regime}-{seed}",
         collect=CollectConfig(regime=regime, n_episodes=base.collect.n_episodes, seed=seed),
         train=dataclasses.replace(base.train, learners=learners, seed=seed),
+        ope=OPEConfig(estimators=("pdis", "wis")),  # quality only: no FQE, no report
+        report=False,
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

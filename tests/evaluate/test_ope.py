@@ -12,6 +12,7 @@ from guardrl.evaluate.ope import (
     evaluate_policy,
     pdis_values,
     rank_correlation,
+    weighted_dr,
     wis_parts,
 )
 
@@ -71,6 +72,20 @@ def test_doubly_robust_with_an_exact_model_has_no_variance():
     v = np.full((200, 1), 0.8)
     values = dr_values(p, p.rewards, q_taken, v, 1.0)
     assert values == pytest.approx(np.full(200, 0.8))  # exact model: every episode gives the true value
+    # the weighted form gives the truth for any resampling of the episodes
+    counts = np.vstack([np.ones(200), rng.integers(0, 3, 200)])
+    assert weighted_dr(p, p.rewards, q_taken, v, 1.0, counts) == pytest.approx([0.8, 0.8])
+
+
+def test_weighted_dr_self_normalizes_per_step():
+    # two one-step episodes with a useless model (Q = V = 0): WDR is then weighted IS of the rewards
+    ds = bandit([1, 0], [3.0, 1.0], [0.5, 0.5])
+    p = Padded.build(ds, np.tile([0.25, 0.75], (2, 1)))  # ratios 1.5 and 0.5
+    zeros = np.zeros((2, 1))
+    est = weighted_dr(p, p.rewards, zeros, zeros, 1.0, np.ones((1, 2)))
+    # episode 0 (action 1, ratio 1.5) earned 3, episode 1 (ratio 0.5) earned 1: the target's true value is 2.5
+    assert est[0] == pytest.approx((1.5 * 3.0 + 0.5 * 1.0) / 2.0) == pytest.approx(0.75 * 3.0 + 0.25 * 1.0)
+    assert weighted_dr(p, p.rewards, zeros, zeros, 1.0, np.array([[2.0, 0.0]]))[0] == pytest.approx(3.0)
 
 
 def test_fqe_and_dr_recover_a_bandit_value():
