@@ -62,7 +62,7 @@ def _interval(entry: dict[str, float], pct: bool = False, digits: int = 1) -> st
 def summary_table(metrics: dict[str, Any]) -> Table:
     """The per-policy comparison as a rich table."""
     table = Table(title="guardrl evaluation (95% bootstrap CIs)")
-    for col in ("policy", "return", "normalized", "hazard %", "goal %", "length", "mismatch"):
+    for col in ("policy", "return", "normalized", "hazard %", "goal %", "length", "mismatch", "unsupported"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for name, p in metrics["policies"].items():
         mismatch = p.get("mismatch")
@@ -74,8 +74,18 @@ def summary_table(metrics: dict[str, Any]) -> Table:
             _interval(p["goal_rate"], pct=True),
             f"{p['length']['mean']:.1f}",
             f"{mismatch['rate'] * 100:.1f}% ({mismatch['flag']})" if mismatch else "-",
+            _unsupported(p.get("unsupported")),
         )
     return table
+
+
+def _unsupported(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "-"
+    own = f"{entry['rollout_rate'] * 100:.1f}% ({entry['rollout_flag']}) own"
+    if "logs_rate" in entry:
+        return f"{entry['logs_rate'] * 100:.1f}% ({entry['logs_flag']}) logs / {own}"
+    return own
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:

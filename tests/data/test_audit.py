@@ -29,6 +29,14 @@ def test_adequate_noisy_data_is_offline_rl_ready(tables):
     assert result["sanity"] == []
 
 
+def test_noisy_logs_cover_more_actions_and_are_ready(tables):
+    safe, noisy = audit(collect(tables, "safe", 300, seed=0)), audit(collect(tables, "noisy", 300, seed=0))
+    assert noisy["verdict"]["verdict"] == "offline-RL-ready"
+    # more randomness, fewer thinly logged actions per state
+    assert noisy["coverage"]["states_with_thin_action"] < safe["coverage"]["states_with_thin_action"]
+    assert noisy["propensities"]["ess_uniform_target"] > safe["propensities"]["ess_uniform_target"]
+
+
 def test_narrow_deterministic_logs_are_bc_only(tables):
     result = audit(narrow_dataset(tables))
     assert result["verdict"]["verdict"] == "BC-only"

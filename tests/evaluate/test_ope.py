@@ -135,3 +135,9 @@ def test_bad_ope_config_is_an_error():
         OPEConfig(estimators=("pdis", "dr"))
     with pytest.raises(ValueError, match="unknown"):
         OPEConfig(estimators=("magic",))
+
+
+def test_missing_propensities_are_a_clear_error():
+    ds = bandit([1, 0], [1.0, 0.0], [np.nan, 0.5])
+    with pytest.raises(ValueError, match="1 transitions have no behaviour propensity"):
+        evaluate_policy(ds, always(1), OPEConfig(cost=False), LOW, HIGH)

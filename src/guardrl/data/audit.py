@@ -164,6 +164,8 @@ def audit(ds: Dataset, cfg: AuditConfig | None = None) -> dict[str, Any]:
         "covered_share": covered_share,
         "choice_share": choice_share,
         "supported_actions_per_state": _describe(supported[visited].sum(axis=1)),
+        "visits_per_state": _describe(visits[visited]),
+        "most_visited": _most_visited(support, visits),
         "action_counts": np.bincount(ds.actions, minlength=n_actions).tolist(),
     }
 
@@ -199,6 +201,16 @@ def audit(ds: Dataset, cfg: AuditConfig | None = None) -> dict[str, Any]:
     findings = sanity(ds, lengths, ends)
     out["sanity"] = findings
     out["verdict"] = verdict(cfg, n, ds.n_episodes, covered_share, choice_share, float(ds.rewards.std()))
+    return out
+
+
+def _most_visited(support: Support, visits: NDArray[np.int64], n: int = 10) -> list[dict[str, Any]]:
+    """The ``n`` most visited states with their visit and per-action counts (exact states only)."""
+    top = np.argsort(-visits, kind="stable")[:n]
+    out = []
+    for s in top[visits[top] > 0]:
+        state = support.index.exact[s].tolist() if support.index.exact is not None else int(s)
+        out.append({"state": state, "visits": int(visits[s]), "action_counts": support.counts[s].tolist()})
     return out
 
 

@@ -326,6 +326,13 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Every configured estimator of return (and cost) for ``target``, each with a bootstrap CI."""
     n_actions = ds.n_actions
+    weighted = {"pdis", "wis", "dr"} & set(cfg.estimators)
+    missing = int(np.isnan(ds.propensities).sum())
+    if weighted and missing:
+        raise ValueError(
+            f"ope: {missing} transitions have no behaviour propensity, which {sorted(weighted)} need; "
+            "log propensities or set ope.estimators to [fqe]"
+        )
     probs = target.probs(ds.observations.astype(np.float32), n_actions, cfg.epsilon)
     padded = Padded.build(ds, probs)
     rng = np.random.default_rng(cfg.seed)
