@@ -55,6 +55,11 @@ class RunError(RuntimeError):
     """A stage cannot run on the given run folder (missing artifacts, existing run...)."""
 
 
+def grid_size(cfg: RunConfig) -> int | None:
+    """The grid side for the one-hot cell encoder, or None for raw observations (``train.encoder``)."""
+    return None if cfg.train.encoder == "mlp" else cfg.env.build().size
+
+
 def tables_for(cfg: RunConfig) -> Tables:
     return build_tables(cfg.env.build())
 
@@ -109,7 +114,9 @@ def stage_train(cfg: RunConfig, run_dir: Path, show_progress: bool = True) -> di
     tables = tables_for(cfg)
     size = tables.layout.size
     bounds = ObsBounds(np.zeros(2), np.full(2, float(size - 1)))
-    results = train_all(ds, cfg.train, bounds, exact_monitor(tables), show_progress=show_progress)
+    results = train_all(
+        ds, cfg.train, bounds, exact_monitor(tables), show_progress=show_progress, grid_size=grid_size(cfg)
+    )
     policy_dir = run_dir / "policies"
     training: dict[str, Any] = {}
     for name, res in results.items():
@@ -312,7 +319,7 @@ def stage_ope(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     low, high = np.zeros(2), np.full(2, float(tables.layout.size - 1))
     results: dict[str, Any] = {}
     for name, (target, rollout_policy) in ope_targets(cfg, run_dir, tables).items():
-        est = evaluate_policy(ds, target, cfg.ope, low, high)
+        est = evaluate_policy(ds, target, cfg.ope, low, high, grid_size=grid_size(cfg))
         truth = rollout(tables, [(rollout_policy, 1.0)], cfg.evaluate).summary
         est["truth"] = {"return": truth["return"].to_dict(), "cost": truth["hazard_rate"].to_dict()}
         results[name] = est

@@ -260,6 +260,7 @@ def fit_fqe(
     seed: int,
     next_act: Callable[[NDArray[np.int64]], NDArray[np.int64]] | None = None,
     scale: float = 1.0,
+    grid_size: int | None = None,
 ) -> FQEModel:
     """Fit d3rlpy ``DiscreteFQE`` for the policy ``act`` on transitions whose reward is ``signal``.
 
@@ -275,6 +276,8 @@ def fit_fqe(
     from d3rlpy.models.encoders import VectorEncoderFactory
     from d3rlpy.preprocessing import MinMaxObservationScaler
 
+    from guardrl.train.learners import GridEncoderFactory
+
     n = len(ds)
     obs = ds.observations.astype(np.float32)
     nxt = ds.next_observations.astype(np.float32)
@@ -287,7 +290,11 @@ def fit_fqe(
         batch_size=cfg.fqe_batch_size,
         gamma=cfg.gamma,
         target_update_interval=cfg.fqe_target_update_interval,
-        encoder_factory=VectorEncoderFactory(hidden_units=list(cfg.fqe_hidden_units)),
+        encoder_factory=(
+            GridEncoderFactory(size=grid_size, hidden_units=list(cfg.fqe_hidden_units))
+            if grid_size is not None
+            else VectorEncoderFactory(hidden_units=list(cfg.fqe_hidden_units))
+        ),
         observation_scaler=MinMaxObservationScaler(minimum=low, maximum=high),
     )
     rng = np.random.default_rng(seed)
@@ -323,8 +330,11 @@ def evaluate_policy(
     cfg: OPEConfig,
     low: NDArray,
     high: NDArray,
+    grid_size: int | None = None,
 ) -> dict[str, Any]:
-    """Every configured estimator of return (and cost) for ``target``, each with a bootstrap CI."""
+    """Every configured estimator of return (and cost) for ``target``, each with a bootstrap CI.
+
+    ``grid_size``: FQE reads a one-hot of the (x, y) cell (as the learners do on SafeGrid)."""
     n_actions = ds.n_actions
     weighted = {"pdis", "wis", "dr"} & set(cfg.estimators)
     missing = int(np.isnan(ds.propensities).sum())
@@ -376,7 +386,7 @@ def evaluate_policy(
         if "fqe" in cfg.estimators:
             seed = int(np.random.SeedSequence([cfg.seed, 1 if key == "cost" else 0]).generate_state(1)[0])
             scale = cfg.fqe_cost_scale if key == "cost" else cfg.fqe_reward_scale
-            model = fit_fqe(ds, flat_signals[key], act, cfg, low, high, seed, next_act, scale)
+            model = fit_fqe(ds, flat_signals[key], act, cfg, low, high, seed, next_act, scale, grid_size)
             q_all = model.q(ds.observations)
             v_flat = (q_all * probs).sum(axis=1)
             starts = ds.episode_starts

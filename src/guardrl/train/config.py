@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LR_SCHEDULES = ("constant", "cosine")
+ENCODERS = ("auto", "grid", "mlp")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class BCConfig:
 class QLearnerConfig:
     """Fields shared by the Q-learning learners (DQN, CQL, BCQ): Double-DQN style targets, discrete actions."""
 
-    n_steps: int = 1500
+    n_steps: int = 3000
     """Gradient steps."""
     batch_size: int = 256
     """Transitions per gradient step."""
@@ -104,12 +105,19 @@ class TrainConfig:
     """Seeds network initialization (torch, in a forked RNG) and batch sampling (numpy Generator)."""
     device: str = "cpu"
     """``cpu``, or ``cuda`` / ``cuda:N`` when available."""
+    encoder: str = "auto"
+    """``grid``: the networks read a one-hot of the (x, y) cell; ``mlp``: raw observations; ``auto``: grid on
+    SafeGrid, mlp otherwise."""
     torch_threads: int = 1
     """torch intra-op threads during training; small MLPs run fastest on one."""
     log_every: int = 100
     """Gradient steps between learning-curve points."""
     monitor_every: int = 500
     """Gradient steps between exact evaluations of the greedy policy (SafeGrid only; plots, never selection)."""
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"train.encoder must be one of {list(ENCODERS)}, got {self.encoder!r}")
 
 
 LearnerConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import d3rlpy
 import numpy as np
-from d3rlpy.models.encoders import VectorEncoderFactory
+import torch
+from d3rlpy.models.encoders import EncoderFactory, VectorEncoderFactory, register_encoder_factory
 from d3rlpy.optimizers import AdamFactory, CosineAnnealingLRFactory
 from d3rlpy.preprocessing import MinMaxObservationScaler, MultiplyRewardScaler
+from torch import nn
 
 from guardrl.train.config import LR_SCHEDULES, BCConfig, BCQConfig, CQLConfig, DQNConfig, LearnerConfig, QLearnerConfig
 
@@ -33,6 +35,52 @@ class ObsBounds:
         return cls(low, high)
 
 
+class GridEncoder(nn.Module):
+    """One-hot of the grid cell, then an MLP: a tabular input for (x, y) grid observations.
+
+    A hazard is one cell; on raw coordinates a small MLP smooths its value into the neighbours' and a greedy
+    policy can step into it. Inputs arrive min-max scaled to [-1, 1] (bounds 0 .. size-1), so the cell index
+    is recovered by rounding; it stays inside the exported TorchScript/ONNX graph.
+    """
+
+    def __init__(self, size: int, hidden_units: list[int]):
+        super().__init__()
+        self.size = size
+        # an embedding row per cell is exactly a linear layer on the one-hot, without materializing it
+        self.embed = nn.Embedding(size * size, hidden_units[0])
+        layers: list[nn.Module] = [nn.ReLU()]
+        for width, units in zip(hidden_units[:-1], hidden_units[1:], strict=True):
+            layers += [nn.Linear(width, units), nn.ReLU()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xy = torch.round((x[:, :2] + 1.0) * 0.5 * (self.size - 1)).clamp(0, self.size - 1).long()
+        return self.layers(self.embed(xy[:, 1] * self.size + xy[:, 0]))
+
+
+@dataclass()
+class GridEncoderFactory(EncoderFactory):
+    """d3rlpy encoder factory for :class:`GridEncoder`."""
+
+    size: int = 15
+    hidden_units: list[int] = field(default_factory=lambda: [64, 64])
+
+    def create(self, observation_shape: Any) -> GridEncoder:
+        if tuple(observation_shape) != (2,):
+            raise LearnerConfigError(f"the grid encoder needs (x, y) observations, got shape {observation_shape}")
+        return GridEncoder(self.size, list(self.hidden_units))
+
+    def create_with_action(self, observation_shape: Any, action_size: int, discrete_action: bool = False) -> Any:
+        raise NotImplementedError("the grid encoder is for discrete-action Q-functions and policies")
+
+    @staticmethod
+    def get_type() -> str:
+        return "guardrl_grid"
+
+
+register_encoder_factory(GridEncoderFactory)
+
+
 def _make(cls: Any, name: str, kwargs: dict[str, Any]) -> Any:
     try:
         return cls(**kwargs)
@@ -41,8 +89,12 @@ def _make(cls: Any, name: str, kwargs: dict[str, Any]) -> Any:
         raise LearnerConfigError(message) from None
 
 
-def build_algo(name: str, cfg: LearnerConfig, bounds: ObsBounds, device: str) -> Any:
-    """Create the d3rlpy algorithm object for learner ``name`` (not yet built)."""
+def build_algo(name: str, cfg: LearnerConfig, bounds: ObsBounds, device: str, grid_size: int | None = None) -> Any:
+    """Create the d3rlpy algorithm object for learner ``name`` (not yet built).
+
+    With ``grid_size`` the network reads a one-hot of the (x, y) cell (:class:`GridEncoder`) instead of the raw
+    coordinates.
+    """
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise LearnerConfigError(f"{name}.lr_schedule: {cfg.lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
     schedule = CosineAnnealingLRFactory(T_max=cfg.n_steps) if cfg.lr_schedule == "cosine" else None
@@ -50,7 +102,11 @@ def build_algo(name: str, cfg: LearnerConfig, bounds: ObsBounds, device: str) ->
         "optim_factory": AdamFactory(lr_scheduler_factory=schedule),
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
-        "encoder_factory": VectorEncoderFactory(hidden_units=list(cfg.hidden_units)),
+        "encoder_factory": (
+            GridEncoderFactory(size=grid_size, hidden_units=list(cfg.hidden_units))
+            if grid_size is not None
+            else VectorEncoderFactory(hidden_units=list(cfg.hidden_units))
+        ),
         "observation_scaler": MinMaxObservationScaler(minimum=bounds.low, maximum=bounds.high),
     }
     if isinstance(cfg, BCConfig):

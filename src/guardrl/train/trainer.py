@@ -105,6 +105,7 @@ def train_learner(
     seed: int,
     monitor: Monitor | None = None,
     progress: Progress | None = None,
+    grid_size: int | None = None,
 ) -> TrainResult:
     """Train one learner for ``cfg.n_steps`` gradient steps; deterministic for a given ``seed`` on CPU."""
     n = arrays.observations.shape[0]
@@ -121,7 +122,7 @@ def train_learner(
     try:
         with torch.random.fork_rng(devices=[]):  # seeds init without touching the caller's torch RNG
             torch.manual_seed(seed)
-            algo = build_algo(name, cfg, bounds, device)
+            algo = build_algo(name, cfg, bounds, device, grid_size)
             algo.create_impl((arrays.observations.shape[1],), n_actions)
             result.algo = algo
             for step in range(1, cfg.n_steps + 1):
@@ -168,6 +169,7 @@ def train_all(
     bounds: ObsBounds | None = None,
     monitor: Monitor | None = None,
     show_progress: bool = True,
+    grid_size: int | None = None,
 ) -> dict[str, TrainResult]:
     """Train every learner named in ``cfg.learners`` on ``dataset``."""
     learner_cfgs = learner_configs(cfg)
@@ -181,6 +183,15 @@ def train_all(
     with make_progress(show_progress) as progress:
         for name, child_seed in zip(cfg.learners, children, strict=True):
             results[name] = train_learner(
-                name, learner_cfgs[name], arrays, dataset.n_actions, bounds, cfg, int(child_seed), monitor, progress
+                name,
+                learner_cfgs[name],
+                arrays,
+                dataset.n_actions,
+                bounds,
+                cfg,
+                int(child_seed),
+                monitor,
+                progress,
+                grid_size,
             )
     return results
