@@ -87,9 +87,12 @@ def test_monitor_is_called_on_schedule(dataset):
     assert calls == [(1,), (1,), (1,)]
 
 
-def test_export_torchscript_and_onnx_agree_with_the_trained_model(dataset, tmp_path):
-    res = train_all(dataset, tiny(), BOUNDS, show_progress=False)
+@pytest.mark.parametrize("grid_size", [None, 15], ids=["mlp", "grid"])
+def test_export_torchscript_and_onnx_agree_with_the_trained_model(dataset, tmp_path, grid_size):
+    res = train_all(dataset, tiny(), BOUNDS, show_progress=False, grid_size=grid_size)
     grid = np.stack(np.meshgrid(np.arange(15), np.arange(15)), -1).reshape(-1, 2).astype(np.float32)
+    if grid_size is not None:
+        assert type(res["cql"].algo.impl.q_function[0].encoder).__name__ == "GridEncoder"
     for name in ("bc", "cql"):
         files = export_policy(res[name].algo, tmp_path, name)
         assert files["torchscript"].read_bytes()[:2] == b"PK"  # a TorchScript zip archive, no .d3 pickle
@@ -135,3 +138,16 @@ def test_lr_schedule_reaches_d3rlpy_and_bad_schedule_fails():
     )
     with pytest.raises(LearnerConfigError, match="cql.lr_schedule"):
         build_algo("cql", CQLConfig(lr_schedule="linear"), BOUNDS, "cpu:0")
+
+
+def test_grid_encoder_reads_one_cell_per_observation():
+    from guardrl.train.learners import GridEncoder
+
+    enc = GridEncoder(15, [8, 4])
+    x = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [-1.0 + 2 / 14, -1.0]])  # cells (0,0), (14,14), (1,0) scaled
+    out = enc(x)
+    assert out.shape == (3, 4)
+    direct = enc.layers(enc.embed(torch.tensor([0, 224, 1])))
+    assert torch.allclose(out, direct)
+    with pytest.raises(LearnerConfigError, match="needs \\(x, y\\) observations"):
+        build_algo("cql", CQLConfig(), ObsBounds(np.zeros(3), np.ones(3)), "cpu:0", grid_size=15).create_impl((3,), 4)
