@@ -252,6 +252,41 @@ def audit_cmd(
     _print_audit(result)
 
 
+@app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="The log file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (guardrl format).")],
+    n_actions: Annotated[int, typer.Option(help="Number of discrete actions; actions must lie in [0, n).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or parquet.")] = "parquet",
+    mapping: Annotated[
+        list[str] | None, typer.Option(help="Column name mapping FIELD=COLUMN, e.g. --mapping action=decision.")
+    ] = None,
+    unended_as_truncated: Annotated[
+        bool, typer.Option(help="Treat an episode with no end flag at the end of the file as truncated.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset folder.")] = False,
+) -> None:
+    """Validate a decision log (CSV or Parquet) and write it as a guardrl dataset; nothing is written on error."""
+    from dataclasses import fields, replace
+
+    from guardrl.data.importer import ImportValidationError, LogSchema, import_log
+
+    try:
+        schema = LogSchema()
+        known = {f.name for f in fields(LogSchema)}
+        for item in mapping or []:
+            key, sep, value = item.partition("=")
+            if not sep or key not in known:
+                raise ValueError(f"--mapping {item!r}: expected FIELD=COLUMN with FIELD one of {sorted(known)}")
+            schema = replace(schema, **{key: value})
+        ds = import_log(file, fmt, n_actions, schema, unended_as_truncated=unended_as_truncated)
+        ds.save(out, overwrite=overwrite)
+    except (ImportValidationError, *_USER_ERRORS) as exc:
+        _fail(exc)
+        return
+    console.print(f"imported {len(ds)} transitions, {ds.n_episodes} episodes from {file} -> {out}")
+
+
 @app.command("ope")
 def ope_cmd(
     run_dir: RunDirArg,
