@@ -62,7 +62,7 @@ def _interval(entry: dict[str, float], pct: bool = False, digits: int = 1) -> st
 def summary_table(metrics: dict[str, Any]) -> Table:
     """The per-policy comparison as a rich table."""
     table = Table(title="guardrl evaluation (95% bootstrap CIs)")
-    for col in ("policy", "return", "normalized", "hazard %", "goal %", "length", "mismatch", "unsupported"):
+    for col in ("policy", "return", "normalized", "hazard %", "goal %", "length", "mismatch", "unsupp. logs/own"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for name, p in metrics["policies"].items():
         mismatch = p.get("mismatch")
@@ -73,7 +73,7 @@ def summary_table(metrics: dict[str, Any]) -> Table:
             _interval(p["hazard_rate"], pct=True),
             _interval(p["goal_rate"], pct=True),
             f"{p['length']['mean']:.1f}",
-            f"{mismatch['rate'] * 100:.1f}% ({mismatch['flag']})" if mismatch else "-",
+            f"{mismatch['rate'] * 100:.1f}%" if mismatch else "-",
             _unsupported(p.get("unsupported")),
         )
     return table
@@ -82,14 +82,13 @@ def summary_table(metrics: dict[str, Any]) -> Table:
 def _unsupported(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "-"
-    own = f"{entry['rollout_rate'] * 100:.1f}% ({entry['rollout_flag']}) own"
-    if "logs_rate" in entry:
-        return f"{entry['logs_rate'] * 100:.1f}% ({entry['logs_flag']}) logs / {own}"
-    return own
+    logs = f"{entry['logs_rate'] * 100:.1f}%" if "logs_rate" in entry else "-"
+    return f"{logs} / {entry['rollout_rate'] * 100:.1f}%"
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
     console.print(summary_table(metrics))
+    console.print("traffic light for mismatch and unsupported-action rates: < 10% ok, 10-20% caution, > 20% red")
     ex = metrics["exact"]["optimal"]
     console.print(
         f"exact optimum: return {ex['expected_return']:.2f}, hazard {ex['hazard_prob']:.1e}; "
