@@ -256,7 +256,7 @@ def import_cmd(
     file: Annotated[Path, typer.Argument(help="The log file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (guardrl format).")],
     n_actions: Annotated[int, typer.Option(help="Number of discrete actions; actions must lie in [0, n).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or parquet.")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or hdf5 (d3rlpy's format).")] = "parquet",
     mapping: Annotated[
         list[str] | None, typer.Option(help="Column name mapping FIELD=COLUMN, e.g. --mapping action=decision.")
     ] = None,
@@ -265,9 +265,10 @@ def import_cmd(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset folder.")] = False,
 ) -> None:
-    """Validate a decision log (CSV or Parquet) and write it as a guardrl dataset; nothing is written on error."""
+    """Validate a decision log (CSV, Parquet, d3rlpy HDF5) and write it as a guardrl dataset; nothing on error."""
     from dataclasses import fields, replace
 
+    from guardrl.data.hdf5 import HDF5FormatError, import_hdf5
     from guardrl.data.importer import ImportValidationError, LogSchema, import_log
 
     try:
@@ -278,12 +279,37 @@ def import_cmd(
             if not sep or key not in known:
                 raise ValueError(f"--mapping {item!r}: expected FIELD=COLUMN with FIELD one of {sorted(known)}")
             schema = replace(schema, **{key: value})
-        ds = import_log(file, fmt, n_actions, schema, unended_as_truncated=unended_as_truncated)
+        if fmt == "hdf5":
+            ds = import_hdf5(file, n_actions)
+        else:
+            ds = import_log(file, fmt, n_actions, schema, unended_as_truncated=unended_as_truncated)
         ds.save(out, overwrite=overwrite)
-    except (ImportValidationError, *_USER_ERRORS) as exc:
+    except (ImportValidationError, HDF5FormatError, *_USER_ERRORS) as exc:
         _fail(exc)
         return
     console.print(f"imported {len(ds)} transitions, {ds.n_episodes} episodes from {file} -> {out}")
+
+
+@app.command("export")
+def export_cmd(
+    dataset: Annotated[Path, typer.Argument(help="A guardrl dataset folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="hdf5 (d3rlpy's format) or csv or parquet.")] = "hdf5",
+) -> None:
+    """Write a guardrl dataset as d3rlpy-format HDF5, or as a log in the import schema (CSV / Parquet)."""
+    from guardrl.data.hdf5 import export_hdf5
+    from guardrl.data.importer import export_log
+
+    try:
+        ds = load_dataset(dataset)
+        if fmt == "hdf5":
+            export_hdf5(ds, out)
+        else:
+            export_log(ds, out, fmt)
+    except _USER_ERRORS as exc:
+        _fail(exc)
+        return
+    console.print(f"wrote {len(ds)} transitions, {ds.n_episodes} episodes -> {out} ({fmt})")
 
 
 @app.command("ope")

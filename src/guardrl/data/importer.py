@@ -315,3 +315,27 @@ def _to_dataset(a: dict[str, np.ndarray], n_actions: int, path: Path, fmt: str) 
         n_actions=n_actions,
         provenance=provenance,
     )
+
+
+def export_log(ds: Dataset, path: Path, fmt: str) -> Path:
+    """Write ``ds`` as a log in the import schema (``obs_<i>`` columns), atomically; ``import_log`` reads it back."""
+    from guardrl._io import atomic_write
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+    cols: dict[str, Any] = {"episode_id": ds.episode_ids, "step": ds.steps}
+    for j in range(ds.obs_dim):
+        cols[f"obs_{j}"] = ds.observations[:, j]
+    cols.update({"action": ds.actions, "reward": ds.rewards, "terminated": ds.terminations,
+                 "truncated": ds.truncations, "cost": ds.costs, "propensity": ds.propensities,
+                 "success": ds.successes})  # fmt: skip
+    table = pa.table(cols)
+
+    def write(tmp: Path) -> None:
+        if fmt == "csv":
+            pacsv.write_csv(table, tmp)
+        else:
+            pq.write_table(table, tmp)
+
+    atomic_write(Path(path), write)
+    return Path(path)
