@@ -253,10 +253,15 @@ def audit_cmd(
 
 @app.command("import")
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="The log file.")],
+    file: Annotated[Path, typer.Argument(help="The log file (for --format minari: the dataset id).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (guardrl format).")],
     n_actions: Annotated[int, typer.Option(help="Number of discrete actions; actions must lie in [0, n).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or hdf5 (d3rlpy's format).")] = "parquet",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="csv, parquet, hdf5 (d3rlpy's format) or minari (local).")
+    ] = "parquet",
+    minari_root: Annotated[
+        Path | None, typer.Option(help="Local Minari datasets folder (default: Minari's own).")
+    ] = None,
     mapping: Annotated[
         list[str] | None, typer.Option(help="Column name mapping FIELD=COLUMN, e.g. --mapping action=decision.")
     ] = None,
@@ -270,6 +275,7 @@ def import_cmd(
 
     from guardrl.data.hdf5 import HDF5FormatError, import_hdf5
     from guardrl.data.importer import ImportValidationError, LogSchema, import_log
+    from guardrl.data.minari_io import MinariError, import_minari
 
     try:
         schema = LogSchema()
@@ -281,10 +287,14 @@ def import_cmd(
             schema = replace(schema, **{key: value})
         if fmt == "hdf5":
             ds = import_hdf5(file, n_actions)
+        elif fmt == "minari":
+            ds = import_minari(str(file), minari_root)
+            if ds.n_actions != n_actions:
+                raise ValueError(f"{file}: the Minari action space has {ds.n_actions} actions, --n-actions {n_actions}")
         else:
             ds = import_log(file, fmt, n_actions, schema, unended_as_truncated=unended_as_truncated)
         ds.save(out, overwrite=overwrite)
-    except (ImportValidationError, HDF5FormatError, *_USER_ERRORS) as exc:
+    except (ImportValidationError, HDF5FormatError, MinariError, *_USER_ERRORS) as exc:
         _fail(exc)
         return
     console.print(f"imported {len(ds)} transitions, {ds.n_episodes} episodes from {file} -> {out}")
@@ -293,20 +303,28 @@ def import_cmd(
 @app.command("export")
 def export_cmd(
     dataset: Annotated[Path, typer.Argument(help="A guardrl dataset folder.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="hdf5 (d3rlpy's format) or csv or parquet.")] = "hdf5",
+    out: Annotated[str, typer.Option("--out", "-o", help="File to write (for minari: the new dataset id).")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="hdf5 (d3rlpy's format), csv, parquet or minari (local).")
+    ] = "hdf5",
+    minari_root: Annotated[
+        Path | None, typer.Option(help="Local Minari datasets folder (default: Minari's own).")
+    ] = None,
 ) -> None:
-    """Write a guardrl dataset as d3rlpy-format HDF5, or as a log in the import schema (CSV / Parquet)."""
+    """Write a guardrl dataset as d3rlpy HDF5, a local Minari dataset, or a log in the import schema."""
     from guardrl.data.hdf5 import export_hdf5
     from guardrl.data.importer import export_log
+    from guardrl.data.minari_io import MinariError, export_minari
 
     try:
         ds = load_dataset(dataset)
         if fmt == "hdf5":
-            export_hdf5(ds, out)
+            export_hdf5(ds, Path(out))
+        elif fmt == "minari":
+            export_minari(ds, out, minari_root)
         else:
-            export_log(ds, out, fmt)
-    except _USER_ERRORS as exc:
+            export_log(ds, Path(out), fmt)
+    except (MinariError, *_USER_ERRORS) as exc:
         _fail(exc)
         return
     console.print(f"wrote {len(ds)} transitions, {ds.n_episodes} episodes -> {out} ({fmt})")
