@@ -384,13 +384,14 @@ def stage_gate(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                 is_bc=name == "bc",
             )  # fmt: skip
         )
-    support = Support.from_dataset(_load_run_dataset(run_dir), cfg.audit)
-    tables = tables_for(cfg)
-    for name, entry in ope.items():
-        if name in cfg.train.learners:
-            continue
+    references = {name: entry for name, entry in ope.items() if name not in cfg.train.learners}
+    if references:
+        support = Support.from_dataset(_load_run_dataset(run_dir), cfg.audit)
+        tables = tables_for(cfg)
+        targets = ope_targets(replace(cfg, ope=replace(cfg.ope, validate=True)), run_dir, tables)
+    for name, entry in references.items():
         # reference policies from validation: rollout truth is their simulator evidence
-        target, policy = ope_targets(replace(cfg, ope=replace(cfg.ope, validate=True)), run_dir, tables)[name]
+        _, policy = targets[name]
         res = rollout(tables, [(policy, 1.0)], cfg.evaluate, step_check=support.unsupported)
         candidates.append(
             Evidence(
@@ -447,33 +448,25 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
     out: dict[str, Any] = {}
 
     def fill(tmp: Path) -> None:
-        timings = {}
+        timings: dict[str, float] = {}
+
+        def timed(name: str, stage: Any, *args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            result = stage(cfg, tmp, *args, **kwargs)
+            timings[name] = time.perf_counter() - t0
+            return result
+
         save_config(cfg, tmp / CONFIG_FILE)
-        t0 = time.perf_counter()
-        stage_collect(cfg, tmp)
-        timings["collect"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        stage_audit(cfg, tmp)
-        timings["audit"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        stage_train(cfg, tmp, show_progress=show_progress)
-        timings["train"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        metrics = stage_evaluate(cfg, tmp)
-        timings["evaluate"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        stage_ope(cfg, tmp)
-        timings["ope"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        stage_gate(cfg, tmp)
-        timings["gate"] = time.perf_counter() - t0
+        timed("collect", stage_collect)
+        timed("audit", stage_audit)
+        timed("train", stage_train, show_progress=show_progress)
+        metrics = timed("evaluate", stage_evaluate)
+        timed("ope", stage_ope)
+        timed("gate", stage_gate)
+        if cfg.report:
+            timed("report", stage_report)
         metrics["timings_seconds"] = timings
         atomic_write_json(tmp / "metrics.json", metrics)
-        if cfg.report:
-            t0 = time.perf_counter()
-            stage_report(cfg, tmp)
-            timings["report"] = time.perf_counter() - t0
-            atomic_write_json(tmp / "metrics.json", metrics)
         out["metrics"] = metrics
 
     atomic_write_dir(run_dir, fill, overwrite=overwrite)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ import torch
 from numpy.typing import NDArray
 
 from guardrl.data import Dataset
-from guardrl.evaluate.metrics import Estimate
+from guardrl.evaluate.metrics import Estimate, bootstrap
 
 with contextlib.redirect_stderr(io.StringIO()):  # d3rlpy's legacy gym import prints a banner
     import d3rlpy
@@ -184,12 +184,6 @@ def weighted_dr(
     return ((normalized(rho, signal - q_taken) + normalized(rho_prev, v)) * disc).sum(axis=1)
 
 
-def _bootstrap_mean(values: NDArray, rng: np.random.Generator, n: int, conf: float) -> Estimate:
-    idx = rng.integers(0, len(values), size=(n, len(values)))
-    lo, hi = np.percentile(values[idx].mean(axis=1), [(1 - conf) / 2 * 100, (1 + conf) / 2 * 100])
-    return Estimate(float(values.mean()), float(lo), float(hi))
-
-
 def _bootstrap_ratio(w: NDArray, g: NDArray, rng: np.random.Generator, n: int, conf: float) -> Estimate:
     def ratio(wi: NDArray, gi: NDArray) -> NDArray:
         total = wi.sum(axis=-1)
@@ -272,19 +266,19 @@ def fit_fqe(
         def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:
             return act(ds.next_observations[idx].astype(np.float32))
 
-    from d3rlpy.dataset import TransitionMiniBatch
     from d3rlpy.models.encoders import VectorEncoderFactory
     from d3rlpy.preprocessing import MinMaxObservationScaler
 
     from guardrl.train.learners import GridEncoderFactory
+    from guardrl.train.trainer import TransitionArrays
 
     n = len(ds)
-    obs = ds.observations.astype(np.float32)
-    nxt = ds.next_observations.astype(np.float32)
-    actions = ds.actions.astype(np.float32)[:, None]
-    rewards = (signal * scale).astype(np.float32)[:, None]
-    terminals = (ds.terminations | ds.truncations).astype(np.float32)[:, None]
-    ones = np.ones((n, 1), dtype=np.float32)
+    # the learners' batch arrays, with the signal as reward and the logged horizon ending every episode
+    arrays = replace(
+        TransitionArrays.from_dataset(ds),
+        rewards=(signal * scale).astype(np.float32)[:, None],
+        terminals=(ds.terminations | ds.truncations).astype(np.float32)[:, None],
+    )
     config = d3rlpy.ope.FQEConfig(
         learning_rate=cfg.fqe_learning_rate,
         batch_size=cfg.fqe_batch_size,
@@ -306,16 +300,12 @@ def fit_fqe(
             torch.manual_seed(seed)
             algo = PolicyAlgo(act, low, high)
             fqe = d3rlpy.ope.DiscreteFQE(algo=algo, config=config, device="cpu:0")
-            fqe.create_impl((obs.shape[1],), ds.n_actions)
+            fqe.create_impl((ds.obs_dim,), ds.n_actions)
             model.fqe = fqe
             for _ in range(cfg.fqe_steps):
                 idx = rng.integers(0, n, size=cfg.fqe_batch_size)
                 algo.impl.pending = torch.as_tensor(next_act(idx), dtype=torch.int64)
-                batch = TransitionMiniBatch(
-                    observations=obs[idx], actions=actions[idx], rewards=rewards[idx], next_observations=nxt[idx],
-                    next_actions=actions[idx], terminals=terminals[idx], intervals=ones[idx], transitions=[],
-                )  # fmt: skip
-                model.loss.append(fqe.update(batch)["loss"])
+                model.loss.append(fqe.update(arrays.batch(idx))["loss"])
     finally:
         torch.set_num_threads(threads)
     return model
@@ -379,7 +369,8 @@ def evaluate_policy(
     for key, signal in signals.items():
         est: dict[str, Any] = {}
         if "pdis" in cfg.estimators:
-            est["pdis"] = _bootstrap_mean(pdis_values(padded, signal, cfg.gamma), rng, cfg.n_bootstrap, cfg.confidence)
+            pdis = pdis_values(padded, signal, cfg.gamma)
+            est["pdis"] = bootstrap({"pdis": pdis}, cfg.n_bootstrap, cfg.confidence, rng)["pdis"]
         if "wis" in cfg.estimators:
             w, g = wis_parts(padded, signal, cfg.gamma)
             est["wis"] = _bootstrap_ratio(w, g, rng, cfg.n_bootstrap, cfg.confidence)
@@ -390,7 +381,7 @@ def evaluate_policy(
             q_all = model.q(ds.observations)
             v_flat = (q_all * probs).sum(axis=1)
             starts = ds.episode_starts
-            est["fqe"] = _bootstrap_mean(v_flat[starts], rng, cfg.n_bootstrap, cfg.confidence)
+            est["fqe"] = bootstrap({"fqe": v_flat[starts]}, cfg.n_bootstrap, cfg.confidence, rng)["fqe"]
             out.setdefault("fqe_final_loss", {})[key] = float(np.mean(model.loss[-50:]))
             if "dr" in cfg.estimators:
                 q_taken = np.where(
