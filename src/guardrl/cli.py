@@ -69,7 +69,7 @@ def summary_table(metrics: dict[str, Any]) -> Table:
         table.add_row(
             name,
             _interval(p["return"], digits=2),
-            _interval(p["normalized_score"]),
+            _interval(p["normalized_score"]) if "normalized_score" in p else "-",
             _interval(p["hazard_rate"], pct=True),
             _interval(p["goal_rate"], pct=True),
             f"{p['length']['mean']:.1f}",
@@ -89,11 +89,12 @@ def _unsupported(entry: dict[str, Any] | None) -> str:
 def _print_summary(metrics: dict[str, Any]) -> None:
     console.print(summary_table(metrics))
     console.print("traffic light for mismatch and unsupported-action rates: < 10% ok, 10-20% caution, > 20% red")
-    ex = metrics["exact"]["optimal"]
-    console.print(
-        f"exact optimum: return {ex['expected_return']:.2f}, hazard {ex['hazard_prob']:.1e}; "
-        f"mismatch floor (optimal policy vs logged actions): {metrics['mismatch_floor'] * 100:.1f}%"
-    )
+    if "exact" in metrics:
+        ex = metrics["exact"]["optimal"]
+        console.print(
+            f"exact optimum: return {ex['expected_return']:.2f}, hazard {ex['hazard_prob']:.1e}; "
+            f"mismatch floor (optimal policy vs logged actions): {metrics['mismatch_floor'] * 100:.1f}%"
+        )
     if "cql_vs_bc_hazard" in metrics:
         console.print(f"CQL vs BC on hazard rate: {metrics['cql_vs_bc_hazard']}")
 

@@ -18,6 +18,7 @@ import yaml
 from guardrl._io import atomic_write_text
 from guardrl.data.audit import AuditConfig
 from guardrl.envs import Layout, named_layout
+from guardrl.envs.gym_env import GymEnvError, GymSpec, parse_rule
 from guardrl.envs.layouts import DEFAULT_LAYOUT_SEED, default_layout
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.gate import GateConfig
@@ -27,8 +28,27 @@ from guardrl.train import TrainConfig
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Which SafeGrid layout to use."""
+    """The environment: a SafeGrid layout (the default), or any gymnasium id with discrete actions."""
 
+    gym_id: str | None = None
+    """A gymnasium environment id (e.g. ``FrozenLake-v1``) instead of SafeGrid; the ``layout*`` fields then
+    do not apply. Observations must be ``Discrete`` (one-hot encoded) or ``Box`` (flattened)."""
+    gym_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for ``gymnasium.make`` (e.g. ``is_slippery: true``)."""
+    max_episode_steps: int | None = None
+    """Step limit (truncation); required when the id registers none."""
+    wrappers: tuple[str, ...] = ()
+    """Observation wrappers applied in order, as ``module:Class`` (e.g. ``minigrid.wrappers:ImgObsWrapper``)."""
+    imports: tuple[str, ...] = ()
+    """Modules imported before ``gymnasium.make``, to register their ids (e.g. ``minigrid``)."""
+    cost_rule: str = "info"
+    """Safety event when ``info["cost"]`` is absent: ``info`` (none), ``terminated_without_success``, or
+    ``reward <op> <number>`` (e.g. ``reward <= -100``)."""
+    success_rule: str = "info"
+    """Success when ``info["is_success"]`` is absent: ``info`` (none), ``terminated``,
+    ``terminated_without_cost``, or ``reward <op> <number>`` (e.g. ``reward > 0``)."""
+    optimal_return: float | None = None
+    """A known optimal return for a gymnasium env: enables the normalized score (random = 0, optimal = 100)."""
     layout: str = "default"
     """A named layout: ``default`` (the tutorial's) or ``corridor``."""
     layout_seed: int = DEFAULT_LAYOUT_SEED
@@ -37,7 +57,28 @@ class EnvConfig:
     """Layout fields replacing the named layout's (size, start, goal, hazards, slip, max_steps, rewards)."""
 
     def __post_init__(self) -> None:
+        if self.gym_id is not None:
+            try:
+                parse_rule(self.cost_rule, "cost")
+                parse_rule(self.success_rule, "success")
+            except GymEnvError as exc:
+                raise ConfigError(str(exc)) from None
+            if self.max_episode_steps is not None and self.max_episode_steps < 1:
+                raise ConfigError("env.max_episode_steps must be at least 1")
+            return
         self.build()  # a bad layout is a config error at load time, not halfway through a run
+
+    @property
+    def is_gym(self) -> bool:
+        return self.gym_id is not None
+
+    def gym_spec(self) -> GymSpec:
+        if self.gym_id is None:
+            raise ConfigError("env.gym_id is not set: this run uses SafeGrid")
+        return GymSpec(
+            env_id=self.gym_id, kwargs=dict(self.gym_kwargs), max_episode_steps=self.max_episode_steps,
+            wrappers=self.wrappers, imports=self.imports, cost_rule=self.cost_rule, success_rule=self.success_rule,
+        )  # fmt: skip
 
     def build(self) -> Layout:
         base = default_layout(self.layout_seed) if self.layout == "default" else named_layout(self.layout)
@@ -60,6 +101,14 @@ class CollectConfig:
     """Episodes to log."""
     seed: int = 0
     """Collection seed."""
+    behaviour: str | None = None
+    """Gymnasium envs: the behaviour policy, ``module:factory``. The factory is called with
+    ``behaviour_kwargs`` and returns ``f(observations (N, d), envs) -> action probabilities (N, A)``
+    (e.g. ``guardrl.envs.controllers:toy_text_controller``)."""
+    behaviour_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the behaviour factory."""
+    dataset: str | None = None
+    """Use these logs instead of collecting: a guardrl dataset folder (from ``guardrl import``)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +132,18 @@ class RunConfig:
             raise ConfigError("evaluate.seeds must not include collect.seed: evaluate on held-out seeds")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"name: {self.name!r} is not a valid run folder name")
+        if self.env.is_gym:
+            if self.collect.behaviour is None and self.collect.dataset is None:
+                raise ConfigError(
+                    f"collect: env.gym_id {self.env.gym_id!r} needs collect.behaviour (module:factory) "
+                    "or collect.dataset (imported logs)"
+                )
+            if self.train.encoder == "grid":
+                raise ConfigError("train.encoder: 'grid' needs SafeGrid's (x, y) observations; use auto or mlp")
+            if self.ope.validate:
+                raise ConfigError("ope.validate: reference policies with exact truth exist on SafeGrid only")
+        elif self.collect.behaviour is not None:
+            raise ConfigError("collect.behaviour: applies to gymnasium envs (env.gym_id); SafeGrid uses regime")
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,4 @@
-"""Collect behaviour datasets on SafeGrid with the vectorized simulator."""
+"""Collect behaviour datasets: on SafeGrid with the vectorized simulator, or on any gymnasium env."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import guardrl
 from guardrl.data.behaviour import REGIMES, Component
 from guardrl.data.dataset import ARRAY_FIELDS, Dataset
 from guardrl.envs import N_ACTIONS, Episodes, Tables, obs_to_states, simulate
+from guardrl.envs.gym_env import BehaviourFn, GymSimulator, SampledBehaviour
 
 
 def episodes_to_dataset(episodes: Episodes, propensities: np.ndarray, first_episode_id: int, n_actions: int) -> Dataset:
@@ -87,3 +88,38 @@ def collect(tables: Tables, regime: str, n_episodes: int, seed: int) -> Dataset:
         "seed": seed,
     }
     return concat(parts, provenance)
+
+
+def collect_gym(
+    sim: GymSimulator,
+    behaviour: BehaviourFn,
+    n_episodes: int,
+    seed: int,
+    provenance: dict,
+    batch: int = 500,
+) -> Dataset:
+    """Log ``n_episodes`` episodes of a user's behaviour policy on a gymnasium environment.
+
+    Episodes run ``batch`` at a time (one behaviour call per time step for the batch); env reset seeds and
+    action draws come from ``SeedSequence(seed)``, so the same arguments give the same dataset.
+    """
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    parts, next_id = [], 0
+    while next_id < n_episodes:
+        count = min(batch, n_episodes - next_id)
+        policy = SampledBehaviour(behaviour, sim)
+        eps = sim.simulate(policy, count, rng)
+        propensities = np.stack(policy.propensities)
+        parts.append(episodes_to_dataset(eps, propensities, next_id, sim.n_actions))
+        next_id += count
+    full = {
+        "source": "guardrl.collect",
+        "guardrl_version": guardrl.__version__,
+        "observation_encoding": sim.encode.describe(),
+        "n_episodes": n_episodes,
+        "seed": seed,
+        **provenance,
+    }
+    return concat(parts, full)

@@ -221,6 +221,9 @@ def _validate_chunk(
             raise ImportValidationError(f"{_where(path, row0, i, ep, st)}, column '{col}': {what}")
 
     # observations
+    obs_field = batch.schema.field(schema.obs_column) if schema.obs_column in names else None
+    if not obs_cols and obs_field is not None and not pa.types.is_list(obs_field.type):
+        obs_cols = [schema.obs_column]  # one scalar column: a one-feature observation (e.g. a discrete state)
     if obs_cols:
         obs = np.stack([_numeric(path, batch, c, row0) for c in obs_cols], axis=1)
         for j, c in enumerate(obs_cols):

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from guardrl.envs import Tables, simulate
+from guardrl.envs import Episodes, Tables, simulate
 from guardrl.envs.vector import Policy
 from guardrl.evaluate.metrics import Estimate, bootstrap
+
+Simulate = Callable[[Policy, int, np.random.Generator], Episodes]
+"""``simulate(policy, n_episodes, rng)``: run episodes to their end (vectorized SafeGrid or a gymnasium env)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class RolloutResult:
 
 
 def rollout(
-    tables: Tables,
+    sim: Tables | Simulate,
     policies: list[tuple[Policy, float]],
     cfg: EvalConfig,
     step_check: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
@@ -69,8 +72,16 @@ def rollout(
     """Roll out a policy (or an episode-level mixture of ``(policy, fraction)`` pairs) on every seed.
 
     ``step_check(observations, actions)`` is applied to every step the policies take (for instance "is this
-    action unsupported by the logs here?"); the result counts the steps it flags.
+    action unsupported by the logs here?"); the result counts the steps it flags. ``sim`` is SafeGrid's
+    dynamics tables or any :data:`Simulate` function (e.g. ``GymSimulator.simulate``).
     """
+    if isinstance(sim, Tables):
+        tables = sim
+
+        def run_episodes(policy: Policy, n: int, rng: np.random.Generator) -> Episodes:
+            return simulate(tables, policy, n, rng)
+    else:
+        run_episodes = sim
     flagged = total = 0
     if cfg.n_episodes < len(cfg.seeds):
         raise ValueError("evaluate.n_episodes must be at least the number of seeds")
@@ -84,7 +95,7 @@ def rollout(
         for (policy, _), count, child in zip(policies, counts, children, strict=True):
             if count <= 0:
                 continue
-            eps = simulate(tables, policy, count, np.random.default_rng(child))
+            eps = run_episodes(policy, count, np.random.default_rng(child))
             parts["returns"].append(eps.returns)
             parts["lengths"].append(eps.lengths)
             parts["hazard"].append(eps.hazard)

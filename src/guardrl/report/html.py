@@ -116,7 +116,7 @@ def _metrics_section(metrics: dict[str, Any] | None, plots: Path) -> str:
         sup = p.get("unsupported", {})
         mm = p.get("mismatch")
         rows.append([
-            name, _ci(p["return"]), _ci(p["normalized_score"], digits=1), _ci(p["hazard_rate"], pct=True, digits=1),
+            name, _ci(p["return"]), _ci(p.get("normalized_score"), digits=1), _ci(p["hazard_rate"], pct=True, digits=1),
             _ci(p["goal_rate"], pct=True, digits=1),
             f"{mm['rate']:.1%} ({mm['flag']})" if mm else "–",
             f"{sup['logs_rate']:.1%} ({sup['logs_flag']})" if "logs_rate" in sup else "–",
@@ -124,9 +124,12 @@ def _metrics_section(metrics: dict[str, Any] | None, plots: Path) -> str:
         ])  # fmt: skip
     head = ["policy", "return", "normalized", "hazard %", "goal %", "logged-action mismatch",
             "unsupported (logged states)", "unsupported (own rollouts)"]  # fmt: skip
+    floor = metrics.get("mismatch_floor")
+    floor_note = "" if floor is None else f"Mismatch floor (exact optimal policy vs logged actions): {floor:.1%}. "
     note = (
-        f"<p>Mismatch floor (the exact optimal policy against the logged actions): {metrics['mismatch_floor']:.1%}. "
-        f"An action is unsupported in a state logged fewer than k = {metrics.get('unsupported_k', '?')} times "
+        "<p>"
+        + floor_note
+        + f"An action is unsupported in a state logged fewer than k = {metrics.get('unsupported_k', '?')} times "
         "with it. Traffic light: &lt; 10% ok, 10–20% caution, &gt; 20% red.</p>"
     )
     figs = (

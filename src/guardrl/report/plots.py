@@ -118,7 +118,11 @@ def learning_curves(
     optimal: float | None = None,
 ) -> Path:
     """Training loss per learner (left) and the exact return of its greedy policy during training (right)."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    monitored = {n: m for n, m in monitors.items() if m.get("step")}
+    if monitored:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    else:  # no exact monitor (gymnasium envs): the loss panel only
+        fig, a1 = plt.subplots(1, 1, figsize=(6, 4))
     for name, curve in curves.items():
         (color,) = _colors([name])
         a1.plot(curve["step"], curve["loss"], label=name, color=color)
@@ -127,16 +131,16 @@ def learning_curves(
     a1.set_ylabel("training loss (log scale)")
     a1.set_title("Training loss")
     a1.legend()
-    for name, mon in monitors.items():
-        if mon.get("step"):
+    if monitored:
+        for name, mon in monitored.items():
             (color,) = _colors([name])
             a2.plot(mon["step"], mon["expected_return"], marker="o", label=name, color=color)
-    if optimal is not None:
-        a2.axhline(optimal, color="seagreen", ls="--", label="exact optimum")
-    a2.set_xlabel("gradient step")
-    a2.set_ylabel("exact expected return of greedy policy")
-    a2.set_title("Policy quality during training (monitor only)")
-    a2.legend()
+        if optimal is not None:
+            a2.axhline(optimal, color="seagreen", ls="--", label="exact optimum")
+        a2.set_xlabel("gradient step")
+        a2.set_ylabel("exact expected return of greedy policy")
+        a2.set_title("Policy quality during training (monitor only)")
+        a2.legend()
     return _save(fig, path)
 
 
