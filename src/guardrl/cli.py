@@ -388,6 +388,84 @@ def report_cmd(run_dir: RunDirArg) -> None:
     console.print(f"report: {path}")
 
 
+@app.command("serve")
+def serve_cmd(
+    run_dir: RunDirArg,
+    policy: Annotated[list[str], typer.Option(help="Exported policy to serve (repeat for several; first is default).")],
+    mode: Annotated[str, typer.Option(help="shadow, canary or full.")] = "canary",
+    fallback: Annotated[
+        str | None, typer.Option(help="An exported policy that answers fallback decisions (else action null).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    audit_log: Annotated[
+        Path | None, typer.Option(help="JSON-lines audit log (default RUN/serve/audit.jsonl).")
+    ] = None,
+) -> None:
+    """Serve exported policies over HTTP with deferral, shadow mode, canary routing and rollback."""
+    try:
+        import uvicorn
+
+        from guardrl.serve.app import create_app
+        from guardrl.serve.service import PolicyService, ServeError
+    except ImportError as exc:
+        _fail(RunError(f"serving needs the serve extra: pip install 'guardrl[serve]' ({exc})"))
+        return
+    try:
+        service = PolicyService(run_dir, policy, mode=mode, fallback=fallback, audit_log=audit_log)
+    except (ServeError, *_USER_ERRORS) as exc:
+        _fail(exc)
+        return
+    status = service.status()
+    gates = ", ".join(f"{n} {p['gate']}" for n, p in status["policies"].items())
+    console.print(
+        f"serving {', '.join(policy)} from {run_dir} in {status['mode']} mode on http://{host}:{port} "
+        f"(gate: {gates}); audit log {service.audit_path}"
+    )
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        service.close()
+
+
+@app.command("sweep")
+def sweep_cmd(
+    config: Annotated[Path, typer.Argument(help="Sweep config (YAML): base, seeds, alphas, learners, regimes.")],
+    sweeps_dir: Annotated[Path, typer.Option(help="Folder that holds sweep folders.")] = Path("sweeps"),
+    backend: Annotated[str | None, typer.Option(help="auto, ray or sequential (overrides the config's).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (overrides the config's).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing sweep of the same name.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Grid of seeds x conservative weight x learner x regime, each trial a full train + evaluate (Ray or not)."""
+    from dataclasses import replace
+
+    from guardrl.sweep import load_sweep_config, run_sweep
+
+    try:
+        cfg = load_sweep_config(config)
+        if backend is not None or address is not None:
+            cfg = replace(cfg, backend=backend or cfg.backend, ray_address=address or cfg.ray_address)
+        out_dir, results = run_sweep(cfg, sweeps_dir, overwrite=overwrite, show_progress=not quiet)
+    except _USER_ERRORS as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"sweep {cfg.name}: {len(results['trials'])} trials, {results['backend']} backend")
+    for col in ("regime", "learner", "alpha", "seeds", "normalized", "hazard %", "goal %"):
+        table.add_column(col, justify="left" if col in ("regime", "learner") else "right")
+
+    def rng(e: dict[str, float] | None, pct: bool = False) -> str:
+        f = 100.0 if pct else 1.0
+        return "-" if e is None else f"{e['mean'] * f:.1f} [{e['min'] * f:.1f}, {e['max'] * f:.1f}]"
+
+    for e in results["table"]:
+        alpha = "-" if e["alpha"] is None else f"{e['alpha']:g}"
+        table.add_row(e["regime"], e["learner"], alpha, str(e["n_seeds"]), rng(e["normalized_score"]),
+                      rng(e["hazard_rate"], pct=True), rng(e["goal_rate"], pct=True))  # fmt: skip
+    console.print(table)
+    console.print(f"sweep folder: {out_dir}  ({results['wall_seconds']:.1f} s)\nreport: {out_dir / 'report.html'}")
+
+
 def main() -> None:  # pragma: no cover - console-script entry
     sys.exit(app())
 

@@ -23,6 +23,7 @@ from guardrl.envs.layouts import DEFAULT_LAYOUT_SEED, default_layout
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.gate import GateConfig
 from guardrl.evaluate.ope import OPEConfig
+from guardrl.serve.guard import ServeConfig
 from guardrl.train import TrainConfig
 
 
@@ -124,6 +125,7 @@ class RunConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     ope: OPEConfig = field(default_factory=OPEConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     report: bool = True
     """Write ``report.html`` at the end of ``guardrl run``."""
 

@@ -56,7 +56,7 @@ from guardrl.evaluate import EvalConfig, MismatchThresholds, mismatch_rate, norm
 from guardrl.evaluate.gate import Evidence, gate
 from guardrl.evaluate.metrics import Estimate
 from guardrl.evaluate.ope import TargetPolicy, evaluate_policy, rank_correlation
-from guardrl.train import ObsBounds, TorchScriptPolicy, TrainResult, export_policy, train_all
+from guardrl.train import ObsBounds, TorchScriptPolicy, TrainResult, export_policy, export_scores, train_all
 
 CONFIG_FILE = "config.yaml"
 
@@ -215,7 +215,10 @@ def stage_train(cfg: RunConfig, run_dir: Path, show_progress: bool = True) -> di
     training: dict[str, Any] = {}
     for name, res in results.items():
         files = export_policy(res.algo, policy_dir, name)
-        atomic_write_json(policy_dir / f"{name}.json", model_card(name, cfg, ds, files))
+        files["scores"], kind = export_scores(res.algo, policy_dir, name)
+        card = model_card(name, cfg, ds, files)
+        card["scores"] = {"file": files["scores"].name, "kind": kind}
+        atomic_write_json(policy_dir / f"{name}.json", card)
         training[name] = {
             "seconds": res.seconds,
             "n_steps": res.n_steps,

@@ -10,11 +10,13 @@ from guardrl.train import (
     LearnerConfigError,
     ObsBounds,
     OnnxPolicy,
+    ScoresModel,
     TorchScriptPolicy,
     TrainConfig,
     TransitionArrays,
     build_algo,
     export_policy,
+    export_scores,
     train_all,
 )
 
@@ -115,7 +117,7 @@ def test_dqn_and_bcq_options_reach_d3rlpy():
         build_algo("bcq", BCQConfig(d3rlpy_kwargs={"alpha": 1.0}), BOUNDS, "cpu:0")
 
 
-def test_all_four_learners_train_and_predict_valid_actions(dataset):
+def test_all_four_learners_train_and_predict_valid_actions(dataset, tmp_path):
     from guardrl.train import BCQConfig, DQNConfig
 
     cfg = TrainConfig(learners=("bc", "cql", "dqn", "bcq"), bc=BCConfig(n_steps=20, batch_size=32),
@@ -123,10 +125,18 @@ def test_all_four_learners_train_and_predict_valid_actions(dataset):
                       bcq=BCQConfig(n_steps=20, batch_size=32), log_every=10)  # fmt: skip
     results = train_all(dataset, cfg, BOUNDS, show_progress=False)
     assert list(results) == ["bc", "cql", "dqn", "bcq"]
-    for res in results.values():
+    grid = np.stack(np.meshgrid(np.arange(15), np.arange(15)), -1).reshape(-1, 2).astype(np.float32)
+    for name, res in results.items():
         actions = res.predict(dataset.observations[:50])
         assert actions.shape == (50,) and ((actions >= 0) & (actions < 4)).all()
         assert res.curve["step"] == [10, 20]
+        # the exported scores rank the greedy action first, in every cell
+        path, kind = export_scores(res.algo, tmp_path, name)
+        scores = ScoresModel(path, kind)(grid)
+        assert scores.shape == (225, 4) and kind == ("logprob" if name == "bc" else "q")
+        np.testing.assert_array_equal(np.argmax(scores, axis=1), res.predict(grid))
+        if kind == "logprob":
+            np.testing.assert_allclose(np.exp(scores).sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_lr_schedule_reaches_d3rlpy_and_bad_schedule_fails():

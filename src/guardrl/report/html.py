@@ -207,3 +207,39 @@ def render_html(
     body = "\n".join(s for s in sections if s)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")  # fmt: skip
+
+
+def render_sweep_html(name: str, results: dict[str, Any], plot: Path) -> str:
+    """A sweep's report: the trade-off plot, the grouped table and every trial."""
+
+    def rng(e: dict[str, float] | None, pct: bool = False) -> str:
+        if not e:
+            return "–"
+        f = 100.0 if pct else 1.0
+        return f"{e['mean'] * f:.1f} [{e['min'] * f:.1f}, {e['max'] * f:.1f}]"
+
+    grouped = [
+        [e["regime"], e["learner"], "–" if e["alpha"] is None else f"{e['alpha']:g}", str(e["n_seeds"]),
+         rng(e["normalized_score"]), rng(e["hazard_rate"], pct=True), rng(e["goal_rate"], pct=True)]
+        for e in results["table"]
+    ]  # fmt: skip
+    trials = [
+        [t["name"], str(t["seed"]), _ci(t.get("normalized_score"), digits=1), _ci(t["hazard_rate"], pct=True, digits=1),
+         f"{t['seconds']:.1f}"]
+        for t in results["trials"]
+    ]  # fmt: skip
+    body = "\n".join([
+        f"<h1>guardrl sweep {_e(name)}</h1>",
+        f"<p>{len(results['trials'])} trials on the {_e(results['backend'])} backend in "
+        f"{results['wall_seconds']:.1f} s. Each trial collects, trains and evaluates one learner.</p>",
+        "<h2>Safety vs return</h2>",
+        _img(Path(plot), "trade-off plot"),
+        "<h2>By learner, regime and conservative weight (mean [min, max] over seeds)</h2>",
+        _table(["regime", "learner", "alpha", "seeds", "normalized score", "hazard %", "goal %"], grouped),
+        "<h2>Trials (95% bootstrap CIs over evaluation episodes)</h2>",
+        _table(["trial", "seed", "normalized score", "hazard %", "seconds"], trials),
+        "<h2>Sweep config</h2>",
+        f"<pre>{_e(json.dumps(results['sweep'], indent=2))}</pre>",
+    ])  # fmt: skip
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>sweep {_e(name)}</title>'
+            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")  # fmt: skip

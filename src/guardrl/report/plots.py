@@ -169,3 +169,51 @@ def ope_vs_truth(results: Mapping[str, Mapping], path: Path) -> Path:
         ax.set_title(f"Off-policy {key} estimates vs truth")
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def _spread(rows: Sequence[Mapping], key: str) -> np.ndarray:
+    """(2, n) distances from each mean down to the min and up to the max, for error bars."""
+    return np.array([[e[key]["mean"] - e[key]["min"], e[key]["max"] - e[key]["mean"]] for e in rows]).T
+
+
+def tradeoff_plot(table: Sequence[Mapping], path: Path) -> Path:
+    """Safety against return: hazard rate over normalized score, one point per (learner, regime, alpha).
+
+    Points are means over seeds with bars spanning the seeds' min and max; CQL points are labelled with their
+    conservative weight, and CQL points of one regime are joined in order of the weight.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    x_key = "normalized_score" if all(e.get("normalized_score") for e in table) else "return"
+    regimes = sorted({e["regime"] for e in table})
+    markers = dict(zip(regimes, "osD^v<>", strict=False))
+    for learner in sorted({e["learner"] for e in table}):
+        (color,) = _colors([learner])
+        for regime in regimes:
+            rows = [e for e in table if e["learner"] == learner and e["regime"] == regime]
+            rows.sort(key=lambda e: -1.0 if e["alpha"] is None else e["alpha"])
+            x = np.array([e[x_key]["mean"] for e in rows])
+            y = np.array([100 * e["hazard_rate"]["mean"] for e in rows])
+            xerr = np.array([[e[x_key]["mean"] - e[x_key]["min"], e[x_key]["max"] - e[x_key]["mean"]] for e in rows]).T
+            yerr = (
+                100
+                * np.array(
+                    [
+                        [
+                            e["hazard_rate"]["mean"] - e["hazard_rate"]["min"],
+                            e["hazard_rate"]["max"] - e["hazard_rate"]["mean"],
+                        ]
+                        for e in rows
+                    ]  # fmt: skip
+                ).T
+            )
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[regime], color=color, capsize=3, alpha=0.85,
+                        ls="-" if len(rows) > 1 else "none", label=f"{learner} ({regime})")  # fmt: skip
+            for e, xi, yi in zip(rows, x, y, strict=True):
+                if e["alpha"] is not None:
+                    ax.annotate(f"α={e['alpha']:g}", (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("normalized score (mean over seeds)" if x_key == "normalized_score" else "return (mean over seeds)")
+    ax.set_ylabel("hazard rate % (mean over seeds)")
+    ax.set_title("Safety vs return per conservative weight (bars: min-max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

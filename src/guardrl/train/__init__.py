@@ -9,7 +9,7 @@ with contextlib.redirect_stderr(io.StringIO()):
     import d3rlpy  # noqa: F401
 
 from guardrl.train.config import BCConfig, BCQConfig, CQLConfig, DQNConfig, LearnerConfig, QLearnerConfig, TrainConfig
-from guardrl.train.export import OnnxPolicy, TorchScriptPolicy, export_policy
+from guardrl.train.export import OnnxPolicy, ScoresModel, TorchScriptPolicy, export_policy, export_scores
 from guardrl.train.learners import LearnerConfigError, ObsBounds, build_algo
 from guardrl.train.mdp import to_mdp_dataset
 from guardrl.train.trainer import TrainResult, TransitionArrays, learner_configs, train_all, train_learner
@@ -24,12 +24,14 @@ __all__ = [
     "LearnerConfigError",
     "ObsBounds",
     "OnnxPolicy",
+    "ScoresModel",
     "TorchScriptPolicy",
     "TrainConfig",
     "TrainResult",
     "TransitionArrays",
     "build_algo",
     "export_policy",
+    "export_scores",
     "learner_configs",
     "to_mdp_dataset",
     "train_all",

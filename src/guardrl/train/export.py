@@ -52,6 +52,75 @@ def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
     return {"torchscript": pt_path, "onnx": onnx_path}
 
 
+SCORE_KINDS = ("q", "logprob")
+
+
+def _scores_function(algo: Any) -> tuple[Any, str]:
+    """A function observations -> (batch, n_actions) action scores whose argmax is the greedy action.
+
+    Q-learners (DQN, CQL) give their expected Q-values; BCQ its Q-values with the actions its imitator rules out
+    pushed to the bottom (as its own greedy rule does); BC the log-probabilities of its imitator.
+    """
+    from d3rlpy.algos.qlearning.torch.bc_impl import DiscreteBCImpl
+    from d3rlpy.algos.qlearning.torch.bcq_impl import DiscreteBCQImpl
+    from d3rlpy.algos.qlearning.torch.dqn_impl import DQNImpl
+
+    impl = algo.impl
+    scaler = algo.config.observation_scaler
+
+    def scaled(x: torch.Tensor) -> torch.Tensor:
+        return scaler.transform(x) if scaler is not None else x
+
+    if isinstance(impl, DiscreteBCQImpl):
+        threshold = float(np.log(impl._action_flexibility))
+
+        def bcq(x: torch.Tensor) -> torch.Tensor:
+            x = scaled(x)
+            log_probs = torch.log_softmax(impl._modules.imitator(x).logits, dim=1)
+            keep = (log_probs - log_probs.max(dim=1, keepdim=True).values) > threshold
+            q = impl._q_func_forwarder.compute_expected_q(x)
+            return torch.where(keep, q, q.min(dim=1, keepdim=True).values - 1e3)
+
+        return bcq, "q"
+    if isinstance(impl, DQNImpl):
+        return (lambda x: impl._q_func_forwarder.compute_expected_q(scaled(x))), "q"
+    if isinstance(impl, DiscreteBCImpl):
+        return (lambda x: torch.log_softmax(impl._modules.imitator(scaled(x)).logits, dim=1)), "logprob"
+    raise TypeError(f"no action scores for {type(impl).__name__}")
+
+
+def export_scores(algo: Any, out_dir: Path, name: str) -> tuple[Path, str]:
+    """Write ``<name>.scores.pt``: TorchScript of observations -> action scores; returns the path and kind."""
+    path = Path(out_dir) / f"{name}.scores.pt"
+    fn, kind = _scores_function(algo)
+    algo.impl.modules.freeze()  # tracing bakes parameters in as constants; save_policy freezes them too
+    dummy = torch.zeros(2, *algo.impl.observation_shape, dtype=torch.float32)
+
+    def write(tmp: Path) -> None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(fn, dummy, check_trace=False)
+        traced.save(str(tmp))
+
+    atomic_write(path, write)
+    return path, kind
+
+
+class ScoresModel:
+    """Action scores from an exported ``<name>.scores.pt``: observations (N, d) -> (N, A) float64."""
+
+    def __init__(self, path: Path, kind: str):
+        if kind not in SCORE_KINDS:
+            raise ValueError(f"{path}: unknown score kind {kind!r}")
+        self.path, self.kind = Path(path), kind
+        self.module = torch.jit.load(str(self.path), map_location="cpu")
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = self.module(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+        return out.cpu().numpy().astype(np.float64)
+
+
 class TorchScriptPolicy:
     """A greedy policy loaded from an exported TorchScript file: observations (N, d) -> actions (N,)."""
 

@@ -1,0 +1,303 @@
+"""The policy service: exported policies behind guardrails, with shadow mode, canary routing, rollback and an
+append-only audit log. HTTP lives in :mod:`guardrl.serve.app`; this module holds the state and the rules.
+
+Only exported artifacts are loaded: the TorchScript action-score graph (``policies/<name>.scores.pt``), the
+model card (``<name>.json``), the gate verdict (``gate.json``) and the logged dataset (Parquet) for the
+support checks. No pickle is ever read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from guardrl.config import RunConfig, load_config, to_dict
+from guardrl.data import load_dataset
+from guardrl.data.audit import Support
+from guardrl.serve.guard import MODES, Decisions, Guard, RollbackMonitor, ServeConfig
+from guardrl.train import ScoresModel
+
+
+class ServeError(ValueError):
+    """A request or a setup the service refuses; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+def _splitmix(seed: int, n: int) -> float:
+    """A uniform draw in [0, 1) determined by (seed, n): canary routing survives restarts unchanged."""
+    z = (seed * 0x9E3779B97F4A7C15 + (n + 1) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return ((z ^ (z >> 31)) >> 11) / float(1 << 53)
+
+
+@dataclass
+class LoadedPolicy:
+    name: str
+    guard: Guard
+    card: dict[str, Any]
+    gate: dict[str, Any] | None
+
+
+@dataclass
+class Counters:
+    requests: dict[str, int] = field(default_factory=lambda: {"act": 0, "shadow": 0, "outcome": 0})
+    decisions: dict[str, int] = field(default_factory=lambda: {"act": 0, "defer": 0, "fallback": 0})
+    defer_reasons: dict[str, int] = field(default_factory=dict)
+    shadow_divergences: int = 0
+    shadow_would_defer: int = 0
+
+
+class PolicyService:
+    """Everything ``guardrl serve`` does, callable without HTTP."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        policies: list[str],
+        mode: str = "canary",
+        fallback: str | None = None,
+        audit_log: Path | None = None,
+        cfg: RunConfig | None = None,
+    ):
+        self.run_dir = Path(run_dir)
+        if mode not in MODES:
+            raise ServeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", 400)
+        if not policies:
+            raise ServeError("name at least one policy to serve", 400)
+        config_path = self.run_dir / "config.yaml"
+        if not config_path.is_file():
+            raise ServeError(f"{config_path}: missing; is {self.run_dir} a guardrl run folder?", 400)
+        self.cfg = cfg or load_config(config_path)
+        self.serve_cfg: ServeConfig = self.cfg.serve
+        self.mode = mode
+        ds = load_dataset(self.run_dir / "dataset")
+        self.dataset_sha256 = ds.content_hash()
+        self.obs_dim, self.n_actions = ds.obs_dim, ds.n_actions
+        self.support = Support.from_dataset(ds, self.cfg.audit)
+        gate_path = self.run_dir / "gate.json"
+        self._gate = json.loads(gate_path.read_text())["decisions"] if gate_path.is_file() else {}
+        self.policies = {name: self._load(name) for name in policies}
+        self.default_policy = policies[0]
+        self.fallback = self._load(fallback) if fallback else None
+        self.monitor = RollbackMonitor(self.serve_cfg.rollback_per_1000, self.serve_cfg.rollback_min_decisions)
+        self.counters = Counters()
+        self._policy_acts: set[int] = set()  # decision ids where the policy was in control
+        self._next_id = 0
+        self._lock = threading.Lock()
+        self.audit_path = Path(audit_log) if audit_log else self.run_dir / "serve" / "audit.jsonl"
+        self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+        self._replay()
+        self._log: IO[str] = self.audit_path.open("a", encoding="utf-8", buffering=1)
+        self._write({"type": "start", "mode": mode, "policies": policies, "fallback": fallback})
+
+    # ------------------------------------------------------------ loading
+
+    def _load(self, name: str) -> LoadedPolicy:
+        card_path = self.run_dir / "policies" / f"{name}.json"
+        if not card_path.is_file():
+            raise ServeError(f"{card_path}: no exported policy {name!r} in this run", 404)
+        card = json.loads(card_path.read_text())
+        scores = card.get("scores")
+        if not scores:
+            raise ServeError(f"{card_path}: no action-score export; retrain with this guardrl version", 400)
+        if card.get("dataset_sha256") != self.dataset_sha256:
+            raise ServeError(f"{card_path}: the model card's dataset hash does not match {self.run_dir}/dataset", 400)
+        model = ScoresModel(card_path.parent / scores["file"], scores["kind"])
+        guard = Guard(model, scores["kind"], self.support, self.serve_cfg)
+        return LoadedPolicy(name, guard, card, self._gate.get(name))
+
+    # ------------------------------------------------------------ audit log
+
+    def _write(self, record: dict[str, Any]) -> None:
+        record["ts"] = time.time()
+        self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def _replay(self) -> None:
+        """Rebuild counters, the rollback state and the decision ids from an existing audit log."""
+        if not self.audit_path.is_file():
+            return
+        lines = self.audit_path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    break  # a last line cut short by a crash: the decision was never answered
+                raise ServeError(f"{self.audit_path}: line {number} is not JSON; refusing to guess", 400) from None
+            self._apply(rec)
+
+    def _apply(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("type")
+        if "id" in rec and kind in ("act", "shadow"):
+            self._next_id = max(self._next_id, int(rec["id"]) + 1)
+        if kind == "act":
+            self.counters.requests["act"] += 1
+            self.counters.decisions[rec["decision"]] += 1
+            for reason in rec.get("reasons", []):
+                self.counters.defer_reasons[reason] = self.counters.defer_reasons.get(reason, 0) + 1
+            if rec["decision"] == "act" and rec["source"] == "policy":
+                self._policy_acts.add(int(rec["id"]))
+                self.monitor.record(decisions=1)
+        elif kind == "shadow":
+            self.counters.requests["shadow"] += 1
+            self.counters.shadow_divergences += int(rec["diverged"])
+            self.counters.shadow_would_defer += int(rec["decision"] == "defer")
+        elif kind == "outcome":
+            self.counters.requests["outcome"] += 1
+            if rec.get("counted") and rec.get("hazard"):
+                self.monitor.record(hazards=1)
+        elif kind == "rollback":
+            self.monitor.rolled_back, self.monitor.reason = True, rec["reason"]
+
+    def close(self) -> None:
+        self._log.close()
+
+    # ------------------------------------------------------------ requests
+
+    def _observation(self, observation: Any) -> np.ndarray:
+        if not isinstance(observation, (list, tuple)):
+            raise ServeError("observation: expected a list of numbers")
+        if len(observation) != self.obs_dim:
+            raise ServeError(f"observation: expected {self.obs_dim} numbers, got {len(observation)}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in observation):
+            raise ServeError("observation: every entry must be a number")
+        if not all(math.isfinite(v) for v in observation):
+            raise ServeError("observation: NaN or infinite values are not allowed")
+        return np.asarray([observation], dtype=np.float32)
+
+    def _policy(self, name: str | None) -> LoadedPolicy:
+        name = name or self.default_policy
+        if name not in self.policies:
+            raise ServeError(f"unknown policy {name!r}; serving: {', '.join(self.policies)}", 404)
+        return self.policies[name]
+
+    def _fallback_action(self, obs: np.ndarray) -> int | None:
+        return None if self.fallback is None else int(self.fallback.guard.decide(obs).actions[0])
+
+    def act(self, observation: Any, policy: str | None = None) -> dict[str, Any]:
+        """Route one decision: to the policy (canary draw, full mode) behind its guard, or to the fallback."""
+        pol = self._policy(policy)
+        obs = self._observation(observation)
+        with self._lock:
+            decision_id = self._next_id
+            self._next_id += 1
+            routed = not self.monitor.rolled_back and (
+                self.mode == "full"
+                or (
+                    self.mode == "canary"
+                    and _splitmix(self.serve_cfg.seed, decision_id) < self.serve_cfg.canary_fraction
+                )
+            )
+            reasons: list[str] = []
+            if routed:
+                d: Decisions = pol.guard.decide(obs)
+                reasons = d.reason_names(0)
+                decision = "defer" if d.defer[0] else "act"
+                action = None if d.defer[0] else int(d.actions[0])
+                source = "policy" if decision == "act" else "none"
+            else:
+                decision, source = "fallback", "fallback" if self.fallback else "none"
+                action = self._fallback_action(obs)
+                reasons = ["rolled_back"] if self.monitor.rolled_back else [f"{self.mode}_mode_routing"]
+            rec = {"type": "act", "id": decision_id, "policy": pol.name, "mode": self.mode, "decision": decision,
+                   "source": source, "action": action, "reasons": reasons if decision == "defer" else [],
+                   "observation": observation}  # fmt: skip
+            self._write(rec)
+            self._apply(rec)
+        out = {"decision_id": decision_id, "policy": pol.name, "decision": decision, "action": action,
+               "source": source, "reasons": reasons, "mode": self.current_mode}  # fmt: skip
+        if decision == "defer" and self.fallback is not None:
+            out["fallback_action"] = self._fallback_action(obs)
+        return out
+
+    def shadow(self, observation: Any, production_action: Any, policy: str | None = None) -> dict[str, Any]:
+        """What the policy would have done next to the production controller's action; records divergence."""
+        pol = self._policy(policy)
+        obs = self._observation(observation)
+        if isinstance(production_action, bool) or not isinstance(production_action, int):
+            raise ServeError("production_action: expected an integer")
+        if not 0 <= production_action < self.n_actions:
+            raise ServeError(f"production_action: {production_action} is outside [0, {self.n_actions})")
+        d = pol.guard.decide(obs)
+        action = int(d.actions[0])
+        with self._lock:
+            decision_id = self._next_id
+            self._next_id += 1
+            rec = {"type": "shadow", "id": decision_id, "policy": pol.name, "policy_action": action,
+                   "production_action": production_action, "diverged": action != production_action,
+                   "decision": "defer" if d.defer[0] else "act", "reasons": d.reason_names(0),
+                   "observation": observation}  # fmt: skip
+            self._write(rec)
+            self._apply(rec)
+        return {k: rec[k] for k in ("policy", "policy_action", "production_action", "diverged", "decision",
+                                    "reasons")} | {"decision_id": decision_id}  # fmt: skip
+
+    def outcome(self, decision_id: Any, hazard: Any) -> dict[str, Any]:
+        """A reported outcome; a hazard after a policy decision counts against the rollback threshold."""
+        if isinstance(decision_id, bool) or not isinstance(decision_id, int):
+            raise ServeError("decision_id: expected an integer")
+        if not isinstance(hazard, bool):
+            raise ServeError("hazard: expected true or false")
+        with self._lock:
+            if not 0 <= decision_id < self._next_id:
+                raise ServeError(f"decision_id {decision_id}: no such decision", 404)
+            counted = decision_id in self._policy_acts
+            was = self.monitor.rolled_back
+            rec = {"type": "outcome", "id": decision_id, "hazard": hazard, "counted": counted}
+            self._write(rec)
+            self._apply(rec)
+            tripped = self.monitor.rolled_back and not was
+            if tripped:
+                self._write({"type": "rollback", "reason": self.monitor.reason})
+        return {"decision_id": decision_id, "counted": counted, "rolled_back": self.monitor.rolled_back,
+                "tripped_now": tripped}  # fmt: skip
+
+    @property
+    def current_mode(self) -> str:
+        return "rolled_back" if self.monitor.rolled_back else self.mode
+
+    def status(self) -> dict[str, Any]:
+        c = self.counters
+        shadow = c.requests["shadow"]
+        return {
+            "mode": self.current_mode,
+            "configured_mode": self.mode,
+            "rolled_back": self.monitor.rolled_back,
+            "rollback_reason": self.monitor.reason,
+            "rollback": self.monitor.to_dict(),
+            "policies": {
+                name: {
+                    "gate": p.gate["decision"] if p.gate else None,
+                    "scores": p.card["scores"]["kind"],
+                    "dataset_sha256": p.card["dataset_sha256"],
+                }
+                for name, p in self.policies.items()
+            },  # fmt: skip
+            "fallback": self.fallback.name if self.fallback else None,
+            "requests": dict(c.requests),
+            "decisions": dict(c.decisions),
+            "defer_reasons": dict(c.defer_reasons),
+            "shadow": {
+                "requests": shadow,
+                "divergences": c.shadow_divergences,
+                "divergence_rate": c.shadow_divergences / shadow if shadow else None,
+                "would_defer": c.shadow_would_defer,
+            },
+            "serve_config": to_dict(self.serve_cfg),
+            "audit_log": str(self.audit_path),
+        }
+
+    def model_card(self, name: str) -> dict[str, Any]:
+        pol = self._policy(name)
+        return {**pol.card, "gate": pol.gate}
