@@ -401,6 +401,9 @@ def serve_cmd(
     audit_log: Annotated[
         Path | None, typer.Option(help="JSON-lines audit log (default RUN/serve/audit.jsonl).")
     ] = None,
+    allow_gate_fail: Annotated[
+        bool, typer.Option(help="Let a policy the gate FAILed decide in canary or full mode.")
+    ] = False,
 ) -> None:
     """Serve exported policies over HTTP with deferral, shadow mode, canary routing and rollback."""
     try:
@@ -412,7 +415,9 @@ def serve_cmd(
         _fail(RunError(f"serving needs the serve extra: pip install 'guardrl[serve]' ({exc})"))
         return
     try:
-        service = PolicyService(run_dir, policy, mode=mode, fallback=fallback, audit_log=audit_log)
+        service = PolicyService(
+            run_dir, policy, mode=mode, fallback=fallback, audit_log=audit_log, allow_gate_fail=allow_gate_fail
+        )
     except (ServeError, *_USER_ERRORS) as exc:
         _fail(exc)
         return
@@ -426,6 +431,31 @@ def serve_cmd(
         uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
     finally:
         service.close()
+
+
+@app.command("rollout-sim")
+def rollout_sim_cmd(
+    run_dir: RunDirArg,
+    policy: Annotated[str, typer.Option(help="The exported policy to roll out.")] = "cql",
+    shadow: Annotated[int, typer.Option(help="Shadow-phase episodes.")] = 500,
+    canary: Annotated[int, typer.Option(help="Canary-phase episodes.")] = 1000,
+    full: Annotated[int, typer.Option(help="Full-phase episodes.")] = 2000,
+    chunk: Annotated[int, typer.Option(help="Episodes between two rollback checks.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated episodes.")] = 7000,
+) -> None:
+    """Replay shadow -> canary -> full on SafeGrid; hazard events with and without deferral and rollback."""
+    from guardrl.serve.rollout_sim import RolloutSimConfig, markdown, run_rollout_sim
+    from guardrl.serve.service import ServeError
+
+    try:
+        cfg = RolloutSimConfig(shadow_episodes=shadow, canary_episodes=canary, full_episodes=full, chunk=chunk,
+                               seed=seed)  # fmt: skip
+        result = run_rollout_sim(run_dir, policy, cfg)
+    except (ServeError, *_USER_ERRORS) as exc:
+        _fail(exc)
+        return
+    console.print(markdown(result, policy), markup=False, highlight=False)
+    console.print(f"written: {run_dir / 'rollout_sim' / (policy + '.json')}")
 
 
 @app.command("sweep")

@@ -17,7 +17,8 @@ from guardrl.serve.service import PolicyService, ServeError
 def service(run_dir, tmp_path, mode="full", **serve):
     cfg = load_config(run_dir / "config.yaml")
     cfg = replace(cfg, serve=replace(ServeConfig(), **serve))
-    return PolicyService(run_dir, ["cql", "bc"], mode=mode, fallback="bc", audit_log=tmp_path / "audit.jsonl", cfg=cfg)
+    return PolicyService(run_dir, ["cql", "bc"], mode=mode, fallback="bc", audit_log=tmp_path / "audit.jsonl", cfg=cfg,
+                         allow_gate_fail=True)  # fmt: skip
 
 
 def cells(run_dir):
@@ -162,3 +163,22 @@ def test_nan_and_broken_json_bodies(tiny_run, tmp_path, live_server):
         assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
         assert client.get("/status").json()["requests"]["act"] == 0  # nothing refused was logged as a decision
     svc.close()
+
+
+def test_a_policy_the_gate_failed_decides_only_when_allowed(tiny_run, tmp_path):
+    gate = json.loads((tiny_run / "gate.json").read_text())["decisions"]
+    assert gate["cql"]["decision"] == "FAIL"  # 40 gradient steps: far from safe
+    with pytest.raises(ServeError, match="the gate FAILed cql"):
+        PolicyService(tiny_run, ["cql"], mode="canary", audit_log=tmp_path / "a.jsonl")
+    shadow = PolicyService(tiny_run, ["cql"], mode="shadow", audit_log=tmp_path / "a.jsonl")
+    assert shadow.status()["policies"]["cql"]["gate"] == "FAIL"
+    shadow.close()
+
+
+def test_serve_command_errors_without_starting(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from guardrl.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(tiny_run), "--policy", "nope", "--port", "1"])
+    assert result.exit_code == 2 and "no exported policy 'nope'" in result.output

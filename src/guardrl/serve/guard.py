@@ -35,7 +35,7 @@ class ServeConfig:
 
     min_state_count: int = 5
     """Defer when the state was logged fewer times than this (``out_of_support``)."""
-    min_q_gap: float = 0.05
+    min_q_gap: float = 0.01
     """Q-learners: defer when the two best Q-values differ by less (scaled reward units: reward x 0.1)."""
     min_prob_gap: float = 0.1
     """BC: defer when the two most probable actions' probabilities differ by less."""
@@ -43,9 +43,9 @@ class ServeConfig:
     """Defer when the chosen action was logged fewer than ``audit.k`` times in the state."""
     canary_fraction: float = 0.1
     """Canary mode: the share of requests routed to the policy; the rest go to the fallback."""
-    rollback_per_1000: float = 10.0
+    rollback_per_1000: float = 2.0
     """Roll back when policy-caused hazard events exceed this many per 1,000 policy decisions."""
-    rollback_min_decisions: int = 200
+    rollback_min_decisions: int = 1000
     """The rate's denominator is at least this many decisions."""
     seed: int = 0
     """Seed of the canary routing draws."""

@@ -69,6 +69,7 @@ class PolicyService:
         fallback: str | None = None,
         audit_log: Path | None = None,
         cfg: RunConfig | None = None,
+        allow_gate_fail: bool = False,
     ):
         self.run_dir = Path(run_dir)
         if mode not in MODES:
@@ -88,6 +89,13 @@ class PolicyService:
         gate_path = self.run_dir / "gate.json"
         self._gate = json.loads(gate_path.read_text())["decisions"] if gate_path.is_file() else {}
         self.policies = {name: self._load(name) for name in policies}
+        failed = [n for n, p in self.policies.items() if p.gate and p.gate["decision"] == "FAIL"]
+        if failed and mode != "shadow" and not allow_gate_fail:
+            raise ServeError(
+                f"the gate FAILed {', '.join(failed)} ({self.run_dir / 'gate.json'}); serve in shadow mode, "
+                "or pass --allow-gate-fail to let it decide anyway",
+                400,
+            )
         self.default_policy = policies[0]
         self.fallback = self._load(fallback) if fallback else None
         self.monitor = RollbackMonitor(self.serve_cfg.rollback_per_1000, self.serve_cfg.rollback_min_decisions)

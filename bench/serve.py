@@ -1,0 +1,160 @@
+"""Load benchmark of ``guardrl serve`` on loopback: requests/s and latency percentiles with deferral on.
+
+Starts ``guardrl serve RUN --policy cql --mode full`` (one uvicorn process) and drives ``POST /act`` from this
+process with keep-alive connections over asyncio (a minimal HTTP/1.1 client, so the load generator costs
+little CPU next to the server on a 2-core machine). Observations are every grid cell, logged or not, so the
+guard's deferral paths run too. Writes ``bench/results/serve.json`` and ``serve.md``.
+
+    .venv/bin/python bench/serve.py                      # needs runs/default (./scripts/run.sh)
+    .venv/bin/python bench/serve.py --seconds 5 --connections 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def worker(port: int, bodies: list[bytes], stop: float, latencies: list[float], decisions: dict) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = 0
+    try:
+        while time.perf_counter() < stop:
+            body = bodies[i % len(bodies)]
+            i += 1
+            request = (
+                b"POST /act HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            t0 = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            match = LENGTH.search(head)
+            assert match, head
+            payload = await reader.readexactly(int(match.group(1)))
+            latencies.append(time.perf_counter() - t0)
+            if not head.startswith(b"HTTP/1.1 200"):
+                decisions["errors"] = decisions.get("errors", 0) + 1
+                continue
+            kind = json.loads(payload)["decision"]
+            decisions[kind] = decisions.get(kind, 0) + 1
+    finally:
+        writer.close()
+
+
+async def load(port: int, bodies: list[bytes], seconds: float, connections: int) -> tuple[list[float], dict, float]:
+    latencies: list[float] = []
+    decisions: dict[str, int] = {}
+    start = time.perf_counter()
+    stop = start + seconds
+    await asyncio.gather(*(worker(port, bodies, stop, latencies, decisions) for _ in range(connections)))
+    return latencies, decisions, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "default")
+    parser.add_argument("--policy", default="cql")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve")
+    args = parser.parse_args()
+    if not (args.run / "policies" / f"{args.policy}.scores.pt").is_file():
+        sys.exit(f"{args.run}: no exported {args.policy} with action scores; run ./scripts/run.sh first")
+
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="guardrl-serve-bench-"))
+    guardrl = shutil.which("guardrl", path=str(Path(sys.executable).parent)) or "guardrl"
+    server = subprocess.Popen(
+        [guardrl, "serve", str(args.run), "--policy", args.policy, "--mode", "full", "--port", str(port),
+         "--audit-log", str(tmp / "audit.jsonl")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"server did not start: {server.stderr.read().decode() if server.stderr else ''}")
+                time.sleep(0.2)
+        cells = [[float(x), float(y)] for y in range(15) for x in range(15)]
+        bodies = [json.dumps({"observation": c}).encode() for c in cells]
+        try:
+            import uvloop  # noqa: F401
+
+            runner = uvloop.run  # type: ignore[attr-defined]
+        except ImportError:
+            runner = asyncio.run
+        runner(load(port, bodies, args.warmup, args.connections))
+        latencies, decisions, wall = runner(load(port, bodies, args.seconds, args.connections))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as r:
+            status = json.loads(r.read())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log_lines = sum(1 for _ in open(tmp / "audit.jsonl")) if (tmp / "audit.jsonl").exists() else 0
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    lat = np.array(latencies) * 1000.0
+    n = len(latencies)
+    result = {
+        "date": dt.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} cores",
+        "command": "python bench/serve.py " + " ".join(sys.argv[1:]),
+        "policy": args.policy,
+        "connections": args.connections,
+        "seconds": wall,
+        "requests": n,
+        "requests_per_second": n / wall,
+        "latency_ms": {p: float(np.percentile(lat, q)) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))}
+        | {"max": float(lat.max()), "mean": float(lat.mean())},
+        "decisions": decisions,
+        "defer_share": decisions.get("defer", 0) / max(n, 1),
+        "defer_reasons_total": status["defer_reasons"],
+        "audit_log_lines": log_lines,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    ms = result["latency_ms"]
+    md = (
+        f"Measured {result['date']} on {result['machine']}: `{result['command']}` "
+        f"({args.connections} keep-alive connections, {wall:.1f} s after a {args.warmup:g} s warm-up).\n\n"
+        "| requests/s | p50 ms | p90 ms | p99 ms | max ms | deferred | errors |\n|---|---|---|---|---|---|---|\n"
+        f"| {result['requests_per_second']:,.0f} | {ms['p50']:.2f} | {ms['p90']:.2f} | {ms['p99']:.2f} | "
+        f"{ms['max']:.1f} | {result['defer_share']:.1%} | {decisions.get('errors', 0)} |\n"
+    )
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
