@@ -35,7 +35,8 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
     expected = {
         "config.yaml", "metrics.json", "training.json", "dataset/transitions.parquet", "dataset/metadata.json",
         "policies/bc.pt", "policies/bc.onnx", "policies/bc.json", "policies/cql.pt", "policies/cql.onnx",
-        "policies/cql.json", "plots/state_visitation.png", "plots/rewards.png", "plots/returns.png",
+        "policies/cql.json", "policies/bc.scores.pt", "policies/cql.scores.pt", "plots/state_visitation.png",
+        "plots/rewards.png", "plots/returns.png",
         "plots/safety.png", "plots/learning_curves.png", "audit.json", "ope.json", "gate.json", "report.html",
         "plots/ope_vs_truth.png",
     }  # fmt: skip
