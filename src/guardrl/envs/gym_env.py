@@ -48,8 +48,8 @@ class Rule:
     op: str = ""
     threshold: float = 0.0
 
-    def reward_test(self, reward: float) -> bool:
-        return bool(_COMPARE[self.op](reward, self.threshold))
+    def reward_test(self, rewards: NDArray[np.float64]) -> NDArray[np.bool_]:
+        return np.asarray(_COMPARE[self.op](rewards, self.threshold), dtype=bool)
 
 
 def parse_rule(text: str, what: str) -> Rule:
@@ -65,21 +65,38 @@ def parse_rule(text: str, what: str) -> Rule:
 
 
 def rule_events(
-    cost_rule: Rule, success_rule: Rule, rewards: NDArray[np.floating], terminated: NDArray[np.bool_]
+    cost_rule: Rule,
+    success_rule: Rule,
+    rewards: NDArray[np.floating],
+    terminated: NDArray[np.bool_],
+    info_cost: NDArray[np.float64] | None = None,
+    info_success: NDArray[np.int8] | None = None,
 ) -> tuple[NDArray[np.float64] | None, NDArray[np.bool_] | None]:
-    """Per-step cost and success from the rules alone (for logs that did not record them); ``None`` where a
-    rule is ``info`` and so cannot be computed from rewards and terminations."""
+    """Per-step cost and success: what the environment reported where it did, the rules elsewhere.
+
+    ``info_cost`` holds ``info["cost"]`` per step (NaN where absent), ``info_success`` ``info["is_success"]``
+    (1/0, -1 where absent); a ``terminated_without_cost`` success is always derived from the final cost.
+    Without them (logs that did not record events), a result is ``None`` where its rule is ``info`` and so
+    cannot be computed from rewards and terminations.
+    """
     rewards = np.asarray(rewards, dtype=np.float64)
+    terminated = np.asarray(terminated, dtype=bool)
     success: NDArray[np.bool_] | None = None
     if success_rule.kind == "reward":
-        success = _COMPARE[success_rule.op](rewards, success_rule.threshold)
+        success = success_rule.reward_test(rewards)
     elif success_rule.kind == "terminated":
-        success = np.asarray(terminated, dtype=bool)
+        success = terminated.copy()
+    if info_success is not None:
+        base = success if success is not None else np.zeros(len(rewards), dtype=bool)
+        success = np.where(info_success >= 0, info_success == 1, base)
     cost: NDArray[np.float64] | None = None
     if cost_rule.kind == "reward":
-        cost = _COMPARE[cost_rule.op](rewards, cost_rule.threshold).astype(np.float64)
+        cost = cost_rule.reward_test(rewards).astype(np.float64)
     elif cost_rule.kind == "terminated_without_success" and success is not None:
         cost = (terminated & ~success).astype(np.float64)
+    if info_cost is not None:
+        base_cost = cost if cost is not None else np.zeros(len(rewards))
+        cost = np.where(np.isnan(info_cost), base_cost, info_cost)
     if success_rule.kind == "terminated_without_cost" and cost is not None:
         success = terminated & (cost == 0)
     return cost, success
@@ -206,26 +223,6 @@ class GymSimulator:
             self._envs.append(self.spec.make())
         return self._envs[:n]
 
-    def _cost(self, reward: float, terminated: bool, info: dict[str, Any], success: bool) -> float:
-        if "cost" in info:
-            return float(info["cost"])
-        rule = self.cost_rule
-        if rule.kind == "reward":
-            return float(rule.reward_test(reward))
-        if rule.kind == "terminated_without_success":
-            return float(terminated and not success)
-        return 0.0  # "info" and the environment reports no cost
-
-    def _success(self, reward: float, terminated: bool, info: dict[str, Any]) -> bool:
-        if "is_success" in info:
-            return bool(info["is_success"])
-        rule = self.success_rule
-        if rule.kind == "reward":
-            return rule.reward_test(reward)
-        if rule.kind == "terminated":
-            return terminated
-        return False  # "info" without the key; terminated_without_cost is resolved after the cost
-
     def simulate(self, policy: Policy, n_episodes: int, rng: np.random.Generator) -> Episodes:
         """Run ``n_episodes`` episodes to their end; env seeds are drawn from ``rng``."""
         envs = self.envs(n_episodes)
@@ -243,18 +240,24 @@ class GymSimulator:
                 raise GymEnvError(f"policy returned invalid actions for {self.spec.env_id}: {actions[:8]}...")
             next_raw = list(raw)
             reward = np.zeros(n_episodes)
-            cost = np.zeros(n_episodes)
             term = np.zeros(n_episodes, dtype=bool)
             trunc = np.zeros(n_episodes, dtype=bool)
-            success = np.zeros(n_episodes, dtype=bool)
+            info_cost = np.full(n_episodes, np.nan)
+            info_success = np.full(n_episodes, -1, dtype=np.int8)
             for i in np.flatnonzero(active):
                 o, r, te, tr, info = envs[i].step(int(actions[i]))
                 next_raw[i], reward[i], term[i] = o, float(r), bool(te)
                 trunc[i] = bool(tr) and not te  # an episode ends one way: a real end outranks the time limit
-                success[i] = self._success(float(r), bool(te), info)
-                cost[i] = self._cost(float(r), bool(te), info, bool(success[i]))
-                if self.success_rule.kind == "terminated_without_cost":
-                    success[i] = bool(te) and cost[i] == 0
+                if "cost" in info:
+                    info_cost[i] = float(info["cost"])
+                if "is_success" in info:
+                    info_success[i] = int(bool(info["is_success"]))
+            rule_cost, rule_success = rule_events(
+                self.cost_rule, self.success_rule, reward, term, info_cost, info_success
+            )
+            assert rule_cost is not None and rule_success is not None  # info arrays given: always decided
+            cost = np.where(active, rule_cost, 0.0)
+            success = rule_success & active
             next_obs = self.encode(next_raw)
             for key, value in (
                 ("obs", obs), ("next_obs", next_obs), ("steps", steps.copy()), ("actions", actions),
