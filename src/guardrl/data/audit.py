@@ -104,17 +104,28 @@ class Support:
         np.add.at(counts, (states, ds.actions), 1)
         return cls(index, counts, cfg.k)
 
-    def action_counts(self, observations: NDArray[np.floating], actions: NDArray[np.integer]) -> NDArray[np.int64]:
-        """Logged count of each (observation's state, action); 0 for states never logged."""
-        states = self.index(observations)
+    def action_counts(
+        self,
+        observations: NDArray[np.floating],
+        actions: NDArray[np.integer],
+        states: NDArray[np.int64] | None = None,
+    ) -> NDArray[np.int64]:
+        """Logged count of each (observation's state, action); 0 for states never logged. ``states``: the
+        observations' state ids when the caller already has them."""
+        states = self.index(observations) if states is None else states
         known = states >= 0
         out = np.zeros(len(states), dtype=np.int64)
         out[known] = self.counts[states[known], np.asarray(actions)[known]]
         return out
 
-    def unsupported(self, observations: NDArray[np.floating], actions: NDArray[np.integer]) -> NDArray[np.bool_]:
+    def unsupported(
+        self,
+        observations: NDArray[np.floating],
+        actions: NDArray[np.integer],
+        states: NDArray[np.int64] | None = None,
+    ) -> NDArray[np.bool_]:
         """True where the action was logged fewer than ``k`` times in that state (or the state never)."""
-        return self.action_counts(observations, actions) < self.k
+        return self.action_counts(observations, actions, states) < self.k
 
     def behaviour_probs(self, observations: NDArray[np.floating]) -> NDArray[np.float64]:
         """Empirical behaviour action distribution per state (uniform where the state was never logged)."""

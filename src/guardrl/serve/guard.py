@@ -80,6 +80,10 @@ class Guard:
         self.scores, self.kind, self.support, self.cfg = scores, kind, support, cfg
         self.state_totals = support.counts.sum(axis=1)
 
+    def greedy(self, obs: NDArray[np.floating]) -> NDArray[np.int64]:
+        """The policy's action, without the guard's checks (for a fallback policy)."""
+        return np.argmax(self.scores(np.asarray(obs, dtype=np.float32)), axis=1).astype(np.int64)
+
     def decide(self, obs: NDArray[np.floating]) -> Decisions:
         obs = np.asarray(obs, dtype=np.float32)
         s = np.asarray(self.scores(obs), dtype=np.float64)
@@ -95,7 +99,7 @@ class Guard:
             [
                 count < self.cfg.min_state_count,
                 gap < threshold,
-                self.support.unsupported(obs, actions) & self.cfg.defer_unsupported,
+                self.support.unsupported(obs, actions, states) & self.cfg.defer_unsupported,
             ],
             axis=1,
         )

@@ -28,6 +28,7 @@ from guardrl.config import to_dict
 from guardrl.data.behaviour import greedy_safe_probs
 from guardrl.envs import TablePolicy, Tables, build_tables, simulate
 from guardrl.serve.guard import Guard, RollbackMonitor, ServeConfig
+from guardrl.serve.service import ServedRun
 
 ARMS = ("guarded", "unguarded", "production")
 PHASES = ("shadow", "canary", "full")
@@ -157,21 +158,13 @@ def markdown(result: dict[str, Any], policy: str) -> str:
 
 def run_rollout_sim(run_dir: Path, policy: str, cfg: RolloutSimConfig) -> dict[str, Any]:
     """Load the run's exported policy and its guard, simulate, and write ``rollout_sim/<policy>.json|.md``."""
-    from guardrl.serve.service import PolicyService
-
     run_dir = Path(run_dir)
-    service = PolicyService(
-        run_dir, [policy], mode="full", audit_log=run_dir / "rollout_sim" / "scratch.jsonl", allow_gate_fail=True
-    )
-    try:
-        run_cfg = service.cfg
-        if run_cfg.env.is_gym:
-            raise ValueError("rollout-sim replays the rollout on SafeGrid; this run uses a gymnasium env")
-        tables = build_tables(run_cfg.env.build())
-        arms = simulate_rollout(tables, service.policies[policy].guard, run_cfg.serve, cfg)
-    finally:
-        service.close()
-        (run_dir / "rollout_sim" / "scratch.jsonl").unlink(missing_ok=True)
+    run = ServedRun.open(run_dir)
+    run_cfg = run.cfg
+    if run_cfg.env.is_gym:
+        raise ValueError("rollout-sim replays the rollout on SafeGrid; this run uses a gymnasium env")
+    guard = run.load_policy(policy).guard
+    arms = simulate_rollout(build_tables(run_cfg.env.build()), guard, run_cfg.serve, cfg)
     result = {"policy": policy, "config": to_dict(cfg), "serve": to_dict(run_cfg.serve), "arms": arms}
     atomic_write_json(run_dir / "rollout_sim" / f"{policy}.json", result)
     atomic_write_text(run_dir / "rollout_sim" / f"{policy}.md", markdown(result, policy))

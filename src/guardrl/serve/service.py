@@ -58,6 +58,47 @@ class Counters:
     shadow_would_defer: int = 0
 
 
+@dataclass
+class ServedRun:
+    """What serving reads from a run folder: its config, the dataset's identity and support, gate verdicts."""
+
+    run_dir: Path
+    cfg: RunConfig
+    dataset_sha256: str
+    obs_dim: int
+    n_actions: int
+    support: Support
+    gate: dict[str, Any]
+
+    @classmethod
+    def open(cls, run_dir: Path, cfg: RunConfig | None = None) -> ServedRun:
+        run_dir = Path(run_dir)
+        config_path = run_dir / "config.yaml"
+        if not config_path.is_file():
+            raise ServeError(f"{config_path}: missing; is {run_dir} a guardrl run folder?", 400)
+        cfg = cfg or load_config(config_path)
+        ds = load_dataset(run_dir / "dataset")
+        gate_path = run_dir / "gate.json"
+        gate = json.loads(gate_path.read_text())["decisions"] if gate_path.is_file() else {}
+        support = Support.from_dataset(ds, cfg.audit)
+        return cls(run_dir, cfg, ds.content_hash(), ds.obs_dim, ds.n_actions, support, gate)
+
+    def load_policy(self, name: str) -> LoadedPolicy:
+        """An exported policy's action scores behind the guard, with its model card and gate verdict."""
+        card_path = self.run_dir / "policies" / f"{name}.json"
+        if not card_path.is_file():
+            raise ServeError(f"{card_path}: no exported policy {name!r} in this run", 404)
+        card = json.loads(card_path.read_text())
+        scores = card.get("scores")
+        if not scores:
+            raise ServeError(f"{card_path}: no action-score export; retrain with this guardrl version", 400)
+        if card.get("dataset_sha256") != self.dataset_sha256:
+            raise ServeError(f"{card_path}: the model card's dataset hash does not match {self.run_dir}/dataset", 400)
+        model = ScoresModel(card_path.parent / scores["file"], scores["kind"])
+        guard = Guard(model, scores["kind"], self.support, self.cfg.serve)
+        return LoadedPolicy(name, guard, card, self.gate.get(name))
+
+
 class PolicyService:
     """Everything ``guardrl serve`` does, callable without HTTP."""
 
@@ -76,19 +117,12 @@ class PolicyService:
             raise ServeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", 400)
         if not policies:
             raise ServeError("name at least one policy to serve", 400)
-        config_path = self.run_dir / "config.yaml"
-        if not config_path.is_file():
-            raise ServeError(f"{config_path}: missing; is {self.run_dir} a guardrl run folder?", 400)
-        self.cfg = cfg or load_config(config_path)
+        self.run = ServedRun.open(self.run_dir, cfg)
+        self.cfg = self.run.cfg
         self.serve_cfg: ServeConfig = self.cfg.serve
         self.mode = mode
-        ds = load_dataset(self.run_dir / "dataset")
-        self.dataset_sha256 = ds.content_hash()
-        self.obs_dim, self.n_actions = ds.obs_dim, ds.n_actions
-        self.support = Support.from_dataset(ds, self.cfg.audit)
-        gate_path = self.run_dir / "gate.json"
-        self._gate = json.loads(gate_path.read_text())["decisions"] if gate_path.is_file() else {}
-        self.policies = {name: self._load(name) for name in policies}
+        self.obs_dim, self.n_actions = self.run.obs_dim, self.run.n_actions
+        self.policies = {name: self.run.load_policy(name) for name in policies}
         failed = [n for n, p in self.policies.items() if p.gate and p.gate["decision"] == "FAIL"]
         if failed and mode != "shadow" and not allow_gate_fail:
             raise ServeError(
@@ -97,7 +131,7 @@ class PolicyService:
                 400,
             )
         self.default_policy = policies[0]
-        self.fallback = self._load(fallback) if fallback else None
+        self.fallback = self.run.load_policy(fallback) if fallback else None
         self.monitor = RollbackMonitor(self.serve_cfg.rollback_per_1000, self.serve_cfg.rollback_min_decisions)
         self.counters = Counters()
         self._policy_acts: set[int] = set()  # decision ids where the policy was in control
@@ -108,22 +142,6 @@ class PolicyService:
         self._replay()
         self._log: IO[str] = self.audit_path.open("a", encoding="utf-8", buffering=1)
         self._write({"type": "start", "mode": mode, "policies": policies, "fallback": fallback})
-
-    # ------------------------------------------------------------ loading
-
-    def _load(self, name: str) -> LoadedPolicy:
-        card_path = self.run_dir / "policies" / f"{name}.json"
-        if not card_path.is_file():
-            raise ServeError(f"{card_path}: no exported policy {name!r} in this run", 404)
-        card = json.loads(card_path.read_text())
-        scores = card.get("scores")
-        if not scores:
-            raise ServeError(f"{card_path}: no action-score export; retrain with this guardrl version", 400)
-        if card.get("dataset_sha256") != self.dataset_sha256:
-            raise ServeError(f"{card_path}: the model card's dataset hash does not match {self.run_dir}/dataset", 400)
-        model = ScoresModel(card_path.parent / scores["file"], scores["kind"])
-        guard = Guard(model, scores["kind"], self.support, self.serve_cfg)
-        return LoadedPolicy(name, guard, card, self._gate.get(name))
 
     # ------------------------------------------------------------ audit log
 
@@ -191,7 +209,7 @@ class PolicyService:
         return self.policies[name]
 
     def _fallback_action(self, obs: np.ndarray) -> int | None:
-        return None if self.fallback is None else int(self.fallback.guard.decide(obs).actions[0])
+        return None if self.fallback is None else int(self.fallback.guard.greedy(obs)[0])
 
     def act(self, observation: Any, policy: str | None = None) -> dict[str, Any]:
         """Route one decision: to the policy (canary draw, full mode) behind its guard, or to the fallback."""
