@@ -48,7 +48,6 @@ from guardrl.envs.gym_env import (
     GymSimulator,
     SampledBehaviour,
     load_callable,
-    parse_rule,
     rule_events,
     uniform_policy,
 )
@@ -93,12 +92,10 @@ def obs_bounds(cfg: RunConfig, ds: Dataset) -> ObsBounds:
     return ObsBounds(np.zeros(2), np.full(2, float(size - 1)))
 
 
-def encode_discrete_logs(cfg: RunConfig, ds: Dataset, where: str) -> Dataset:
+def encode_discrete_logs(sim: GymSimulator, ds: Dataset, where: str) -> Dataset:
     """Logs of a ``Discrete``-observation env with one state column -> the one-hot observations guardrl uses."""
-    if not cfg.env.is_gym or ds.obs_dim != 1:
-        return ds
-    encode = simulator(cfg).encode
-    if encode.kind != "onehot" or encode.dim == 1:
+    encode = sim.encode
+    if ds.obs_dim != 1 or encode.kind != "onehot" or encode.dim == 1:
         return ds
     return replace(
         ds,
@@ -108,12 +105,9 @@ def encode_discrete_logs(cfg: RunConfig, ds: Dataset, where: str) -> Dataset:
     )
 
 
-def events_from_rules(cfg: RunConfig, ds: Dataset) -> Dataset:
+def events_from_rules(cfg: RunConfig, sim: GymSimulator, ds: Dataset) -> Dataset:
     """Imported logs without cost (all zero) or success (all false) get them from the env's rules."""
-    if not cfg.env.is_gym:
-        return ds
-    cost_rule, success_rule = parse_rule(cfg.env.cost_rule, "cost"), parse_rule(cfg.env.success_rule, "success")
-    cost, success = rule_events(cost_rule, success_rule, ds.rewards, ds.terminations)
+    cost, success = rule_events(sim.cost_rule, sim.success_rule, ds.rewards, ds.terminations)
     derived: dict[str, Any] = {}
     if success is not None and not ds.successes.any():
         derived["successes"] = np.asarray(success, dtype=bool)
@@ -125,10 +119,16 @@ def events_from_rules(cfg: RunConfig, ds: Dataset) -> Dataset:
     return replace(ds, **derived, provenance={**ds.provenance, "derived_from_env_rules": note})
 
 
-def check_dataset_fits(cfg: RunConfig, ds: Dataset, where: str) -> None:
-    """Imported logs must match the environment's observation width and action count."""
+def imported_logs(cfg: RunConfig, path: Path) -> Dataset:
+    """``collect.dataset``: imported logs fitted to the run's environment, or a clear error if they do not fit.
+
+    On a gymnasium env a one-column discrete state is one-hot encoded and missing events come from the rules.
+    """
+    where = f"collect.dataset {path}"
+    ds = load_dataset(Path(path))
     if cfg.env.is_gym:
         sim = simulator(cfg)
+        ds = events_from_rules(cfg, sim, encode_discrete_logs(sim, ds, where))
         obs_dim, n_actions, env = sim.obs_dim, sim.n_actions, f"{cfg.env.gym_id} ({sim.encode.describe()})"
     else:
         obs_dim, n_actions, env = 2, 4, "SafeGrid-v0 ((x, y) observations)"
@@ -137,6 +137,7 @@ def check_dataset_fits(cfg: RunConfig, ds: Dataset, where: str) -> None:
             f"{where}: {ds.obs_dim} observation features and {ds.n_actions} actions, but {env} has "
             f"{obs_dim} features and {n_actions} actions"
         )
+    return ds
 
 
 def tables_for(cfg: RunConfig) -> Tables:
@@ -156,11 +157,9 @@ def read_run_config(run_dir: Path) -> RunConfig:
 def stage_collect(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Dataset:
     """Log (or copy in the imported) behaviour dataset into ``run_dir/dataset`` and plot its coverage."""
     c = cfg.collect
+    tables = None if cfg.env.is_gym else tables_for(cfg)
     if c.dataset is not None:
-        ds = load_dataset(Path(c.dataset))
-        ds = encode_discrete_logs(cfg, ds, f"collect.dataset {c.dataset}")
-        ds = events_from_rules(cfg, ds)
-        check_dataset_fits(cfg, ds, f"collect.dataset {c.dataset}")
+        ds = imported_logs(cfg, Path(c.dataset))
     elif cfg.env.is_gym:
         provenance = {
             "environment": cfg.env.gym_id, "gym_kwargs": dict(cfg.env.gym_kwargs),
@@ -168,13 +167,14 @@ def stage_collect(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Dat
         }  # fmt: skip
         ds = collect_gym(simulator(cfg), behaviour_fn(cfg), c.n_episodes, c.seed, provenance)
     else:
-        ds = collect(tables_for(cfg), c.regime, c.n_episodes, c.seed)
+        assert tables is not None
+        ds = collect(tables, c.regime, c.n_episodes, c.seed)
     ds.save(Path(run_dir) / "dataset", overwrite=overwrite)
     plot_dir = Path(run_dir) / "plots"
-    if cfg.env.is_gym:
+    if tables is None:
         report.reward_histogram(ds.rewards, ds.episode_returns(), plot_dir / "rewards.png")
     else:
-        plot_dataset(ds, tables_for(cfg), plot_dir)
+        plot_dataset(ds, tables, plot_dir)
     return ds
 
 
