@@ -470,6 +470,7 @@ def sweep_cmd(
     """Grid of seeds x conservative weight x learner x regime, each trial a full train + evaluate (Ray or not)."""
     from dataclasses import replace
 
+    from guardrl.report import spread_text
     from guardrl.sweep import load_sweep_config, run_sweep
 
     try:
@@ -485,8 +486,7 @@ def sweep_cmd(
         table.add_column(col, justify="left" if col in ("regime", "learner") else "right")
 
     def rng(e: dict[str, float] | None, pct: bool = False) -> str:
-        f = 100.0 if pct else 1.0
-        return "-" if e is None else f"{e['mean'] * f:.1f} [{e['min'] * f:.1f}, {e['max'] * f:.1f}]"
+        return spread_text(e, pct=pct, missing="-")
 
     for e in results["table"]:
         alpha = "-" if e["alpha"] is None else f"{e['alpha']:g}"

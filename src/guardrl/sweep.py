@@ -238,12 +238,7 @@ def group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown_table(table: list[dict[str, Any]]) -> str:
-    def fmt(e: dict[str, float] | None, pct: bool = False) -> str:
-        if e is None:
-            return "–"
-        f = 100.0 if pct else 1.0
-        return f"{e['mean'] * f:.1f} [{e['min'] * f:.1f}, {e['max'] * f:.1f}]"
-
+    spread = report.spread_text
     lines = [
         "| regime | learner | alpha | seeds | normalized score | hazard % | goal % |",
         "|---|---|---|---|---|---|---|",
@@ -251,8 +246,8 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
     for e in table:
         alpha = "–" if e["alpha"] is None else f"{e['alpha']:g}"
         lines.append(
-            f"| {e['regime']} | {e['learner']} | {alpha} | {e['n_seeds']} | {fmt(e['normalized_score'])} | "
-            f"{fmt(e['hazard_rate'], pct=True)} | {fmt(e['goal_rate'], pct=True)} |"
+            f"| {e['regime']} | {e['learner']} | {alpha} | {e['n_seeds']} | {spread(e['normalized_score'])} | "
+            f"{spread(e['hazard_rate'], pct=True)} | {spread(e['goal_rate'], pct=True)} |"
         )
     return "\n".join(lines) + "\n\nMean over seeds, [min, max] across seeds.\n"
 

@@ -1,6 +1,6 @@
 """Reporting: plots of a run (matplotlib lives only here) and the self-contained HTML report."""
 
-from guardrl.report.html import render_html, render_sweep_html
+from guardrl.report.html import render_html, render_sweep_html, spread_text
 from guardrl.report.plots import (
     learning_curves,
     ope_vs_truth,
@@ -19,6 +19,7 @@ __all__ = [
     "returns_with_ci",
     "reward_histogram",
     "safety_bars",
+    "spread_text",
     "tradeoff_plot",
     "visitation_heatmap",
 ]

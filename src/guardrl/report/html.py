@@ -204,23 +204,29 @@ def render_html(
         "<h2>Run config</h2>",
         f"<pre>{_e(json.dumps(config, indent=2))}</pre>",
     ]
-    body = "\n".join(s for s in sections if s)
+    return _page(title, "\n".join(s for s in sections if s))
+
+
+def _page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")  # fmt: skip
+
+
+def spread_text(e: dict[str, float] | None, pct: bool = False, missing: str = "–") -> str:
+    """``mean [min, max]`` of a sweep cell (one decimal; ``pct`` shows rates in percent)."""
+    if not e:
+        return missing
+    f = 100.0 if pct else 1.0
+    return f"{e['mean'] * f:.1f} [{e['min'] * f:.1f}, {e['max'] * f:.1f}]"
 
 
 def render_sweep_html(name: str, results: dict[str, Any], plot: Path) -> str:
     """A sweep's report: the trade-off plot, the grouped table and every trial."""
 
-    def rng(e: dict[str, float] | None, pct: bool = False) -> str:
-        if not e:
-            return "–"
-        f = 100.0 if pct else 1.0
-        return f"{e['mean'] * f:.1f} [{e['min'] * f:.1f}, {e['max'] * f:.1f}]"
-
     grouped = [
         [e["regime"], e["learner"], "–" if e["alpha"] is None else f"{e['alpha']:g}", str(e["n_seeds"]),
-         rng(e["normalized_score"]), rng(e["hazard_rate"], pct=True), rng(e["goal_rate"], pct=True)]
+         spread_text(e["normalized_score"]), spread_text(e["hazard_rate"], pct=True),
+         spread_text(e["goal_rate"], pct=True)]
         for e in results["table"]
     ]  # fmt: skip
     trials = [
@@ -241,5 +247,4 @@ def render_sweep_html(name: str, results: dict[str, Any], plot: Path) -> str:
         "<h2>Sweep config</h2>",
         f"<pre>{_e(json.dumps(results['sweep'], indent=2))}</pre>",
     ])  # fmt: skip
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>sweep {_e(name)}</title>'
-            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")  # fmt: skip
+    return _page(f"sweep {name}", body)
