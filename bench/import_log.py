@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import resource
 import shutil
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from guardrl._io import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,14 +91,14 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.out.with_suffix(".json"), result)
     md = (
         f"Measured {result['date']} on {result['machine']}: `{result['command']}`\n\n"
         "| rows | Parquet file | wall (whole command) | rows/s | peak RSS |\n|---|---|---|---|---|\n"
         f"| {rows:,} | {result['file_mb']:.0f} MB | {wall:.1f} s | {result['rows_per_second']:,.0f} | "
         f"{result['peak_rss_mb']:,.0f} MB |\n"
     )
-    args.out.with_suffix(".md").write_text(md)
+    atomic_write_text(args.out.with_suffix(".md"), md)
     print(md)
 
 

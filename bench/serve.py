@@ -1,9 +1,9 @@
 """Load benchmark of ``guardrl serve`` on loopback: requests/s and latency percentiles with deferral on.
 
-Starts ``guardrl serve RUN --policy cql --mode full`` (one uvicorn process) and drives ``POST /act`` from this
-process with keep-alive connections over asyncio (a minimal HTTP/1.1 client, so the load generator costs
-little CPU next to the server on a 2-core machine). Observations are every grid cell, logged or not, so the
-guard's deferral paths run too. Writes ``bench/results/serve.json`` and ``serve.md``.
+Starts ``guardrl serve RUN --policy cql --mode full --allow-gate-fail`` (one uvicorn process) and drives
+``POST /act`` from this process with keep-alive connections over asyncio (a minimal HTTP/1.1 client, so the
+load generator costs little CPU next to the server on a 2-core machine). Observations are every grid cell,
+logged or not, so the guard's deferral paths run too. Writes ``bench/results/serve.json`` and ``serve.md``.
 
     .venv/bin/python bench/serve.py                      # needs runs/default (./scripts/run.sh)
     .venv/bin/python bench/serve.py --seconds 5 --connections 8
@@ -27,6 +27,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from guardrl._io import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
@@ -92,7 +94,8 @@ def main() -> None:
     guardrl = shutil.which("guardrl", path=str(Path(sys.executable).parent)) or "guardrl"
     server = subprocess.Popen(
         [guardrl, "serve", str(args.run), "--policy", args.policy, "--mode", "full", "--port", str(port),
-         "--audit-log", str(tmp / "audit.jsonl")],
+         "--audit-log", str(tmp / "audit.jsonl"),
+         "--allow-gate-fail"],  # the default run's CQL fails the gate; the benchmark measures the decision path
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -143,7 +146,7 @@ def main() -> None:
         "audit_log_lines": log_lines,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.out.with_suffix(".json"), result)
     ms = result["latency_ms"]
     md = (
         f"Measured {result['date']} on {result['machine']}: `{result['command']}` "
@@ -152,7 +155,7 @@ def main() -> None:
         f"| {result['requests_per_second']:,.0f} | {ms['p50']:.2f} | {ms['p90']:.2f} | {ms['p99']:.2f} | "
         f"{ms['max']:.1f} | {result['defer_share']:.1%} | {decisions.get('errors', 0)} |\n"
     )
-    args.out.with_suffix(".md").write_text(md)
+    atomic_write_text(args.out.with_suffix(".md"), md)
     print(md)
 
 
