@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -73,9 +74,8 @@ def test_sequential_sweep_writes_table_plot_and_report(tmp_path, tiny_base):
 def test_ray_backend_matches_sequential(tmp_path, tiny_base):
     pytest.importorskip("ray")
     cfg = SweepConfig(name="r", base=tiny_base, seeds=(0,), alphas=(1.0,), learners=("bc", "cql"), num_cpus=2)
-    ray_out = run_sweep(cfg.__class__(**{**cfg.__dict__, "backend": "ray"}), tmp_path / "a", show_progress=False)[1]
-    seq_out = run_sweep(cfg.__class__(**{**cfg.__dict__, "backend": "sequential"}), tmp_path / "b",
-                        show_progress=False)[1]  # fmt: skip
+    ray_out = run_sweep(replace(cfg, backend="ray"), tmp_path / "a", show_progress=False)[1]
+    seq_out = run_sweep(replace(cfg, backend="sequential"), tmp_path / "b", show_progress=False)[1]
     assert ray_out["backend"] == "ray"
     strip = [{k: v for k, v in t.items() if k != "seconds"} for t in ray_out["trials"]]
     assert strip == [{k: v for k, v in t.items() if k != "seconds"} for t in seq_out["trials"]]
