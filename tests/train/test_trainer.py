@@ -2,11 +2,13 @@ import numpy as np
 import onnxruntime  # noqa: F401  (the ONNX check below needs it)
 import pytest
 import torch
+from d3rlpy.models.q_functions import QRQFunctionFactory
 
 from guardrl.data import collect
 from guardrl.train import (
     BCConfig,
     CQLConfig,
+    DQNConfig,
     LearnerConfigError,
     ObsBounds,
     OnnxPolicy,
@@ -66,6 +68,43 @@ def test_cql_alpha_reaches_d3rlpy_and_unknown_options_fail():
         build_algo("cql", CQLConfig(d3rlpy_kwargs={"n_action_samples": 10}), BOUNDS, "cpu:0")
     ok = build_algo("cql", CQLConfig(d3rlpy_kwargs={"n_critics": 2}), BOUNDS, "cpu:0")
     assert ok.config.n_critics == 2
+
+
+def _fit_one_state_bandit(td_loss: str) -> float:
+    """Q of the only action in a one-step bandit: reward +1 on 79 of 80 logged steps, -100 on one."""
+    rewards = np.full((80, 1), 1.0, dtype=np.float32)
+    rewards[0] = -100.0
+    zeros = np.zeros((80, 1), dtype=np.float32)
+    obs = np.zeros((80, 2), dtype=np.float32)
+    ones = np.ones((80, 1), dtype=np.float32)
+    arrays = TransitionArrays(obs, zeros, rewards, obs, zeros, terminals=ones, intervals=ones)
+    cfg = DQNConfig(td_loss=td_loss, n_critics=1, batch_size=80, learning_rate=3e-3, lr_schedule="constant")
+    torch.manual_seed(0)
+    algo = build_algo("dqn", cfg, BOUNDS, "cpu:0", grid_size=15)
+    algo.create_impl((2,), 4)
+    for _ in range(600):
+        algo.update(arrays.batch(np.arange(80)))
+    return float(algo.predict_value(obs[:1], np.zeros(1, dtype=np.int64))[0]) / cfg.reward_scale
+
+
+def test_squared_td_loss_learns_the_mean_where_huber_ignores_the_rare_catastrophe():
+    mean = (79 * 1.0 - 100.0) / 80  # -0.2625
+    assert _fit_one_state_bandit("mse") == pytest.approx(mean, abs=0.02)
+    # Huber (threshold 1 scaled unit) caps the -100 step's pull at 1: the estimate settles where 79 small
+    # residuals balance it, 1 - 10 / 79 = +0.873 in reward units, as if the catastrophe were rare noise
+    assert _fit_one_state_bandit("huber") == pytest.approx(1.0 - 10.0 / 79, abs=0.02)
+
+
+def test_td_loss_choice_reaches_d3rlpy_and_conflicts_fail():
+    assert build_algo("cql", CQLConfig(), BOUNDS, "cpu:0").config.q_func_factory.get_type() == "guardrl_squared_error"
+    assert build_algo("cql", CQLConfig(td_loss="huber"), BOUNDS, "cpu:0").config.q_func_factory.get_type() == "mean"
+    with pytest.raises(LearnerConfigError, match="td_loss"):
+        build_algo("cql", CQLConfig(td_loss="l1"), BOUNDS, "cpu:0")
+    quantile = {"q_func_factory": QRQFunctionFactory()}
+    with pytest.raises(LearnerConfigError, match="q_func_factory"):
+        build_algo("dqn", DQNConfig(d3rlpy_kwargs=quantile), BOUNDS, "cpu:0")
+    qr = build_algo("dqn", DQNConfig(td_loss="huber", d3rlpy_kwargs=quantile), BOUNDS, "cpu:0")
+    assert qr.config.q_func_factory.get_type() == "qr"
 
 
 def test_unknown_learner_and_device_are_errors(dataset):

@@ -269,7 +269,7 @@ def fit_fqe(
     from d3rlpy.models.encoders import VectorEncoderFactory
     from d3rlpy.preprocessing import MinMaxObservationScaler
 
-    from guardrl.train.learners import GridEncoderFactory
+    from guardrl.train.learners import FusedAdamFactory, GridEncoderFactory
     from guardrl.train.trainer import TransitionArrays
 
     n = len(ds)
@@ -290,6 +290,7 @@ def fit_fqe(
             else VectorEncoderFactory(hidden_units=list(cfg.fqe_hidden_units))
         ),
         observation_scaler=MinMaxObservationScaler(minimum=low, maximum=high),
+        optim_factory=FusedAdamFactory(),
     )
     rng = np.random.default_rng(seed)
     model = FQEModel(fqe=None, scale=scale)
