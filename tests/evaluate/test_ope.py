@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -100,9 +102,23 @@ def test_fqe_and_dr_recover_a_bandit_value():
         assert est["return"][name]["mean"] == pytest.approx(1.0, abs=0.1), name
     assert est["cost"]["dr"]["mean"] == pytest.approx(0.0, abs=0.05)  # the target never pays the cost
     assert est["return"]["pdis"]["low"] <= 1.0 <= est["return"]["pdis"]["high"]
-    # same config, same numbers
+    # same config, same numbers, whether the return and cost FQEs ran in two forked processes or here
     again = evaluate_policy(ds, always(1), cfg, LOW, HIGH)["estimates"]
     assert again == est
+    inline = evaluate_policy(ds, always(1), replace(cfg, fqe_workers=1), LOW, HIGH)["estimates"]
+    assert inline == est
+
+
+def test_stochastic_target_fqe_is_the_same_in_any_process():
+    rng = np.random.default_rng(2)
+    actions = rng.integers(0, 2, 500)
+    ds = bandit(actions, np.where(actions == 1, 1.0, -1.0), [0.5] * 500)
+    coin = TargetPolicy("coin", lambda obs: np.zeros(len(obs), np.int64), lambda obs: np.full((len(obs), 2), 0.5))
+    cfg = OPEConfig(estimators=("fqe",), fqe_steps=50, n_bootstrap=50)
+    forked = evaluate_policy(ds, coin, cfg, LOW, HIGH)
+    inline = evaluate_policy(ds, coin, replace(cfg, fqe_workers=1), LOW, HIGH)
+    assert forked["estimates"] == inline["estimates"]
+    assert forked["fqe_final_loss"] == inline["fqe_final_loss"]
 
 
 def test_is_ci_covers_the_truth_for_the_behaviour_policy_itself(tables):

@@ -23,12 +23,14 @@ import contextlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from guardrl._parallel import run_forked
 from guardrl.data import Dataset
 from guardrl.evaluate.metrics import Estimate, bootstrap
 
@@ -63,6 +65,9 @@ class OPEConfig:
     """Rewards are multiplied by this in FQE training (values are scaled back); keeps targets O(1-10)."""
     fqe_cost_scale: float = 1.0
     """The same for the cost FQE (costs are already 0/1)."""
+    fqe_workers: int = 2
+    """A policy's return and cost FQEs run in forked processes, this many at once (1: in this process, one after
+    the other). Each fit seeds its own randomness, so the estimates do not depend on this."""
     n_bootstrap: int = 1000
     confidence: float = 0.95
     seed: int = 0
@@ -337,25 +342,35 @@ def evaluate_policy(
     probs = target.probs(ds.observations.astype(np.float32), n_actions, cfg.epsilon)
     padded = Padded.build(ds, probs)
     rng = np.random.default_rng(cfg.seed)
-    act_rng = np.random.default_rng([cfg.seed, 1])
     signals = {"return": padded.rewards, "cost": padded.costs} if cfg.cost else {"return": padded.rewards}
     next_obs = ds.next_observations.astype(np.float32)
-    if target.probs_fn is None:
-        greedy_next = np.asarray(target.greedy(next_obs), dtype=np.int64)
+    greedy_next = np.asarray(target.greedy(next_obs), dtype=np.int64) if target.probs_fn is None else None
+    cum_next = None if target.probs_fn is None else np.cumsum(target.probs(next_obs, n_actions, 0.0), axis=1)
+    flat_signals = {"return": ds.rewards, "cost": ds.costs}
+
+    def fqe_job(key: str) -> tuple[NDArray[np.float64], list[float]]:
+        """Q(s, a) over the logged observations and the loss curve of the FQE for one signal."""
+        index = list(signals).index(key)
+        act_rng = np.random.default_rng([cfg.seed, 1, index])  # the fit's own stream: same result in any process
 
         def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:
-            return greedy_next[idx]
-    else:
-        cum_next = np.cumsum(target.probs(next_obs, n_actions, 0.0), axis=1)
-
-        def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:  # one fresh draw per sampled transition
-            u = act_rng.random((len(idx), 1))
+            if greedy_next is not None:
+                return greedy_next[idx]
+            u = act_rng.random((len(idx), 1))  # one fresh draw per sampled transition
             return np.minimum((cum_next[idx] < u).sum(axis=1), n_actions - 1)
 
-    def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
-        return target.act(obs, act_rng, n_actions)
+        def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
+            return target.act(obs, act_rng, n_actions)
 
-    flat_signals = {"return": ds.rewards, "cost": ds.costs}
+        seed = int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
+        scale = cfg.fqe_cost_scale if key == "cost" else cfg.fqe_reward_scale
+        model = fit_fqe(ds, flat_signals[key], act, cfg, low, high, seed, next_act, scale, grid_size)
+        return model.q(ds.observations), model.loss
+
+    fqe_fits: dict[str, tuple[NDArray[np.float64], list[float]]] = {}
+    if "fqe" in cfg.estimators:
+        jobs = [partial(fqe_job, key) for key in signals]
+        fqe_fits = dict(zip(signals, run_forked(jobs, cfg.fqe_workers), strict=True))
     ratios = padded.ratios[padded.valid]
     out: dict[str, Any] = {
         "policy": target.name,
@@ -376,14 +391,11 @@ def evaluate_policy(
             w, g = wis_parts(padded, signal, cfg.gamma)
             est["wis"] = _bootstrap_ratio(w, g, rng, cfg.n_bootstrap, cfg.confidence)
         if "fqe" in cfg.estimators:
-            seed = int(np.random.SeedSequence([cfg.seed, 1 if key == "cost" else 0]).generate_state(1)[0])
-            scale = cfg.fqe_cost_scale if key == "cost" else cfg.fqe_reward_scale
-            model = fit_fqe(ds, flat_signals[key], act, cfg, low, high, seed, next_act, scale, grid_size)
-            q_all = model.q(ds.observations)
+            q_all, loss = fqe_fits[key]
             v_flat = (q_all * probs).sum(axis=1)
             starts = ds.episode_starts
             est["fqe"] = bootstrap({"fqe": v_flat[starts]}, cfg.n_bootstrap, cfg.confidence, rng)["fqe"]
-            out.setdefault("fqe_final_loss", {})[key] = float(np.mean(model.loss[-50:]))
+            out.setdefault("fqe_final_loss", {})[key] = float(np.mean(loss[-50:]))
             if "dr" in cfg.estimators:
                 q_taken = np.where(
                     padded.valid, q_all[np.maximum(padded.index, 0), ds.actions[np.maximum(padded.index, 0)]], 0.0
