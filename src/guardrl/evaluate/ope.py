@@ -348,9 +348,8 @@ def evaluate_policy(
     cum_next = None if target.probs_fn is None else np.cumsum(target.probs(next_obs, n_actions, 0.0), axis=1)
     flat_signals = {"return": ds.rewards, "cost": ds.costs}
 
-    def fqe_job(key: str) -> tuple[NDArray[np.float64], list[float]]:
+    def fqe_job(index: int, key: str) -> tuple[NDArray[np.float64], list[float]]:
         """Q(s, a) over the logged observations and the loss curve of the FQE for one signal."""
-        index = list(signals).index(key)
         act_rng = np.random.default_rng([cfg.seed, 1, index])  # the fit's own stream: same result in any process
 
         def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -369,7 +368,7 @@ def evaluate_policy(
 
     fqe_fits: dict[str, tuple[NDArray[np.float64], list[float]]] = {}
     if "fqe" in cfg.estimators:
-        jobs = [partial(fqe_job, key) for key in signals]
+        jobs = [partial(fqe_job, index, key) for index, key in enumerate(signals)]
         fqe_fits = dict(zip(signals, run_forked(jobs, cfg.fqe_workers), strict=True))
     ratios = padded.ratios[padded.valid]
     out: dict[str, Any] = {
