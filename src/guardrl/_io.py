@@ -1,4 +1,10 @@
-"""Atomic file writes: write beside the target, then rename, so a failure never leaves a half-written file."""
+"""Atomic file writes: write beside the target, then rename, so a failure never leaves a half-written file.
+
+Temporaries are named ``.<target>.tmp-<pid>-<random>`` beside the target. A process killed mid-write (SIGKILL,
+power loss) cannot remove its own; the next write to the same target removes those whose process is gone, so
+nothing is left behind for good. Files and folders get the modes the umask gives an ordinary ``open`` or
+``mkdir`` (``tempfile`` would make them 0600 / 0700).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +17,112 @@ from pathlib import Path
 from typing import Any
 
 
+class OutputError(OSError):
+    """An output path that cannot be written; the message names it and says why."""
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: swap and restore
+    os.umask(mask)
+    return mask
+
+
+def _tmp_prefix(path: Path, kind: str = "tmp") -> str:
+    return f".{path.name}.{kind}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove temporaries of ``path`` left by processes that no longer run; returns what was removed."""
+    path = Path(path)
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    for entry in path.parent.iterdir():
+        kind = next((k for k in ("tmp", "old") if entry.name.startswith(_tmp_prefix(path, k))), None)
+        if kind is None:
+            continue
+        pid_text = entry.name[len(_tmp_prefix(path, kind)) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        if kind == "old" and not path.exists() and (entry / path.name).exists():
+            os.replace(entry / path.name, path)  # killed between the two renames: the old version comes back
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def check_output(path: Path, overwrite: bool = False, what: str = "output") -> None:
+    """Fail early, before any work, when ``path`` exists (and ``overwrite`` is off) or cannot be created.
+
+    Looks for the nearest existing ancestor, which must be a writable folder, and probes it by creating and
+    removing a temporary entry (permission bits alone do not tell for root or on read-only mounts).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: cannot write the {what} there: {parent} is a file, not a folder")
+    try:
+        probe = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-probe", dir=parent))
+        probe.rmdir()
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the {what} in {parent} ({exc.strerror or exc})") from None
+
+
+def _mkstemp(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())
+    return Path(tmp)
+
+
+def _mkdtemp(path: Path, kind: str = "tmp") -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix(path, kind)}{os.getpid()}-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())
+    return tmp
+
+
+def _mkdir_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create its folder {path.parent} ({exc.strerror or exc})") from None
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` then rename ``tmp_path`` onto ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    _mkdir_parent(path)
+    remove_stale_temporaries(path)
+    tmp = _mkstemp(path)
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -37,13 +138,14 @@ def atomic_write_dir(path: Path, fill: Callable[[Path], None], overwrite: bool =
     """Build a directory in a temporary sibling with ``fill(tmp_dir)``, then move it into place."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    _mkdir_parent(path)
+    remove_stale_temporaries(path)
+    tmp = _mkdtemp(path)
     try:
         fill(tmp)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old = _mkdtemp(path, "old")
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old)

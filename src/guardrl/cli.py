@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from guardrl._io import atomic_write_json
+from guardrl._io import OutputError, atomic_write_json, check_output
 from guardrl.config import ConfigError, load_config, save_config
 from guardrl.data import DatasetError, load_dataset
 from guardrl.data.audit import audit
@@ -269,6 +269,9 @@ def import_cmd(
     unended_as_truncated: Annotated[
         bool, typer.Option(help="Treat an episode with no end flag at the end of the file as truncated.")
     ] = False,
+    allow_negative_costs: Annotated[
+        bool, typer.Option(help="Accept negative costs (refused by default: a cost counts a hazard or a harm).")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset folder.")] = False,
 ) -> None:
     """Validate a decision log (CSV, Parquet, d3rlpy HDF5) and write it as a guardrl dataset; nothing on error."""
@@ -286,6 +289,7 @@ def import_cmd(
             if not sep or key not in known:
                 raise ValueError(f"--mapping {item!r}: expected FIELD=COLUMN with FIELD one of {sorted(known)}")
             schema = replace(schema, **{key: value})
+        check_output(out, overwrite, "dataset")  # before reading a large file, not after
         if fmt == "hdf5":
             ds = import_hdf5(file, n_actions)
         elif fmt == "minari":
@@ -293,9 +297,10 @@ def import_cmd(
             if ds.n_actions != n_actions:
                 raise ValueError(f"{file}: the Minari action space has {ds.n_actions} actions, --n-actions {n_actions}")
         else:
-            ds = import_log(file, fmt, n_actions, schema, unended_as_truncated=unended_as_truncated)
+            ds = import_log(file, fmt, n_actions, schema, unended_as_truncated=unended_as_truncated,
+                            allow_negative_costs=allow_negative_costs)  # fmt: skip
         ds.save(out, overwrite=overwrite)
-    except (ImportValidationError, HDF5FormatError, MinariError, *_USER_ERRORS) as exc:
+    except (ImportValidationError, HDF5FormatError, MinariError, OutputError, *_USER_ERRORS) as exc:
         _fail(exc)
         return
     console.print(f"imported {len(ds)} transitions, {ds.n_episodes} episodes from {file} -> {out}")

@@ -12,8 +12,8 @@ observation           ``obs_0 .. obs_{d-1}`` (numeric columns sharing ``obs_pref
 ``reward``            finite number
 ``terminated``        true on the last row of an episode that ended in the task (goal, crash, ...)
 ``truncated``         true on the last row of an episode cut off by a time limit; never both flags on one row
-``cost`` (optional)   safety cost of the step (e.g. 1.0 on a hazard); 0 when the column is absent
-``propensity`` (opt.) behaviour probability of the logged action, in [0, 1]; NaN (unknown) when absent
+``cost`` (optional)   safety cost of the step (e.g. 1.0 on a hazard), >= 0; 0 when the column is absent
+``propensity`` (opt.) behaviour probability of the logged action, in (0, 1]; NaN (unknown) when absent or empty
 ``success`` (opt.)    true where the task succeeded; false when absent
 ====================  =========================================================================================
 
@@ -23,7 +23,11 @@ one then bootstraps from where it stopped).
 
 Files are read in chunks (Parquet row groups / batches, CSV blocks), so a large log is never held as text. Any
 problem stops the import with an :class:`ImportValidationError` that names the file, the row (1-based data row,
-with episode and step where known) and the column; nothing is written until the whole file has passed.
+with the CSV line and the episode and step where known) and the column; nothing is written until the whole file
+has passed. CSV lines are counted with the header as line 1, one line per record. Observations are stored as
+float32 and checked after that cast (``1e39`` overflows it); integer ids must fit int64; negative costs are
+refused unless ``allow_negative_costs`` is set (costs are hazard counts by default, and a negative one would
+let a policy buy risk back).
 """
 
 from __future__ import annotations
@@ -66,6 +70,12 @@ class LogSchema:
     """Used instead when there are no prefixed columns: one list-valued observation column."""
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+# pyarrow's CSV defaults, so that locating a bad value agrees with what pyarrow refused
+_CSV_NULLS = frozenset(pacsv.ConvertOptions().null_values)
+_CSV_BOOLS = frozenset(pacsv.ConvertOptions().true_values) | frozenset(pacsv.ConvertOptions().false_values)
+
+
 @dataclass
 class _Carry:
     """What the previous chunk ended with, for checks across chunk boundaries."""
@@ -78,15 +88,90 @@ class _Carry:
     obs_dim: int | None = None
 
 
-def _batches(path: Path, fmt: str, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+def _duplicates(path: Path, names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, start=1):
+        if name in seen:
+            raise ImportValidationError(
+                f"{path}: column name {name!r} appears twice (columns {seen[name]} and {i}); "
+                "every column needs its own name"
+            )
+        seen[name] = i
+
+
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
     try:
-        if fmt == "parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
-        else:
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
-            yield from reader
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise ImportValidationError(f"{path}: cannot be read as {fmt}: {exc}") from None
+        with path.open(newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ImportValidationError(f"{path}: line 1: cannot read the CSV header ({exc})") from None
+
+
+def _float_columns(names: list[str], schema: LogSchema) -> list[str]:
+    """Columns read as float64 whatever the first block holds (an all-integer first block must not make a
+    later ``0.5`` unreadable)."""
+    fixed = {schema.reward, schema.cost, schema.propensity}
+    prefix = schema.obs_prefix
+    return [n for n in names if n in fixed or (n.startswith(prefix) and n[len(prefix) :].isdigit())]
+
+
+def _csv_value_problem(typ: pa.DataType, value: str) -> str | None:
+    """Why pyarrow could not convert ``value`` to ``typ`` (None when it could)."""
+    if value in _CSV_NULLS:
+        return None
+    text = value.strip()
+    if pa.types.is_integer(typ):
+        try:
+            number = int(text)
+        except ValueError:
+            return "expected an integer"
+        info = np.iinfo(typ.to_pandas_dtype())
+        return None if info.min <= number <= info.max else f"integer outside [{info.min}, {info.max}]"
+    if pa.types.is_floating(typ):
+        try:
+            float(text)
+        except ValueError:
+            return "expected a number"
+        return None
+    if pa.types.is_boolean(typ):
+        return None if text in _CSV_BOOLS else "expected true/false or 0/1"
+    return None
+
+
+def _locate_csv_error(path: Path, types: dict[str, pa.DataType], names: list[str], start_row: int,
+                      exc: Exception) -> ImportValidationError:  # fmt: skip
+    """pyarrow reports a bad CSV value or a ragged row without its row: find it with the csv module.
+
+    Only runs on the error path; ``start_row`` (rows already validated) skips the checks on what passed.
+    """
+    import csv
+
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        row = 0
+        for fields in reader:
+            if not fields:
+                continue  # pyarrow skips empty lines too
+            row += 1
+            if row <= start_row:
+                continue
+            where = f"{path}: row {row} (line {reader.line_num})"
+            if len(fields) != len(names):
+                return ImportValidationError(
+                    f"{where}: expected {len(names)} fields (as in the header), got {len(fields)}"
+                )
+            for name, value in zip(names, fields, strict=True):
+                problem = _csv_value_problem(types.get(name, pa.string()), value)
+                if problem:
+                    return ImportValidationError(f"{where}, column '{name}': {problem}, got {_clip(value)!r}")
+    return ImportValidationError(f"{path}: after row {start_row}: cannot be read as csv: {_clip(str(exc))}")
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def import_log(
@@ -96,8 +181,13 @@ def import_log(
     schema: LogSchema | None = None,
     unended_as_truncated: bool = False,
     chunk_rows: int = 1_000_000,
+    allow_negative_costs: bool = False,
+    csv_block_bytes: int = 1 << 24,
 ) -> Dataset:
-    """Read and validate a log file into a :class:`Dataset` (not yet saved)."""
+    """Read and validate a log file into a :class:`Dataset` (not yet saved).
+
+    ``chunk_rows`` sizes Parquet batches and ``csv_block_bytes`` CSV blocks; neither changes the result.
+    """
     path = Path(path)
     schema = schema or LogSchema()
     if fmt not in FORMATS:
@@ -106,15 +196,16 @@ def import_log(
         raise ImportValidationError(f"{path}: no such file")
     if n_actions < 1:
         raise ImportValidationError(f"n_actions must be at least 1, got {n_actions}")
+    ctx = _Context(path, fmt, schema, n_actions, allow_negative_costs)
     parts: dict[str, list[np.ndarray]] = {}
     carry = _Carry(seen=set())
     obs_cols: list[str] | None = None
-    for batch in _batches(path, fmt, chunk_rows):
+    for batch in _read_batches(ctx, carry, chunk_rows, csv_block_bytes):
         if batch.num_rows == 0:
             continue
         if obs_cols is None:
             obs_cols = _obs_columns(path, batch.schema.names, schema)
-        chunk = _validate_chunk(path, batch, schema, obs_cols, n_actions, carry)
+        chunk = _validate_chunk(ctx, batch, obs_cols, carry)
         for key, value in chunk.items():
             parts.setdefault(key, []).append(value)
         carry.rows += batch.num_rows
@@ -123,13 +214,61 @@ def import_log(
     if not carry.ended:
         if not unended_as_truncated:
             raise ImportValidationError(
-                f"{path}: row {carry.rows} (episode {carry.episode}, step {carry.step}): the file ends inside an "
+                f"{ctx.row(carry.rows, carry.episode, carry.step)}: the file ends inside an "
                 "episode with no terminated/truncated flag; pass --unended-as-truncated to treat it as truncated"
             )
         parts["truncated"][-1] = parts["truncated"][-1].copy()
         parts["truncated"][-1][-1] = True
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     return _to_dataset(arrays, n_actions, path, fmt)
+
+
+@dataclass(frozen=True)
+class _Context:
+    path: Path
+    fmt: str
+    schema: LogSchema
+    n_actions: int
+    allow_negative_costs: bool
+
+    def row(self, row: int, episode: int | None = None, step: int | None = None) -> str:
+        """``<file>: row R`` (1-based data row), with the CSV line (header = line 1), episode and step."""
+        notes = [f"line {row + 1}"] if self.fmt == "csv" else []
+        if episode is not None:
+            notes.append(f"episode {episode}, step {step}")
+        return f"{self.path}: row {row}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _read_batches(ctx: _Context, carry: _Carry, chunk_rows: int, csv_block_bytes: int) -> Iterator[pa.RecordBatch]:
+    path = ctx.path
+    if ctx.fmt == "parquet":
+        try:
+            pf = pq.ParquetFile(path)
+            _duplicates(path, pf.schema_arrow.names)
+            yield from pf.iter_batches(batch_size=chunk_rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise ImportValidationError(f"{path}: cannot be read as parquet: {_clip(str(exc), 200)}") from None
+        return
+    names = _csv_header(path)
+    _duplicates(path, names)
+    types: dict[str, pa.DataType] = {n: pa.float64() for n in _float_columns(names, ctx.schema)}
+    convert = pacsv.ConvertOptions(column_types=types)
+    reader = None
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=csv_block_bytes),
+                                convert_options=convert)  # fmt: skip
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            yield batch
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        if reader is not None:  # the first block's inferred types hold for every later block
+            types.update(zip(reader.schema.names, reader.schema.types, strict=True))
+        raise _locate_csv_error(path, types, names, carry.rows, exc) from None
+    except OSError as exc:
+        raise ImportValidationError(f"{path}: cannot be read as csv: {_clip(str(exc), 200)}") from None
 
 
 def _obs_columns(path: Path, names: list[str], schema: LogSchema) -> list[str]:
@@ -147,121 +286,130 @@ def _obs_columns(path: Path, names: list[str], schema: LogSchema) -> list[str]:
     return prefixed
 
 
-def _where(path: Path, row0: int, i: int, ep: np.ndarray | None, st: np.ndarray | None) -> str:
-    where = f"{path}: row {row0 + i + 1}"
+def _where(ctx: _Context, row0: int, i: int, ep: np.ndarray | None, st: np.ndarray | None) -> str:
     if ep is not None and st is not None:
-        where += f" (episode {int(ep[i])}, step {int(st[i])})"
-    return where
+        return ctx.row(row0 + i + 1, int(ep[i]), int(st[i]))
+    return ctx.row(row0 + i + 1)
 
 
-def _numeric(path: Path, batch: pa.RecordBatch, col: str, row0: int, integer: bool = False) -> np.ndarray:
+def _numeric(ctx: _Context, batch: pa.RecordBatch, col: str, row0: int, integer: bool = False) -> np.ndarray:
+    """A column as float64 (nulls as NaN) or, with ``integer``, as int64 (nulls refused); errors name the row."""
     arr = batch.column(batch.schema.get_field_index(col))
     t = arr.type
-    ok = pa.types.is_integer(t) or (not integer and pa.types.is_floating(t)) or pa.types.is_boolean(t)
-    if integer and pa.types.is_floating(t):
-        values = arr.to_numpy(zero_copy_only=False)
-        bad = ~np.isfinite(values) | (values != np.round(values))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ImportValidationError(
-                f"{path}: row {row0 + i + 1}, column '{col}': expected an integer, got {values[i]!r}"
-            )
-        return values.astype(np.int64)
+    kind = "an integer" if integer else "a number"
+    ok = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
     if not ok:
         values = arr.to_pylist()
         for i, v in enumerate(values):
             try:
                 float(v)
             except (TypeError, ValueError):
-                kind = "an integer" if integer else "a number"
-                raise ImportValidationError(
-                    f"{path}: row {row0 + i + 1}, column '{col}': expected {kind}, got {v!r}"
-                ) from None
-        raise ImportValidationError(f"{path}: column '{col}': expected numbers, got type {t}")
-    if arr.null_count:
-        nulls = arr.is_null().to_numpy(zero_copy_only=False)
-        if integer or pa.types.is_boolean(t):
-            i = int(np.flatnonzero(nulls)[0])
-            raise ImportValidationError(f"{path}: row {row0 + i + 1}, column '{col}': missing value")
-        return np.where(nulls, np.nan, arr.fill_null(0).to_numpy(zero_copy_only=False)).astype(np.float64)
-    out = arr.to_numpy(zero_copy_only=False)
-    return out.astype(np.int64) if integer else out.astype(np.float64)
+                got = "a missing value" if v is None else repr(_clip(str(v)) if isinstance(v, str) else v)
+                where = f"{ctx.row(row0 + i + 1)}, column '{col}'"
+                raise ImportValidationError(f"{where}: expected {kind}, got {got}") from None
+        raise ImportValidationError(f"{ctx.path}: column '{col}': expected numbers, got type {t}")
+    nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    if nulls is not None and (integer or pa.types.is_boolean(t)):
+        i = int(np.flatnonzero(nulls)[0])
+        raise ImportValidationError(f"{ctx.row(row0 + i + 1)}, column '{col}': missing value")
+    values = (arr.fill_null(0) if nulls is not None else arr).to_numpy(zero_copy_only=False)
+    if integer:
+        if pa.types.is_floating(t):
+            bad = ~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) >= 2.0**63)
+        elif pa.types.is_unsigned_integer(t):
+            bad = values > _INT64_MAX  # would wrap to a negative int64
+        else:
+            bad = np.zeros(len(values), bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ImportValidationError(
+                f"{ctx.row(row0 + i + 1)}, column '{col}': expected an integer within int64, got {values[i].item()!r}"
+            )
+        return values.astype(np.int64)
+    out = values.astype(np.float64)
+    return np.where(nulls, np.nan, out) if nulls is not None else out
 
 
-def _flag(path: Path, batch: pa.RecordBatch, col: str, row0: int) -> np.ndarray:
+def _flag(ctx: _Context, batch: pa.RecordBatch, col: str, row0: int) -> np.ndarray:
     arr = batch.column(batch.schema.get_field_index(col))
     if pa.types.is_boolean(arr.type) and not arr.null_count:
         return arr.to_numpy(zero_copy_only=False).astype(bool)
-    values = _numeric(path, batch, col, row0, integer=True)
+    values = _numeric(ctx, batch, col, row0, integer=True)
     bad = (values != 0) & (values != 1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ImportValidationError(
-            f"{path}: row {row0 + i + 1}, column '{col}': expected true/false or 0/1, got {values[i]}"
+            f"{ctx.row(row0 + i + 1)}, column '{col}': expected true/false or 0/1, got {values[i].item()}"
         )
     return values.astype(bool)
 
 
-def _validate_chunk(
-    path: Path,
-    batch: pa.RecordBatch,
-    schema: LogSchema,
-    obs_cols: list[str],
-    n_actions: int,
-    carry: _Carry,
-) -> dict[str, np.ndarray]:
+def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], carry: _Carry) -> dict[str, np.ndarray]:
+    path, schema, n_actions = ctx.path, ctx.schema, ctx.n_actions
     row0 = carry.rows
     names = batch.schema.names
-    ep = _numeric(path, batch, schema.episode_id, row0, integer=True)
-    st = _numeric(path, batch, schema.step, row0, integer=True)
+    ep = _numeric(ctx, batch, schema.episode_id, row0, integer=True)
+    st = _numeric(ctx, batch, schema.step, row0, integer=True)
 
     def fail(mask: np.ndarray, col: str, what: str) -> None:
         if mask.any():
             i = int(np.flatnonzero(mask)[0])
-            raise ImportValidationError(f"{_where(path, row0, i, ep, st)}, column '{col}': {what}")
+            raise ImportValidationError(f"{_where(ctx, row0, i, ep, st)}, column '{col}': {what}")
 
-    # observations
+    # observations, checked after the float32 cast they are stored in (1e39 is finite in float64, inf in float32)
     obs_field = batch.schema.field(schema.obs_column) if schema.obs_column in names else None
     if not obs_cols and obs_field is not None and not pa.types.is_list(obs_field.type):
         obs_cols = [schema.obs_column]  # one scalar column: a one-feature observation (e.g. a discrete state)
     if obs_cols:
-        obs = np.stack([_numeric(path, batch, c, row0) for c in obs_cols], axis=1)
+        obs64 = np.stack([_numeric(ctx, batch, c, row0) for c in obs_cols], axis=1)
+        with np.errstate(over="ignore"):
+            obs = obs64.astype(np.float32)
         for j, c in enumerate(obs_cols):
-            fail(~np.isfinite(obs[:, j]), c, "NaN or infinite observation")
+            fail(~np.isfinite(obs64[:, j]), c, "NaN or infinite observation")
+            fail(~np.isfinite(obs[:, j]), c, "observation outside the float32 range (|x| > 3.4e38)")
     else:
         col = batch.column(batch.schema.get_field_index(schema.obs_column))
         values = col.to_pylist()
         widths = np.array([len(v) if isinstance(v, (list, tuple)) else -1 for v in values])
         fail(widths < 0, schema.obs_column, "expected a list of numbers")
+        fail(widths == 0, schema.obs_column, "empty observation list (an observation needs at least one number)")
         first = carry.obs_dim if carry.obs_dim is not None else int(widths[0])
         fail(widths != first, schema.obs_column, f"observation width differs from the first row's ({first})")
         try:
-            obs = np.asarray(values, dtype=np.float64)
+            obs64 = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ImportValidationError(
-                f"{path}: column '{schema.obs_column}': observation lists must hold numbers"
-            ) from None
-        fail(~np.isfinite(obs).all(axis=1), schema.obs_column, "NaN or infinite observation")
+            number = (int, float)
+            bad = np.array([not all(isinstance(x, number) and not isinstance(x, bool) for x in v) for v in values])
+            fail(bad, schema.obs_column, "observation lists must hold numbers")
+            msg = f"{path}: column '{schema.obs_column}': observation lists must hold numbers"
+            raise ImportValidationError(msg) from None
+        with np.errstate(over="ignore"):
+            obs = obs64.astype(np.float32)
+        fail(~np.isfinite(obs64).all(axis=1), schema.obs_column, "NaN or infinite observation")
+        fail(~np.isfinite(obs).all(axis=1), schema.obs_column, "observation outside the float32 range (|x| > 3.4e38)")
     carry.obs_dim = int(obs.shape[1])
 
-    actions = _numeric(path, batch, schema.action, row0, integer=True)
+    actions = _numeric(ctx, batch, schema.action, row0, integer=True)
     fail((actions < 0) | (actions >= n_actions), schema.action, f"action outside [0, {n_actions})")
-    rewards = _numeric(path, batch, schema.reward, row0)
+    rewards = _numeric(ctx, batch, schema.reward, row0)
     fail(~np.isfinite(rewards), schema.reward, "NaN or infinite reward")
-    term = _flag(path, batch, schema.terminated, row0)
-    trunc = _flag(path, batch, schema.truncated, row0)
+    term = _flag(ctx, batch, schema.terminated, row0)
+    trunc = _flag(ctx, batch, schema.truncated, row0)
     fail(term & trunc, schema.terminated, "both terminated and truncated")
-    costs = _numeric(path, batch, schema.cost, row0) if schema.cost in names else np.zeros(len(ep))
     if schema.cost in names:
+        costs = _numeric(ctx, batch, schema.cost, row0)
         fail(~np.isfinite(costs), schema.cost, "NaN or infinite cost")
+        if not ctx.allow_negative_costs:
+            fail(costs < 0, schema.cost, "negative cost (pass --allow-negative-costs if your costs can be negative)")
+    else:
+        costs = np.zeros(len(ep))
     if schema.propensity in names:
-        prop = batch.column(batch.schema.get_field_index(schema.propensity))
-        props = prop.to_numpy(zero_copy_only=False).astype(np.float64) if prop.null_count == 0 else np.array(
-            [np.nan if v is None else v for v in prop.to_pylist()], dtype=np.float64)  # fmt: skip
-        fail((props < 0) | (props > 1), schema.propensity, "propensity outside [0, 1]")
+        props = _numeric(ctx, batch, schema.propensity, row0)  # an empty cell is an unknown propensity (NaN)
+        fail((props <= 0) | (props > 1) | np.isinf(props), schema.propensity,
+             "propensity outside (0, 1]: a logged action must have had a positive probability")  # fmt: skip
     else:
         props = np.full(len(ep), np.nan)
-    success = _flag(path, batch, schema.success, row0) if schema.success in names else np.zeros(len(ep), bool)
+    success = _flag(ctx, batch, schema.success, row0) if schema.success in names else np.zeros(len(ep), bool)
 
     # episode structure, continuing from the previous chunk
     first_ep = carry.episode if carry.episode is not None else int(ep[0]) - 1  # the file's first row starts one
@@ -269,8 +417,17 @@ def _validate_chunk(
     prev_st = np.concatenate([[carry.step], st[:-1]])
     prev_end = np.concatenate([[carry.ended], (term | trunc)[:-1]])
     new_ep = ep != prev_ep
-    continues = "the episode continues after a row flagged terminated/truncated (an end flag before its last row)"
-    fail(~new_ep & prev_end, schema.terminated, continues)
+    continues = ~new_ep & prev_end
+    if continues.any():
+        i = int(np.flatnonzero(continues)[0])  # the flagged row is the one before: i - 1 (maybe in the last chunk)
+        flag_col = schema.terminated
+        if i > 0:
+            flag_col = schema.terminated if term[i - 1] else schema.truncated
+        raise ImportValidationError(
+            f"{ctx.row(row0 + i, int(prev_ep[i]), int(prev_st[i]))}, column '{flag_col}': "
+            f"flagged as the episode's last row (an end flag before its last row), but the episode continues on "
+            f"row {row0 + i + 1}"
+        )
     unended = new_ep & ~prev_end & (np.arange(len(ep)) + row0 > 0)
     if unended.any():
         before = int(prev_ep[np.flatnonzero(unended)[0]])
@@ -286,12 +443,12 @@ def _validate_chunk(
         dup = again[0] if again else next(e for e in starts.tolist() if starts.tolist().count(e) > 1)
         i = int(np.flatnonzero(new_ep & (ep == dup))[-1])
         raise ImportValidationError(
-            f"{_where(path, row0, i, ep, st)}, column '{schema.episode_id}': episode {dup} appears again; "
+            f"{_where(ctx, row0, i, ep, st)}, column '{schema.episode_id}': episode {dup} appears again; "
             "rows of an episode must be contiguous"
         )
     carry.seen.update(starts.tolist())
     carry.episode, carry.step, carry.ended = int(ep[-1]), int(st[-1]), bool((term | trunc)[-1])
-    return {"episode_ids": ep, "steps": st, "observations": obs.astype(np.float32), "actions": actions,
+    return {"episode_ids": ep, "steps": st, "observations": obs, "actions": actions,
             "rewards": rewards, "costs": costs, "terminated": term, "truncated": trunc, "successes": success,
             "propensities": props}  # fmt: skip
 
