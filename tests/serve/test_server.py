@@ -135,7 +135,7 @@ def test_a_cut_off_last_log_line_is_skipped_but_a_corrupt_one_is_refused(tiny_ru
         ("/act", {"observation": 5}, 422, "expected a list of numbers"),
         ("/act", {"observation": [1.0, 2.0], "policy": "dqn"}, 404, "unknown policy 'dqn'; serving: cql, bc"),
         ("/act", {"obs": [1.0, 2.0]}, 422, "missing field(s): observation"),
-        ("/act", {"observation": [1.0, 2.0], "extra": 1}, 422, "unknown field(s): extra"),
+        ("/act", {"observation": [1.0, 2.0], "extra": 1}, 422, "unknown field(s): 'extra'"),
         ("/act", [1, 2], 422, "body must be a JSON object"),
         ("/shadow", {"observation": [1.0, 2.0], "production_action": 7}, 422, "outside [0, 4)"),
         ("/shadow", {"observation": [1.0, 2.0], "production_action": "up"}, 422, "expected an integer"),

@@ -8,12 +8,17 @@ Endpoints (JSON in, JSON out):
 * ``POST /shadow`` ``{"observation": [..], "production_action": 2}`` -> what the policy would have done, and
   whether it diverges from production.
 * ``POST /outcome`` ``{"decision_id": 17, "hazard": true}`` -> counts a hazard after a policy decision against
-  the rollback threshold; crossing it switches the server to the fallback.
+  the rollback threshold; crossing it switches the server to the fallback. One outcome per decision: a second
+  report for the same id is refused with 409 and changes nothing.
 * ``GET /status``: mode (``shadow``, ``canary``, ``full`` or ``rolled_back``), counters, rollback state.
-* ``GET /policies/{name}``: the model card with the gate verdict. ``GET /healthz``.
+* ``GET /policies/{name}``: the model card with the gate verdict (served policies and the fallback).
+  ``GET /healthz``.
 
 Bodies are parsed and checked by the service itself, so every malformed request gets a 4xx naming the field,
-and nothing a client sends can take the server down.
+and nothing a client sends can take the server down: a body must be ``application/json`` (else 415) of at most
+``serve.max_body_bytes`` (else 413, refused from its Content-Length before it is read, or as soon as a chunked
+body passes the limit); JSON nested too deeply or with numbers too long to parse is a 400. Error messages echo
+at most 200 characters of what was sent, with characters that cannot travel as UTF-8 escaped.
 """
 
 from __future__ import annotations
@@ -26,13 +31,36 @@ from fastapi.responses import JSONResponse
 
 from guardrl.serve.service import PolicyService, ServeError
 
+MAX_ECHO = 200
 
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+
+def safe_text(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters, with what UTF-8 cannot carry (lone surrogates) escaped."""
+    clipped = text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+    return clipped.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def _body(request: Request, limit: int) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ServeError(f"Content-Type must be application/json, got {ctype or 'none'!r}", 415)
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ServeError(f"body of {declared} bytes is over the limit of {limit} (serve.max_body_bytes)", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body declares no length: stop reading at the limit
+            raise ServeError(f"body is over the limit of {limit} bytes (serve.max_body_bytes)", 413)
+        chunks.append(chunk)
     try:
-        data = json.loads(raw)
+        data = json.loads(b"".join(chunks))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ServeError(f"body is not valid JSON ({exc.__class__.__name__}: {exc})", 400) from None
+    except RecursionError:
+        raise ServeError("body is not usable JSON: nested too deeply", 400) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ServeError(f"body is not usable JSON ({exc})", 400) from None
     if not isinstance(data, dict):
         raise ServeError("body must be a JSON object")
     return data
@@ -44,36 +72,50 @@ def _fields(data: dict[str, Any], required: tuple[str, ...], optional: tuple[str
         raise ServeError(f"missing field(s): {', '.join(missing)}")
     unknown = sorted(set(data) - set(required) - set(optional))
     if unknown:
-        raise ServeError(f"unknown field(s): {', '.join(unknown)}")
+        raise ServeError(f"unknown field(s): {', '.join(repr(k) for k in unknown)}")
+
+
+def _policy_field(data: dict[str, Any]) -> str | None:
+    """The requested policy: absent means the default; anything but a non-empty name is refused."""
+    if "policy" not in data:
+        return None
+    name = data["policy"]
+    if not isinstance(name, str) or not name:
+        raise ServeError(f"policy: expected the name of a served policy, got {json.dumps(name)[:MAX_ECHO]}")
+    return name
 
 
 def create_app(service: PolicyService) -> FastAPI:
     """The FastAPI application around ``service``."""
     app = FastAPI(title="guardrl policy server", version="1")
 
+    limit = service.serve_cfg.max_body_bytes
+
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        headers = {"connection": "close"} if exc.status == 413 else None  # the rest of the body is never read
+        return JSONResponse({"detail": safe_text(str(exc))}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # never let a request kill the server
-        return JSONResponse({"detail": f"internal error: {exc.__class__.__name__}: {exc}"}, status_code=500)
+        detail = safe_text(f"internal error: {exc.__class__.__name__}: {exc}")
+        return JSONResponse({"detail": detail}, status_code=500)
 
     @app.post("/act")
     async def act(request: Request) -> JSONResponse:
-        data = await _body(request)
+        data = await _body(request, limit)
         _fields(data, ("observation",), ("policy",))
-        return JSONResponse(service.act(data["observation"], data.get("policy")))
+        return JSONResponse(service.act(data["observation"], _policy_field(data)))
 
     @app.post("/shadow")
     async def shadow(request: Request) -> JSONResponse:
-        data = await _body(request)
+        data = await _body(request, limit)
         _fields(data, ("observation", "production_action"), ("policy",))
-        return JSONResponse(service.shadow(data["observation"], data["production_action"], data.get("policy")))
+        return JSONResponse(service.shadow(data["observation"], data["production_action"], _policy_field(data)))
 
     @app.post("/outcome")
     async def outcome(request: Request) -> JSONResponse:
-        data = await _body(request)
+        data = await _body(request, limit)
         _fields(data, ("decision_id", "hazard"))
         return JSONResponse(service.outcome(data["decision_id"], data["hazard"]))
 

@@ -9,7 +9,7 @@ support checks. No pickle is ever read.
 from __future__ import annotations
 
 import json
-import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +31,12 @@ class ServeError(ValueError):
     def __init__(self, message: str, status: int = 422):
         super().__init__(message)
         self.status = status
+
+
+def _echo(value: Any, limit: int = 40) -> str:
+    """A client's value for an error message, cut short: a message must not echo a huge input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _splitmix(seed: int, n: int) -> float:
@@ -135,6 +141,7 @@ class PolicyService:
         self.monitor = RollbackMonitor(self.serve_cfg.rollback_per_1000, self.serve_cfg.rollback_min_decisions)
         self.counters = Counters()
         self._policy_acts: set[int] = set()  # decision ids where the policy was in control
+        self._outcomes: set[int] = set()  # decision ids with a reported outcome: one each
         self._next_id = 0
         self._lock = threading.Lock()
         self.audit_path = Path(audit_log) if audit_log else self.run_dir / "serve" / "audit.jsonl"
@@ -150,18 +157,48 @@ class PolicyService:
         self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def _replay(self) -> None:
-        """Rebuild counters, the rollback state and the decision ids from an existing audit log."""
+        """Rebuild counters, the rollback state and the decision ids from an existing audit log.
+
+        A last line cut short by a crash (no newline, not JSON) was never acknowledged: it is cut off the file,
+        so that the next record starts on a line of its own. Any other unreadable line stops the start.
+        """
         if not self.audit_path.is_file():
             return
-        lines = self.audit_path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, start=1):
+        data = self.audit_path.read_bytes()
+        lines = data.split(b"\n")
+        complete = lines[:-1]  # everything before the last newline; lines[-1] is what follows it (b"" if whole)
+        tail = lines[-1]
+        offset = 0
+        for number, line in enumerate(complete, start=1):
+            self._apply_line(number, line)
+            offset += len(line) + 1
+        if tail:
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines):
-                    break  # a last line cut short by a crash: the decision was never answered
-                raise ServeError(f"{self.audit_path}: line {number} is not JSON; refusing to guess", 400) from None
+                self._apply_line(len(complete) + 1, tail)
+                complete_tail = True
+            except ServeError:
+                complete_tail = False
+            with self.audit_path.open("r+b") as f:
+                if complete_tail:  # whole record, only its newline lost: end the line
+                    f.seek(0, 2)
+                    f.write(b"\n")
+                else:  # torn record: cut it off
+                    f.truncate(offset)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _apply_line(self, number: int, line: bytes) -> None:
+        where = f"{self.audit_path}: line {number}"
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError):
+            raise ServeError(f"{where} is not JSON; refusing to guess", 400) from None
+        if not isinstance(rec, dict):
+            raise ServeError(f"{where} is JSON but not a record (an object); refusing to guess", 400)
+        try:
             self._apply(rec)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServeError(f"{where}: not a guardrl audit record ({exc.__class__.__name__}: {exc})", 400) from None
 
     def _apply(self, rec: dict[str, Any]) -> None:
         kind = rec.get("type")
@@ -181,6 +218,7 @@ class PolicyService:
             self.counters.shadow_would_defer += int(rec["decision"] == "defer")
         elif kind == "outcome":
             self.counters.requests["outcome"] += 1
+            self._outcomes.add(int(rec["id"]))
             if rec.get("counted") and rec.get("hazard"):
                 self.monitor.record(hazards=1)
         elif kind == "rollback":
@@ -198,14 +236,23 @@ class PolicyService:
             raise ServeError(f"observation: expected {self.obs_dim} numbers, got {len(observation)}")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in observation):
             raise ServeError("observation: every entry must be a number")
-        if not all(math.isfinite(v) for v in observation):
-            raise ServeError("observation: NaN or infinite values are not allowed")
-        return np.asarray([observation], dtype=np.float32)
+        try:
+            values = [float(v) for v in observation]
+        except OverflowError:
+            raise ServeError("observation: an integer entry is too large for a number") from None
+        with np.errstate(over="ignore"):
+            as32 = np.asarray(values, dtype=np.float32)
+        finite = np.isfinite(np.asarray(values, dtype=np.float64)) & np.isfinite(as32)
+        if not finite.all():
+            raise ServeError("observation: NaN or infinite values (or beyond the float32 range) are not allowed")
+        return np.asarray([values], dtype=np.float32)
 
     def _policy(self, name: str | None) -> LoadedPolicy:
-        name = name or self.default_policy
-        if name not in self.policies:
-            raise ServeError(f"unknown policy {name!r}; serving: {', '.join(self.policies)}", 404)
+        """``None`` is the default policy; a name must be one of the served ones."""
+        if name is None:
+            return self.policies[self.default_policy]
+        if not isinstance(name, str) or name not in self.policies:
+            raise ServeError(f"unknown policy {_echo(name)}; serving: {', '.join(self.policies)}", 404)
         return self.policies[name]
 
     def _fallback_action(self, obs: np.ndarray) -> int | None:
@@ -254,7 +301,7 @@ class PolicyService:
         if isinstance(production_action, bool) or not isinstance(production_action, int):
             raise ServeError("production_action: expected an integer")
         if not 0 <= production_action < self.n_actions:
-            raise ServeError(f"production_action: {production_action} is outside [0, {self.n_actions})")
+            raise ServeError(f"production_action: {_echo(production_action)} is outside [0, {self.n_actions})")
         d = pol.guard.decide(obs)
         action = int(d.actions[0])
         with self._lock:
@@ -277,7 +324,9 @@ class PolicyService:
             raise ServeError("hazard: expected true or false")
         with self._lock:
             if not 0 <= decision_id < self._next_id:
-                raise ServeError(f"decision_id {decision_id}: no such decision", 404)
+                raise ServeError(f"decision_id {_echo(decision_id)}: no such decision", 404)
+            if decision_id in self._outcomes:  # a retried report must not count twice towards a rollback
+                raise ServeError(f"decision_id {decision_id}: its outcome was already reported", 409)
             counted = decision_id in self._policy_acts
             was = self.monitor.rolled_back
             rec = {"type": "outcome", "id": decision_id, "hazard": hazard, "counted": counted}
@@ -325,5 +374,9 @@ class PolicyService:
         }
 
     def model_card(self, name: str) -> dict[str, Any]:
-        pol = self._policy(name)
-        return {**pol.card, "gate": pol.gate}
+        """The model card and gate verdict of a served policy or of the fallback."""
+        if self.fallback is not None and name == self.fallback.name and name not in self.policies:
+            pol = self.fallback
+        else:
+            pol = self._policy(name)
+        return {**pol.card, "gate": pol.gate, "role": "fallback" if pol is self.fallback else "served"}
