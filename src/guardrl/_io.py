@@ -93,14 +93,20 @@ def check_output(path: Path, overwrite: bool = False, what: str = "output") -> N
 
 
 def _mkstemp(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {path.parent} ({exc.strerror or exc})") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~current_umask())
     return Path(tmp)
 
 
 def _mkdtemp(path: Path, kind: str = "tmp") -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix(path, kind)}{os.getpid()}-", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix(path, kind)}{os.getpid()}-", dir=path.parent))
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {path.parent} ({exc.strerror or exc})") from None
     os.chmod(tmp, 0o777 & ~current_umask())
     return tmp
 

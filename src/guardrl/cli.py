@@ -46,7 +46,7 @@ ConfigOpt = Annotated[
 RunDirArg = Annotated[Path, typer.Argument(help="Run folder (holds config.yaml and the stage artifacts).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
-_USER_ERRORS = (ConfigError, RunError, DatasetError, LearnerConfigError, FileExistsError, ValueError)
+_USER_ERRORS = (ConfigError, RunError, DatasetError, LearnerConfigError, FileExistsError, OutputError, ValueError)
 
 
 def _fail(exc: Exception) -> None:
@@ -300,7 +300,7 @@ def import_cmd(
             ds = import_log(file, fmt, n_actions, schema, unended_as_truncated=unended_as_truncated,
                             allow_negative_costs=allow_negative_costs)  # fmt: skip
         ds.save(out, overwrite=overwrite)
-    except (ImportValidationError, HDF5FormatError, MinariError, OutputError, *_USER_ERRORS) as exc:
+    except (ImportValidationError, HDF5FormatError, MinariError, *_USER_ERRORS) as exc:
         _fail(exc)
         return
     console.print(f"imported {len(ds)} transitions, {ds.n_episodes} episodes from {file} -> {out}")

@@ -285,3 +285,11 @@ def test_written_files_respect_the_umask(frame, tmp_path, umask, file_mode, dir_
     assert (tmp_path / "ds").stat().st_mode & 0o777 == dir_mode
     for f in (tmp_path / "ds").iterdir():
         assert f.stat().st_mode & 0o777 == file_mode, f
+
+
+def test_export_to_a_place_that_cannot_be_written_is_a_clear_error(source, tmp_path):
+    source.save(tmp_path / "ds")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = runner.invoke(app, ["export", str(tmp_path / "ds"), "-f", "csv", "-o", str(blocker / "log.csv")])
+    assert res.exit_code == 2 and f"{blocker / 'log.csv'}: cannot create its folder" in " ".join(res.output.split())
