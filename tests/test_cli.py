@@ -80,7 +80,7 @@ def test_stages_run_alone_on_existing_artifacts(tmp_path, tiny_yaml):
     run_dir = tmp_path / "r"
     assert runner.invoke(app, ["train", str(run_dir)]).exit_code == 2
     res = runner.invoke(app, ["collect", str(run_dir), "--config", str(tiny_yaml)])
-    assert res.exit_code == 0, res.output and "logged 60 episodes" in res.output
+    assert res.exit_code == 0 and "logged 60 episodes" in res.output, res.output
     res = runner.invoke(app, ["evaluate", str(run_dir)])
     assert res.exit_code == 2 and "bc.pt: missing" in res.output
     res = runner.invoke(app, ["train", str(run_dir), "-q"])
@@ -90,6 +90,13 @@ def test_stages_run_alone_on_existing_artifacts(tmp_path, tiny_yaml):
     assert res.exit_code == 0, res.output
     assert (run_dir / "metrics.json").is_file()
     assert runner.invoke(app, ["show", str(run_dir)]).exit_code == 0
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "r"  # the folder names the run
+    # auditing the run's dataset leaves the audit where the gate reads it
+    res = runner.invoke(app, ["audit", str(run_dir / "dataset")])
+    assert res.exit_code == 0 and f"written: {run_dir / 'audit.json'}" in res.output, res.output
+    assert runner.invoke(app, ["ope", str(run_dir)]).exit_code == 0
+    res = runner.invoke(app, ["gate", str(run_dir)])
+    assert res.exit_code == 0 and "no dataset audit" not in res.output and "audit" in res.output, res.output
 
 
 def test_bad_config_is_a_clear_error(tmp_path):
@@ -107,6 +114,7 @@ def test_audit_ope_gate_report_commands(tmp_path, tiny_yaml):
     res = runner.invoke(app, ["audit", str(run_dir / "dataset"), "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert "verdict:" in res.output and json.loads(out.read_text())["size"]["episodes"] == 60
+    assert json.loads((run_dir / "audit.json").read_text()) == json.loads(out.read_text())  # where the gate reads
     assert runner.invoke(app, ["audit", str(tmp_path / "nowhere")]).exit_code == 2
     res = runner.invoke(app, ["ope", str(run_dir)])
     assert res.exit_code == 2 and "bc.pt: missing" in res.output
@@ -115,6 +123,7 @@ def test_audit_ope_gate_report_commands(tmp_path, tiny_yaml):
     assert res.exit_code == 2 and "metrics.json: missing" in res.output
     assert runner.invoke(app, ["evaluate", str(run_dir)]).exit_code == 0
     # without OPE or audit the gate cannot pass anything on the missing evidence
+    (run_dir / "audit.json").unlink()
     res = runner.invoke(app, ["gate", str(run_dir)])
     assert res.exit_code == 0, res.output
     gate = json.loads((run_dir / "gate.json").read_text())
@@ -126,3 +135,54 @@ def test_audit_ope_gate_report_commands(tmp_path, tiny_yaml):
     assert runner.invoke(app, ["report", str(run_dir)]).exit_code == 0
     page = (run_dir / "report.html").read_text()
     assert "Deployment gate" in page and "data:image/png;base64," in page and "http" not in page.split("<pre>")[0]
+
+
+HEAVY = ("torch", "d3rlpy", "numpy", "pyarrow", "gymnasium", "matplotlib")
+
+
+def _loaded_after(code):
+    import subprocess
+    import sys
+
+    probe = f"{code}\nimport sys\nprint(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return {m.split(".")[0] for m in out.strip().split(",") if m}
+
+
+def test_the_command_line_loads_no_heavy_library_until_a_command_runs():
+    assert _loaded_after("import guardrl.cli") == set()
+    # reading a run config needs numpy and gymnasium (layouts, rules) but neither torch nor d3rlpy
+    assert not _loaded_after("from guardrl.config import load_config; load_config(None)") & {"torch", "d3rlpy"}
+
+
+def test_version_and_help_answer():
+    from guardrl import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"guardrl {__version__}"
+    assert runner.invoke(app, ["--help"]).exit_code == 0
+
+
+def test_a_bug_is_not_reported_as_a_user_error():
+    import pytest
+    import typer
+
+    from guardrl.cli import _user_errors
+    from guardrl.errors import RunError
+
+    with pytest.raises(typer.Exit) as exit_info, _user_errors():
+        raise RunError("no dataset in runs/x")
+    assert exit_info.value.exit_code == 2
+    with pytest.raises(KeyError), _user_errors():
+        raise KeyError("a bug")
+
+
+def test_the_lazy_train_package_exports_what_it_lists():
+    import importlib
+
+    import guardrl.train as train
+
+    assert set(train.__all__) == set(train._MODULE_OF)
+    for name in train.__all__:
+        module = importlib.import_module(f"guardrl.train.{train._MODULE_OF[name]}")
+        assert getattr(train, name) is getattr(module, name), name

@@ -1,35 +1,22 @@
-"""Command line: ``guardrl run`` for the whole pipeline, and one command per stage."""
+"""Command line: ``guardrl run`` for the whole pipeline, and one command per stage.
+
+Only typer and rich load with this module; each command imports the stages it runs, so ``guardrl --help``, a
+typo or a bad option answer at once instead of after torch and d3rlpy have loaded.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from guardrl._io import OutputError, atomic_write_json, check_output
-from guardrl.config import ConfigError, load_config, save_config
-from guardrl.data import DatasetError, load_dataset
-from guardrl.data.audit import audit
-from guardrl.pipeline import (
-    CONFIG_FILE,
-    RunError,
-    read_metrics,
-    read_run_config,
-    run,
-    stage_collect,
-    stage_evaluate,
-    stage_gate,
-    stage_ope,
-    stage_report,
-    stage_train,
-)
-from guardrl.train import LearnerConfigError
 
 app = typer.Typer(
     help="guardrl: train policies from logged data only, and measure whether they are safe enough to try.",
@@ -46,12 +33,52 @@ ConfigOpt = Annotated[
 RunDirArg = Annotated[Path, typer.Argument(help="Run folder (holds config.yaml and the stage artifacts).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
-_USER_ERRORS = (ConfigError, RunError, DatasetError, LearnerConfigError, FileExistsError, OutputError, ValueError)
+# guardrl's own user-facing errors that do not derive from ValueError, by module: looked up in sys.modules
+# rather than imported, since an error class whose module was never loaded cannot have been raised
+_USER_ERRORS_BY_MODULE = {"guardrl.errors": ("RunError",), "guardrl._io": ("OutputError",)}
 
 
-def _fail(exc: Exception) -> None:
+def _is_user_error(exc: BaseException) -> bool:
+    if isinstance(exc, (ValueError, FileExistsError)):  # ConfigError, DatasetError, ImportValidationError, ...
+        return True
+    for module, names in _USER_ERRORS_BY_MODULE.items():
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, tuple(getattr(loaded, n) for n in names)):
+            return True
+    return False
+
+
+def _fail(exc: BaseException) -> None:
     err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
     raise typer.Exit(code=2)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Print a user error and exit with status 2; anything else propagates with its traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if _is_user_error(exc):
+            _fail(exc)
+        raise
+
+
+def _version(value: bool) -> None:
+    if value:
+        from guardrl import __version__
+
+        console.print(f"guardrl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """guardrl: train policies from logged data only, and measure whether they are safe enough to try."""
 
 
 def _interval(entry: dict[str, float], pct: bool = False, digits: int = 1) -> str:
@@ -108,16 +135,16 @@ def run_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Collect -> audit -> train -> evaluate -> OPE -> gate -> report, into RUNS_DIR/NAME."""
-    try:
+    from guardrl.config import load_config
+    from guardrl.pipeline import run
+
+    with _user_errors():
         cfg = load_config(config)
         if name is not None:
             from dataclasses import replace
 
             cfg = replace(cfg, name=name)
         run_dir, metrics = run(cfg, runs_dir, overwrite=overwrite, show_progress=not quiet)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     _print_summary(metrics)
     _print_gate(json.loads((run_dir / "gate.json").read_text()))
     t = metrics["timings_seconds"]
@@ -134,19 +161,22 @@ def collect_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset in the run folder.")] = False,
 ) -> None:
     """Log a behaviour dataset into RUN_DIR/dataset (writes RUN_DIR/config.yaml if it is not there)."""
-    try:
+    from guardrl.config import load_config, save_config
+    from guardrl.errors import RunError
+    from guardrl.pipeline import CONFIG_FILE, read_run_config, stage_collect
+
+    with _user_errors():
         cfg_path = run_dir / CONFIG_FILE
         if config is None and cfg_path.is_file():
             cfg = read_run_config(run_dir)
         else:
-            cfg = load_config(config)
+            from dataclasses import replace
+
+            cfg = replace(load_config(config), name=run_dir.name)  # the folder names the run
             if cfg_path.is_file() and not overwrite:
                 raise RunError(f"{cfg_path} already exists; pass --overwrite to replace it with {config}")
             save_config(cfg, cfg_path)
         ds = stage_collect(cfg, run_dir, overwrite=overwrite)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     console.print(
         f"logged {ds.n_episodes} episodes, {len(ds)} transitions ({cfg.collect.regime}) "
         f"-> {run_dir / 'dataset'}; hazard episodes: {int(ds.costs.sum())}"
@@ -156,11 +186,10 @@ def collect_cmd(
 @app.command("train")
 def train_cmd(run_dir: RunDirArg, quiet: QuietOpt = False) -> None:
     """Train the configured learners on RUN_DIR/dataset; export TorchScript and ONNX policies."""
-    try:
+    from guardrl.pipeline import read_run_config, stage_train
+
+    with _user_errors():
         results = stage_train(read_run_config(run_dir), run_dir, show_progress=not quiet)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     for name, res in results.items():
         console.print(f"{name}: {res.n_steps} steps in {res.seconds:.1f}s ({res.steps_per_second:.0f} steps/s)")
 
@@ -168,21 +197,20 @@ def train_cmd(run_dir: RunDirArg, quiet: QuietOpt = False) -> None:
 @app.command("evaluate")
 def evaluate_cmd(run_dir: RunDirArg) -> None:
     """Roll out the run's policies and the references on held-out seeds; write metrics.json and plots."""
-    try:
+    from guardrl.pipeline import read_run_config, stage_evaluate
+
+    with _user_errors():
         metrics = stage_evaluate(read_run_config(run_dir), run_dir)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     _print_summary(metrics)
 
 
 @app.command("show")
 def show_cmd(run_dir: RunDirArg) -> None:
     """Print the comparison table of an evaluated run."""
-    try:
+    from guardrl.pipeline import read_metrics
+
+    with _user_errors():
         _print_summary(read_metrics(run_dir))
-    except _USER_ERRORS as exc:
-        _fail(exc)
 
 
 def _print_audit(result: dict[str, Any]) -> None:
@@ -241,15 +269,25 @@ def audit_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full audit as JSON here.")] = None,
 ) -> None:
     """Audit a dataset's coverage before training: support, distributions, sanity, and a verdict."""
-    try:
-        cfg = load_config(config)
-        result = audit(load_dataset(dataset), cfg.audit)
+    from guardrl._io import atomic_write_json
+    from guardrl.config import load_config
+    from guardrl.data.audit import audit
+    from guardrl.data.dataset import load_dataset
+
+    run_dir = dataset.parent
+    in_run = dataset.name == "dataset" and (run_dir / "config.yaml").is_file()
+    with _user_errors():
+        if in_run:  # a run's dataset: the audit goes where the gate and the report read it
+            from guardrl.pipeline import read_run_config, stage_audit
+
+            result = stage_audit(load_config(config) if config else read_run_config(run_dir), run_dir)
+        else:
+            result = audit(load_dataset(dataset), load_config(config).audit)
         if json_out is not None:
             atomic_write_json(json_out, result)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     _print_audit(result)
+    if in_run:
+        console.print(f"written: {run_dir / 'audit.json'}")
 
 
 @app.command("import")
@@ -258,8 +296,11 @@ def import_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (guardrl format).")],
     n_actions: Annotated[int, typer.Option(help="Number of discrete actions; actions must lie in [0, n).")],
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="csv, parquet, hdf5 (d3rlpy's format) or minari (local).")
-    ] = "parquet",
+        str | None,
+        typer.Option(
+            "--format", "-f", help="csv, parquet, hdf5 (d3rlpy's format) or minari (local); default: by extension."
+        ),
+    ] = None,
     minari_root: Annotated[
         Path | None, typer.Option(help="Local Minari datasets folder (default: Minari's own).")
     ] = None,
@@ -277,11 +318,12 @@ def import_cmd(
     """Validate a decision log (CSV, Parquet, d3rlpy HDF5) and write it as a guardrl dataset; nothing on error."""
     from dataclasses import fields, replace
 
-    from guardrl.data.hdf5 import HDF5FormatError, import_hdf5
-    from guardrl.data.importer import ImportValidationError, LogSchema, import_log
-    from guardrl.data.minari_io import MinariError, import_minari
+    from guardrl._io import check_output
+    from guardrl.data.hdf5 import import_hdf5
+    from guardrl.data.importer import LogSchema, format_from_extension, import_log
+    from guardrl.data.minari_io import import_minari
 
-    try:
+    with _user_errors():
         schema = LogSchema()
         known = {f.name for f in fields(LogSchema)}
         for item in mapping or []:
@@ -290,6 +332,7 @@ def import_cmd(
                 raise ValueError(f"--mapping {item!r}: expected FIELD=COLUMN with FIELD one of {sorted(known)}")
             schema = replace(schema, **{key: value})
         check_output(out, overwrite, "dataset")  # before reading a large file, not after
+        fmt = fmt or format_from_extension(file)
         if fmt == "hdf5":
             ds = import_hdf5(file, n_actions)
         elif fmt == "minari":
@@ -300,9 +343,6 @@ def import_cmd(
             ds = import_log(file, fmt, n_actions, schema, unended_as_truncated=unended_as_truncated,
                             allow_negative_costs=allow_negative_costs)  # fmt: skip
         ds.save(out, overwrite=overwrite)
-    except (ImportValidationError, HDF5FormatError, MinariError, *_USER_ERRORS) as exc:
-        _fail(exc)
-        return
     console.print(f"imported {len(ds)} transitions, {ds.n_episodes} episodes from {file} -> {out}")
 
 
@@ -318,11 +358,12 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Write a guardrl dataset as d3rlpy HDF5, a local Minari dataset, or a log in the import schema."""
+    from guardrl.data.dataset import load_dataset
     from guardrl.data.hdf5 import export_hdf5
     from guardrl.data.importer import export_log
-    from guardrl.data.minari_io import MinariError, export_minari
+    from guardrl.data.minari_io import export_minari
 
-    try:
+    with _user_errors():
         ds = load_dataset(dataset)
         if fmt == "hdf5":
             export_hdf5(ds, Path(out))
@@ -330,9 +371,6 @@ def export_cmd(
             export_minari(ds, out, minari_root)
         else:
             export_log(ds, Path(out), fmt)
-    except (MinariError, *_USER_ERRORS) as exc:
-        _fail(exc)
-        return
     console.print(f"wrote {len(ds)} transitions, {ds.n_episodes} episodes -> {out} ({fmt})")
 
 
@@ -344,16 +382,15 @@ def ope_cmd(
     ] = False,
 ) -> None:
     """Estimate the run's policies from the logs alone (PDIS, WIS, FQE, DR) and compare with the truth."""
-    try:
+    from guardrl.pipeline import read_run_config, stage_ope
+
+    with _user_errors():
         from dataclasses import replace
 
         cfg = read_run_config(run_dir)
         if validate:
             cfg = replace(cfg, ope=replace(cfg.ope, validate=True))
         result = stage_ope(cfg, run_dir)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     table = Table(title="off-policy evaluation (95% bootstrap CIs) against rollout truth")
     for col in ("policy", "signal", "truth", "pdis", "wis", "fqe", "dr", "IS ESS"):
         table.add_column(col, justify="left" if col in ("policy", "signal") else "right")
@@ -374,22 +411,20 @@ def ope_cmd(
 @app.command("gate")
 def gate_cmd(run_dir: RunDirArg) -> None:
     """PASS / CAUTION / FAIL for each candidate policy, with the reasons and evidence; writes gate.json."""
-    try:
+    from guardrl.pipeline import read_run_config, stage_gate
+
+    with _user_errors():
         result = stage_gate(read_run_config(run_dir), run_dir)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     _print_gate(result)
 
 
 @app.command("report")
 def report_cmd(run_dir: RunDirArg) -> None:
     """Write RUN_DIR/report.html: one self-contained page (plots embedded, no network needed)."""
-    try:
+    from guardrl.pipeline import read_run_config, stage_report
+
+    with _user_errors():
         path = stage_report(read_run_config(run_dir), run_dir)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     console.print(f"report: {path}")
 
 
@@ -411,21 +446,19 @@ def serve_cmd(
     ] = False,
 ) -> None:
     """Serve exported policies over HTTP with deferral, shadow mode, canary routing and rollback."""
+    from guardrl.errors import RunError
     try:
         import uvicorn
 
         from guardrl.serve.app import create_app
-        from guardrl.serve.service import PolicyService, ServeError
+        from guardrl.serve.service import PolicyService
     except ImportError as exc:
         _fail(RunError(f"serving needs the serve extra: pip install 'guardrl[serve]' ({exc})"))
         return
-    try:
+    with _user_errors():
         service = PolicyService(
             run_dir, policy, mode=mode, fallback=fallback, audit_log=audit_log, allow_gate_fail=allow_gate_fail
         )
-    except (ServeError, *_USER_ERRORS) as exc:
-        _fail(exc)
-        return
     status = service.status()
     gates = ", ".join(f"{n} {p['gate']}" for n, p in status["policies"].items())
     console.print(
@@ -450,15 +483,11 @@ def rollout_sim_cmd(
 ) -> None:
     """Replay shadow -> canary -> full on SafeGrid; hazard events with and without deferral and rollback."""
     from guardrl.serve.rollout_sim import RolloutSimConfig, markdown, run_rollout_sim
-    from guardrl.serve.service import ServeError
 
-    try:
+    with _user_errors():
         cfg = RolloutSimConfig(shadow_episodes=shadow, canary_episodes=canary, full_episodes=full, chunk=chunk,
                                seed=seed)  # fmt: skip
         result = run_rollout_sim(run_dir, policy, cfg)
-    except (ServeError, *_USER_ERRORS) as exc:
-        _fail(exc)
-        return
     console.print(markdown(result, policy), markup=False, highlight=False)
     console.print(f"written: {run_dir / 'rollout_sim' / (policy + '.json')}")
 
@@ -478,14 +507,11 @@ def sweep_cmd(
     from guardrl.report import spread_text
     from guardrl.sweep import load_sweep_config, run_sweep
 
-    try:
+    with _user_errors():
         cfg = load_sweep_config(config)
         if backend is not None or address is not None:
             cfg = replace(cfg, backend=backend or cfg.backend, ray_address=address or cfg.ray_address)
         out_dir, results = run_sweep(cfg, sweeps_dir, overwrite=overwrite, show_progress=not quiet)
-    except _USER_ERRORS as exc:
-        _fail(exc)
-        return
     table = Table(title=f"sweep {cfg.name}: {len(results['trials'])} trials, {results['backend']} backend")
     for col in ("regime", "learner", "alpha", "seeds", "normalized", "hazard %", "goal %"):
         table.add_column(col, justify="left" if col in ("regime", "learner") else "right")

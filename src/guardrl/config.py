@@ -22,9 +22,9 @@ from guardrl.envs.gym_env import GymEnvError, GymSpec, parse_rule
 from guardrl.envs.layouts import DEFAULT_LAYOUT_SEED, default_layout
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.gate import GateConfig
-from guardrl.evaluate.ope import OPEConfig
+from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.serve.guard import ServeConfig
-from guardrl.train import TrainConfig
+from guardrl.train.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from guardrl.envs.gym_env import (
     rule_events,
     uniform_policy,
 )
+from guardrl.errors import RunError
 from guardrl.evaluate import EvalConfig, MismatchThresholds, mismatch_rate, normalized_score, rollout
 from guardrl.evaluate.gate import Evidence, gate
 from guardrl.evaluate.metrics import Estimate
@@ -58,10 +59,6 @@ from guardrl.evaluate.ope import TargetPolicy, evaluate_policy, rank_correlation
 from guardrl.train import ObsBounds, TorchScriptPolicy, TrainResult, export_policy, export_scores, train_all
 
 CONFIG_FILE = "config.yaml"
-
-
-class RunError(RuntimeError):
-    """A stage cannot run on the given run folder (missing artifacts, existing run...)."""
 
 
 def grid_size(cfg: RunConfig) -> int | None:

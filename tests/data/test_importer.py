@@ -227,10 +227,14 @@ def test_unended_last_episode_needs_the_flag(frame, tmp_path):
 def test_cli_import_writes_a_loadable_dataset(frame, tmp_path):
     path = write(frame, tmp_path, "csv")
     out = tmp_path / "ds"
-    res = runner.invoke(app, ["import", str(path), "-f", "csv", "--n-actions", "4", "-o", str(out),
-                              "--mapping", "cost=cost"])  # fmt: skip
+    res = runner.invoke(app, ["import", str(path), "--n-actions", "4", "-o", str(out),
+                              "--mapping", "cost=cost"])  # fmt: skip  (the format comes from the extension)
     assert res.exit_code == 0, res.output
-    assert load_dataset(out).n_episodes == 40
+    assert load_dataset(out).n_episodes == 40 and load_dataset(out).provenance["format"] == "csv"
+    odd = path.rename(tmp_path / "log.txt")
+    res = runner.invoke(app, ["import", str(odd), "--n-actions", "4", "-o", str(tmp_path / "other")])
+    assert res.exit_code == 2 and "cannot tell the format from the extension '.txt'; pass --format" in res.output
+    path = odd.rename(path)
     bad = runner.invoke(app, ["import", str(path), "-f", "csv", "--n-actions", "4", "-o", str(out), "--mapping", "x=y"])
     assert bad.exit_code == 2 and "FIELD=COLUMN" in bad.output
 

@@ -51,6 +51,20 @@ class ImportValidationError(ValueError):
     """A log that cannot be imported; the message names the file, row and column."""
 
 
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5"}
+
+
+def format_from_extension(path: Path) -> str:
+    """``csv``, ``parquet`` or ``hdf5`` from a file's extension; an error naming ``--format`` otherwise."""
+    fmt = EXTENSIONS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ImportValidationError(
+            f"{path}: cannot tell the format from the extension {Path(path).suffix or '(none)'!r}; pass --format "
+            f"(csv, parquet, hdf5 or minari)"
+        )
+    return fmt
+
+
 @dataclass(frozen=True)
 class LogSchema:
     """Column names of a decision log (see the module docstring)."""

@@ -1,39 +1,65 @@
-"""Training through d3rlpy: BC, CQL, DQN and BCQ from explicit configs, a fast batch loop, and policy export."""
+"""Training through d3rlpy: BC, CQL, DQN and BCQ from explicit configs, a fast batch loop, and policy export.
+
+Importing the package is cheap: each public name loads its module (and with it d3rlpy and torch) on first use,
+so reading a run config or starting the command line does not pay for them.
+"""
+
+from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+from typing import TYPE_CHECKING, Any
 
-# d3rlpy 2.8.1 imports the legacy ``gym`` package, whose import prints an "unmaintained" banner to stderr;
-# guardrl only uses gymnasium, so that banner is noise on every command.
-with contextlib.redirect_stderr(io.StringIO()):
-    import d3rlpy  # noqa: F401
-
-from guardrl.train.config import BCConfig, BCQConfig, CQLConfig, DQNConfig, LearnerConfig, QLearnerConfig, TrainConfig
-from guardrl.train.export import OnnxPolicy, ScoresModel, TorchScriptPolicy, export_policy, export_scores
-from guardrl.train.learners import LearnerConfigError, ObsBounds, build_algo
-from guardrl.train.mdp import to_mdp_dataset
-from guardrl.train.trainer import TrainResult, TransitionArrays, learner_configs, train_all, train_learner
+_EXPORTS = {
+    "config": ("BCConfig", "BCQConfig", "CQLConfig", "DQNConfig", "LearnerConfig", "QLearnerConfig", "TrainConfig"),
+    "export": ("OnnxPolicy", "ScoresModel", "TorchScriptPolicy", "export_policy", "export_scores"),
+    "learners": ("LearnerConfigError", "ObsBounds", "build_algo"),
+    "mdp": ("to_mdp_dataset",),
+    "trainer": ("TrainResult", "TransitionArrays", "learner_configs", "train_all", "train_learner"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
-    "BCConfig",
-    "BCQConfig",
-    "CQLConfig",
-    "DQNConfig",
-    "LearnerConfig",
-    "QLearnerConfig",
-    "LearnerConfigError",
-    "ObsBounds",
-    "OnnxPolicy",
-    "ScoresModel",
-    "TorchScriptPolicy",
-    "TrainConfig",
-    "TrainResult",
-    "TransitionArrays",
-    "build_algo",
-    "export_policy",
-    "export_scores",
-    "learner_configs",
-    "to_mdp_dataset",
-    "train_all",
-    "train_learner",
-]
+    "BCConfig", "BCQConfig", "CQLConfig", "DQNConfig", "LearnerConfig", "LearnerConfigError", "ObsBounds",
+    "OnnxPolicy", "QLearnerConfig", "ScoresModel", "TorchScriptPolicy", "TrainConfig", "TrainResult",
+    "TransitionArrays", "build_algo", "export_policy", "export_scores", "learner_configs", "to_mdp_dataset",
+    "train_all", "train_learner",
+]  # fmt: skip
+
+
+def quiet_legacy_gym() -> None:
+    """Import the legacy ``gym`` package with its "unmaintained" banner silenced.
+
+    d3rlpy 2.8.1 imports it, and its import prints the banner to stderr; guardrl only uses gymnasium. Called
+    before any module that imports d3rlpy is loaded through this package.
+    """
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gym  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'guardrl.train' has no attribute {name!r}")
+    if module != "config":
+        quiet_legacy_gym()
+    value = getattr(importlib.import_module(f"guardrl.train.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from guardrl.train.config import (
+        BCConfig,
+        BCQConfig,
+        CQLConfig,
+        DQNConfig,
+        LearnerConfig,
+        QLearnerConfig,
+        TrainConfig,
+    )
+    from guardrl.train.export import OnnxPolicy, ScoresModel, TorchScriptPolicy, export_policy, export_scores
+    from guardrl.train.learners import LearnerConfigError, ObsBounds, build_algo
+    from guardrl.train.mdp import to_mdp_dataset
+    from guardrl.train.trainer import TrainResult, TransitionArrays, learner_configs, train_all, train_learner

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+
+class LearnerConfigError(ValueError):
+    """A learner option that d3rlpy does not accept."""
+
+
 LR_SCHEDULES = ("constant", "cosine")
 TD_LOSSES = ("mse", "huber")
 ENCODERS = ("auto", "grid", "mlp")

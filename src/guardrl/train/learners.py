@@ -26,12 +26,9 @@ from guardrl.train.config import (
     CQLConfig,
     DQNConfig,
     LearnerConfig,
+    LearnerConfigError,
     QLearnerConfig,
 )
-
-
-class LearnerConfigError(ValueError):
-    """A learner option that d3rlpy does not accept."""
 
 
 @dataclass(frozen=True)
