@@ -297,3 +297,28 @@ def test_export_to_a_place_that_cannot_be_written_is_a_clear_error(source, tmp_p
     blocker.write_text("")
     res = runner.invoke(app, ["export", str(tmp_path / "ds"), "-f", "csv", "-o", str(blocker / "log.csv")])
     assert res.exit_code == 2 and f"{blocker / 'log.csv'}: cannot create its folder" in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_then_import_is_exact_to_the_last_next_observation(source, tmp_path, fmt):
+    from guardrl.data.dataset import ARRAY_FIELDS
+    from guardrl.data.importer import export_log
+
+    back = import_log(export_log(source, tmp_path / f"log.{fmt}", fmt), fmt, 4, csv_block_bytes=4096)
+    for name in ARRAY_FIELDS:
+        assert np.array_equal(getattr(back, name), getattr(source, name), equal_nan=True), name
+    # the simulator's last next observations differ from the rows' own: only the columns carry them
+    last = source.episode_ends
+    assert (source.next_observations[last] != source.observations[last]).any()
+
+
+def test_next_observations_that_contradict_the_next_row_are_refused(source, tmp_path):
+    from guardrl.data.importer import export_log
+
+    path = export_log(source, tmp_path / "log.parquet", "parquet")
+    df = pd.read_parquet(path)
+    df.loc[4, "next_obs_1"] += 1.0  # row 5's next observation no longer matches row 6
+    df.to_parquet(path, index=False)
+    with pytest.raises(ImportValidationError, match=r"row 6 \(episode 0, step 5\), column 'obs_1': differs from the "
+                                                    r"previous row's next_obs_1"):  # fmt: skip
+        import_log(path, "parquet", 4)

@@ -82,6 +82,10 @@ class LogSchema:
     """Observation feature columns are ``<prefix>0``, ``<prefix>1``, ... (numbered from 0)."""
     obs_column: str = "obs"
     """Used instead when there are no prefixed columns: one list-valued observation column."""
+    next_obs_prefix: str = "next_obs_"
+    """Optional next-observation columns ``<prefix>0, ..`` (as ``guardrl export`` writes them). When present they
+    give every transition's next observation, the last of an episode included; within an episode each must equal
+    the next row's observation. When absent, an episode's last row gets its own observation."""
 
 
 _INT64_MAX = np.iinfo(np.int64).max
@@ -100,6 +104,8 @@ class _Carry:
     ended: bool = True
     seen: set[int] | None = None
     obs_dim: int | None = None
+    next_obs: np.ndarray | None = None
+    """The previous chunk's last next observation (when the log has next-observation columns)."""
 
 
 def _duplicates(path: Path, names: list[str]) -> None:
@@ -127,8 +133,11 @@ def _float_columns(names: list[str], schema: LogSchema) -> list[str]:
     """Columns read as float64 whatever the first block holds (an all-integer first block must not make a
     later ``0.5`` unreadable)."""
     fixed = {schema.reward, schema.cost, schema.propensity}
-    prefix = schema.obs_prefix
-    return [n for n in names if n in fixed or (n.startswith(prefix) and n[len(prefix) :].isdigit())]
+
+    def numbered(name: str, prefix: str) -> bool:
+        return name.startswith(prefix) and name[len(prefix) :].isdigit()
+
+    return [n for n in names if n in fixed or numbered(n, schema.obs_prefix) or numbered(n, schema.next_obs_prefix)]
 
 
 def _csv_value_problem(typ: pa.DataType, value: str) -> str | None:
@@ -402,6 +411,19 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
         fail(~np.isfinite(obs64).all(axis=1), schema.obs_column, "NaN or infinite observation")
         fail(~np.isfinite(obs).all(axis=1), schema.obs_column, "observation outside the float32 range (|x| > 3.4e38)")
     carry.obs_dim = int(obs.shape[1])
+    next_cols = [f"{schema.next_obs_prefix}{j}" for j in range(obs.shape[1])] if obs_cols else []
+    present = [c for c in next_cols if c in names]
+    if present and present != next_cols:
+        missing = sorted(set(next_cols) - set(present))
+        raise ImportValidationError(f"{path}: next-observation column(s) {missing} missing (have {present})")
+    next_obs: np.ndarray | None = None
+    if present:
+        next64 = np.stack([_numeric(ctx, batch, c, row0) for c in next_cols], axis=1)
+        with np.errstate(over="ignore"):
+            next_obs = next64.astype(np.float32)
+        for j, c in enumerate(next_cols):
+            fail(~np.isfinite(next64[:, j]) | ~np.isfinite(next_obs[:, j]), c,
+                 "NaN, infinite or beyond-float32 next observation")  # fmt: skip
 
     actions = _numeric(ctx, batch, schema.action, row0, integer=True)
     fail((actions < 0) | (actions >= n_actions), schema.action, f"action outside [0, {n_actions})")
@@ -431,6 +453,13 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
     prev_st = np.concatenate([[carry.step], st[:-1]])
     prev_end = np.concatenate([[carry.ended], (term | trunc)[:-1]])
     new_ep = ep != prev_ep
+    if next_obs is not None:
+        prev_next = np.concatenate([carry.next_obs if carry.next_obs is not None else obs[:1], next_obs[:-1]])
+        within = ~new_ep & ~prev_end
+        for j, c in enumerate(obs_cols):
+            fail(within & (prev_next[:, j] != obs[:, j]), c,
+                 f"differs from the previous row's {next_cols[j]} (same episode)")  # fmt: skip
+        carry.next_obs = next_obs[-1:]
     continues = ~new_ep & prev_end
     if continues.any():
         i = int(np.flatnonzero(continues)[0])  # the flagged row is the one before: i - 1 (maybe in the last chunk)
@@ -462,17 +491,23 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
         )
     carry.seen.update(starts.tolist())
     carry.episode, carry.step, carry.ended = int(ep[-1]), int(st[-1]), bool((term | trunc)[-1])
-    return {"episode_ids": ep, "steps": st, "observations": obs, "actions": actions,
-            "rewards": rewards, "costs": costs, "terminated": term, "truncated": trunc, "successes": success,
-            "propensities": props}  # fmt: skip
+    out = {"episode_ids": ep, "steps": st, "observations": obs, "actions": actions,
+           "rewards": rewards, "costs": costs, "terminated": term, "truncated": trunc, "successes": success,
+           "propensities": props}  # fmt: skip
+    if next_obs is not None:
+        out["next_observations"] = next_obs
+    return out
 
 
 def _to_dataset(a: dict[str, np.ndarray], n_actions: int, path: Path, fmt: str) -> Dataset:
     n = len(a["episode_ids"])
-    next_obs = np.empty_like(a["observations"])
-    next_obs[:-1] = a["observations"][1:]
-    last = a["terminated"] | a["truncated"]
-    next_obs[last] = a["observations"][last]  # an episode's last row: its own observation
+    if "next_observations" in a:  # the log carries them: exact, the last rows included
+        next_obs = a["next_observations"]
+    else:
+        next_obs = np.empty_like(a["observations"])
+        next_obs[:-1] = a["observations"][1:]
+        last = a["terminated"] | a["truncated"]
+        next_obs[last] = a["observations"][last]  # an episode's last row: its own observation
     provenance: dict[str, Any] = {"source": "import", "file": str(path), "format": fmt, "rows": n}
     return Dataset(
         episode_ids=a["episode_ids"],
@@ -503,6 +538,8 @@ def export_log(ds: Dataset, path: Path, fmt: str) -> Path:
     cols.update({"action": ds.actions, "reward": ds.rewards, "terminated": ds.terminations,
                  "truncated": ds.truncations, "cost": ds.costs, "propensity": ds.propensities,
                  "success": ds.successes})  # fmt: skip
+    for j in range(ds.obs_dim):  # so that an episode's last next observation survives the round trip
+        cols[f"next_obs_{j}"] = ds.next_observations[:, j]
     table = pa.table(cols)
 
     def write(tmp: Path) -> None:
