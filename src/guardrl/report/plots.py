@@ -171,11 +171,6 @@ def ope_vs_truth(results: Mapping[str, Mapping], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _spread(rows: Sequence[Mapping], key: str) -> np.ndarray:
-    """(2, n) distances from each mean down to the min and up to the max, for error bars."""
-    return np.array([[e[key]["mean"] - e[key]["min"], e[key]["max"] - e[key]["mean"]] for e in rows]).T
-
-
 def tradeoff_plot(table: Sequence[Mapping], path: Path) -> Path:
     """Safety against return: hazard rate over normalized score, one point per (learner, regime, alpha).
 
