@@ -16,9 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-class OutputError(OSError):
-    """An output path that cannot be written; the message names it and says why."""
+from guardrl.errors import OutputError
 
 
 def current_umask() -> int:
@@ -92,22 +90,19 @@ def check_output(path: Path, overwrite: bool = False, what: str = "output") -> N
         raise OutputError(f"{path}: cannot write the {what} in {parent} ({exc.strerror or exc})") from None
 
 
-def _mkstemp(path: Path) -> Path:
+def _temporary(path: Path, kind: str = "tmp", folder: bool = False) -> Path:
+    """A file (or folder) beside ``path`` named for this process, with the mode the umask gives."""
+    prefix, parent = f"{_tmp_prefix(path, kind)}{os.getpid()}-", path.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-", dir=path.parent)
+        if folder:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, dir=parent)
+            os.close(fd)
+            tmp = Path(name)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {path.parent} ({exc.strerror or exc})") from None
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~current_umask())
-    return Path(tmp)
-
-
-def _mkdtemp(path: Path, kind: str = "tmp") -> Path:
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix(path, kind)}{os.getpid()}-", dir=path.parent))
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {path.parent} ({exc.strerror or exc})") from None
-    os.chmod(tmp, 0o777 & ~current_umask())
+        raise OutputError(f"{path}: cannot write in {parent} ({exc.strerror or exc})") from None
+    os.chmod(tmp, (0o777 if folder else 0o666) & ~current_umask())
     return tmp
 
 
@@ -123,7 +118,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     _mkdir_parent(path)
     remove_stale_temporaries(path)
-    tmp = _mkstemp(path)
+    tmp = _temporary(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -147,11 +142,11 @@ def atomic_write_dir(path: Path, fill: Callable[[Path], None], overwrite: bool =
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
     _mkdir_parent(path)
     remove_stale_temporaries(path)
-    tmp = _mkdtemp(path)
+    tmp = _temporary(path, folder=True)
     try:
         fill(tmp)
         if path.exists():
-            old = _mkdtemp(path, "old")
+            old = _temporary(path, "old", folder=True)
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old)

@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from guardrl.errors import OutputError, RunError  # no heavy imports: the stages load inside their commands
+
 app = typer.Typer(
     help="guardrl: train policies from logged data only, and measure whether they are safe enough to try.",
     no_args_is_help=True,
@@ -33,19 +35,8 @@ ConfigOpt = Annotated[
 RunDirArg = Annotated[Path, typer.Argument(help="Run folder (holds config.yaml and the stage artifacts).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
-# guardrl's own user-facing errors that do not derive from ValueError, by module: looked up in sys.modules
-# rather than imported, since an error class whose module was never loaded cannot have been raised
-_USER_ERRORS_BY_MODULE = {"guardrl.errors": ("RunError",), "guardrl._io": ("OutputError",)}
-
-
-def _is_user_error(exc: BaseException) -> bool:
-    if isinstance(exc, (ValueError, FileExistsError)):  # ConfigError, DatasetError, ImportValidationError, ...
-        return True
-    for module, names in _USER_ERRORS_BY_MODULE.items():
-        loaded = sys.modules.get(module)
-        if loaded is not None and isinstance(exc, tuple(getattr(loaded, n) for n in names)):
-            return True
-    return False
+# ConfigError, DatasetError, ImportValidationError, ServeError, ... derive from ValueError
+_USER_ERRORS = (ValueError, FileExistsError, RunError, OutputError)
 
 
 def _fail(exc: BaseException) -> None:
@@ -58,10 +49,8 @@ def _user_errors() -> Iterator[None]:
     """Print a user error and exit with status 2; anything else propagates with its traceback."""
     try:
         yield
-    except Exception as exc:
-        if _is_user_error(exc):
-            _fail(exc)
-        raise
+    except _USER_ERRORS as exc:
+        _fail(exc)
 
 
 def _version(value: bool) -> None:
@@ -162,7 +151,6 @@ def collect_cmd(
 ) -> None:
     """Log a behaviour dataset into RUN_DIR/dataset (writes RUN_DIR/config.yaml if it is not there)."""
     from guardrl.config import load_config, save_config
-    from guardrl.errors import RunError
     from guardrl.pipeline import CONFIG_FILE, read_run_config, stage_collect
 
     with _user_errors():
@@ -446,7 +434,6 @@ def serve_cmd(
     ] = False,
 ) -> None:
     """Serve exported policies over HTTP with deferral, shadow mode, canary routing and rollback."""
-    from guardrl.errors import RunError
     try:
         import uvicorn
 

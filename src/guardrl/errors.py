@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class RunError(RuntimeError):
     """A stage cannot run on the given run folder (missing artifacts, existing run...)."""
+
+
+class OutputError(OSError):
+    """An output path that cannot be written; the message names it and says why."""

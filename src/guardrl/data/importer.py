@@ -383,13 +383,17 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
     obs_field = batch.schema.field(schema.obs_column) if schema.obs_column in names else None
     if not obs_cols and obs_field is not None and not pa.types.is_list(obs_field.type):
         obs_cols = [schema.obs_column]  # one scalar column: a one-feature observation (e.g. a discrete state)
-    if obs_cols:
-        obs64 = np.stack([_numeric(ctx, batch, c, row0) for c in obs_cols], axis=1)
+    def float32_columns(cols: list[str], what: str) -> np.ndarray:
+        values = np.stack([_numeric(ctx, batch, c, row0) for c in cols], axis=1)
         with np.errstate(over="ignore"):
-            obs = obs64.astype(np.float32)
-        for j, c in enumerate(obs_cols):
-            fail(~np.isfinite(obs64[:, j]), c, "NaN or infinite observation")
-            fail(~np.isfinite(obs[:, j]), c, "observation outside the float32 range (|x| > 3.4e38)")
+            as32 = values.astype(np.float32)
+        for j, c in enumerate(cols):
+            fail(~np.isfinite(values[:, j]), c, f"NaN or infinite {what}")
+            fail(~np.isfinite(as32[:, j]), c, f"{what} outside the float32 range (|x| > 3.4e38)")
+        return as32
+
+    if obs_cols:
+        obs = float32_columns(obs_cols, "observation")
     else:
         col = batch.column(batch.schema.get_field_index(schema.obs_column))
         values = col.to_pylist()
@@ -418,12 +422,7 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
         raise ImportValidationError(f"{path}: next-observation column(s) {missing} missing (have {present})")
     next_obs: np.ndarray | None = None
     if present:
-        next64 = np.stack([_numeric(ctx, batch, c, row0) for c in next_cols], axis=1)
-        with np.errstate(over="ignore"):
-            next_obs = next64.astype(np.float32)
-        for j, c in enumerate(next_cols):
-            fail(~np.isfinite(next64[:, j]) | ~np.isfinite(next_obs[:, j]), c,
-                 "NaN, infinite or beyond-float32 next observation")  # fmt: skip
+        next_obs = float32_columns(next_cols, "next observation")
 
     actions = _numeric(ctx, batch, schema.action, row0, integer=True)
     fail((actions < 0) | (actions >= n_actions), schema.action, f"action outside [0, {n_actions})")

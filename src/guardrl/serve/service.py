@@ -241,11 +241,10 @@ class PolicyService:
         except OverflowError:
             raise ServeError("observation: an integer entry is too large for a number") from None
         with np.errstate(over="ignore"):
-            as32 = np.asarray(values, dtype=np.float32)
-        finite = np.isfinite(np.asarray(values, dtype=np.float64)) & np.isfinite(as32)
-        if not finite.all():
+            obs = np.asarray([values], dtype=np.float32)  # NaN and inf stay; beyond float32 becomes inf
+        if not np.isfinite(obs).all():
             raise ServeError("observation: NaN or infinite values (or beyond the float32 range) are not allowed")
-        return np.asarray([values], dtype=np.float32)
+        return obs
 
     def _policy(self, name: str | None) -> LoadedPolicy:
         """``None`` is the default policy; a name must be one of the served ones."""

@@ -12,9 +12,10 @@ import io
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "config": ("BCConfig", "BCQConfig", "CQLConfig", "DQNConfig", "LearnerConfig", "QLearnerConfig", "TrainConfig"),
+    "config": ("BCConfig", "BCQConfig", "CQLConfig", "DQNConfig", "LearnerConfig", "LearnerConfigError",
+               "QLearnerConfig", "TrainConfig"),
     "export": ("OnnxPolicy", "ScoresModel", "TorchScriptPolicy", "export_policy", "export_scores"),
-    "learners": ("LearnerConfigError", "ObsBounds", "build_algo"),
+    "learners": ("ObsBounds", "build_algo"),
     "mdp": ("to_mdp_dataset",),
     "trainer": ("TrainResult", "TransitionArrays", "learner_configs", "train_all", "train_learner"),
 }
@@ -56,10 +57,11 @@ if TYPE_CHECKING:
         CQLConfig,
         DQNConfig,
         LearnerConfig,
+        LearnerConfigError,
         QLearnerConfig,
         TrainConfig,
     )
     from guardrl.train.export import OnnxPolicy, ScoresModel, TorchScriptPolicy, export_policy, export_scores
-    from guardrl.train.learners import LearnerConfigError, ObsBounds, build_algo
+    from guardrl.train.learners import ObsBounds, build_algo
     from guardrl.train.mdp import to_mdp_dataset
     from guardrl.train.trainer import TrainResult, TransitionArrays, learner_configs, train_all, train_learner
