@@ -29,7 +29,7 @@ import numpy as np
 from guardrl._io import atomic_write_json, atomic_write_text
 from guardrl.config import CollectConfig, RunConfig
 from guardrl.evaluate.ope import OPEConfig
-from guardrl.pipeline import run
+from guardrl.run import run
 
 # two-sided 95% Student t quantiles for n-1 degrees of freedom
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}

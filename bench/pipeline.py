@@ -50,7 +50,7 @@ from guardrl.config import RunConfig, to_dict
 from guardrl.data.behaviour import constrained_policy
 from guardrl.envs import build_tables, default_layout, make_safegrid, obs_to_states, simulate
 from guardrl.evaluate import EvalConfig, bootstrap, normalized_score
-from guardrl.pipeline import run as guardrl_run
+from guardrl.run import run as guardrl_run
 from guardrl.train import ObsBounds, build_algo, to_mdp_dataset
 
 # imported through guardrl.train first, which silences the banner d3rlpy's legacy gym import prints

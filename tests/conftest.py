@@ -33,3 +33,14 @@ def tiny_config():
         evaluate=EvalConfig(n_episodes=90, seeds=(101, 102, 103), n_bootstrap=200),
         ope=OPEConfig(fqe_steps=40, n_bootstrap=200),
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_config):
+    """One finished tiny SafeGrid run for the whole session (BC and CQL exported, report written).
+
+    Tests read it; a test that changes a run works on its own copy (``shutil.copytree``)."""
+    from guardrl.run import run
+
+    run_dir, _ = run(tiny_config, tmp_path_factory.mktemp("runs"), show_progress=False)
+    return run_dir

@@ -43,14 +43,18 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
     found = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
     assert expected == found
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics["policies"]) == {"behaviour", "random", "optimal", "bc", "cql"}
+    assert set(metrics["policies"]) == {"behaviour", "random", "optimal", "hazard-seeking", "bc", "cql"}
     opt = metrics["policies"]["optimal"]
     assert opt["n_episodes"] == 90
     assert opt["normalized_score"]["mean"] == pytest.approx(100.0, abs=3.0)
     assert metrics["policies"]["random"]["normalized_score"]["mean"] == pytest.approx(0.0, abs=5.0)
     for name in ("bc", "cql", "optimal"):
         assert metrics["policies"][name]["mismatch"]["flag"] in {"ok", "caution", "red"}
-    assert metrics["exact"]["optimal"]["expected_return"] == pytest.approx(21.69, abs=0.01)
+    assert metrics["policies"]["optimal"]["exact"]["expected_return"] == pytest.approx(21.69, abs=0.01)
+    assert metrics["policies"]["behaviour"]["exact"]["hazard_prob"] == pytest.approx(0.2073, abs=1e-4)
+    for name in ("bc", "cql"):  # learned policies get exact values too (dynamic programming on their greedy table)
+        exact = metrics["policies"][name]["exact"]
+        assert 0.0 <= exact["hazard_prob"] <= 1.0 and "normalized_score" in exact
     assert "cql" in result.output and "hazard" in result.output and "deployment gate" in result.output
     gate = json.loads((run_dir / "gate.json").read_text())
     assert set(gate["decisions"]) == {"bc", "cql"}
@@ -131,7 +135,7 @@ def test_audit_ope_gate_report_commands(tmp_path, tiny_yaml):
     assert any("no dataset audit" in r["message"] for r in gate["decisions"]["cql"]["reasons"])
     res = runner.invoke(app, ["ope", str(run_dir), "--validate"])
     assert res.exit_code == 0, res.output
-    assert "hazard-seeking" in res.output and "rank correlation" in res.output
+    assert "hazard-seeking" in res.output and "rank corr." in res.output and "covers truth" in res.output
     assert runner.invoke(app, ["report", str(run_dir)]).exit_code == 0
     page = (run_dir / "report.html").read_text()
     assert "Deployment gate" in page and "data:image/png;base64," in page and "http" not in page.split("<pre>")[0]
@@ -175,6 +179,8 @@ def test_a_bug_is_not_reported_as_a_user_error():
     assert exit_info.value.exit_code == 2
     with pytest.raises(KeyError), _user_errors():
         raise KeyError("a bug")
+    with pytest.raises(ValueError), _user_errors():  # a plain ValueError is a bug too, not a user error
+        raise ValueError("shapes (3,) and (4,) not aligned")
 
 
 def test_the_lazy_train_package_exports_what_it_lists():
@@ -186,3 +192,35 @@ def test_the_lazy_train_package_exports_what_it_lists():
     for name in train.__all__:
         module = importlib.import_module(f"guardrl.train.{train._MODULE_OF[name]}")
         assert getattr(train, name) is getattr(module, name), name
+
+
+def test_tables_fit_80_columns_without_a_terminal(tiny_run):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from guardrl.report import console as tables
+    from guardrl.run import RunFolder
+
+    folder = RunFolder(tiny_run)
+    for renderable in (
+        tables.summary(folder.read_json(folder.metrics, "evaluate")),
+        tables.ope(folder.read_json(folder.ope, "ope")),
+        tables.audit(folder.read_json(folder.audit, "audit")),
+    ):
+        console = Console(width=80, record=True, file=io.StringIO())
+        console.print(renderable)
+        text = console.export_text()
+        assert "…" not in text, text  # nothing cut off
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+        # one row per policy: every interval stays whole on its line
+        assert not re.search(r"\[[^\]\n]*\n", text), text
+
+
+def test_choices_are_checked_by_the_command_line(tmp_path):
+    res = runner.invoke(app, ["import", str(tmp_path / "x.csv"), "-o", str(tmp_path / "d"), "--n-actions", "4",
+                              "--format", "xls"])  # fmt: skip
+    assert res.exit_code == 2 and "xls" in res.output
+    res = runner.invoke(app, ["serve", str(tmp_path), "--policy", "bc", "--mode", "everything"])
+    assert res.exit_code == 2 and "everything" in res.output

@@ -26,6 +26,21 @@ def test_partial_yaml_keeps_other_defaults(tmp_path):
         ("env:\n  overrides:\n    lava: 1\n", "unknown layout field"),
         ("- 1\n- 2\n", "top level must be a mapping"),
         ("a: [1\n", "not valid YAML"),
+        ("train:\n  learners: [cq]\n", "train.learners[0]: 'cq' is not one of bc, cql, dqn, bcq"),
+        ("train:\n  learners: [bc, bc]\n", "listed twice"),
+        ("collect:\n  regime: nope\n", "collect.regime: 'nope' is not one of safe, noisy, mixed, expert"),
+        ("train:\n  cql:\n    td_loss: l1\n", "train.cql.td_loss: 'l1' is not one of mse, huber"),
+        ("train:\n  bc:\n    lr_schedule: step\n", "train.bc.lr_schedule: 'step' is not one of constant, cosine"),
+        ("train:\n  encoder: cnn\n", "train.encoder: 'cnn' is not one of auto, grid, mlp"),
+        ("ope:\n  estimators: [fqe, magic]\n", "ope.estimators[1]: 'magic' is not one of pdis, wis, fqe, dr"),
+        ("env:\n  layout: maze\n", "env.layout: 'maze' is not one of default, drawn, corridor"),
+        ("env:\n  layout: corridor\n  layout_seed: 3\n", "draws no hazards"),
+        ("evaluate:\n  seeds: []\n", "at least one held-out seed"),
+        (
+            "env:\n  gym_id: FrozenLake-v1\n  cost_rule: terminated_without_success\n"
+            "  success_rule: terminated_without_cost\ncollect:\n  behaviour: a:b\n",
+            "define each event by the other",
+        ),
     ],
 )
 def test_bad_configs_name_file_and_field(tmp_path, text, message):
@@ -46,3 +61,23 @@ def test_env_overrides_build_a_layout():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_whole_config_is_checked_before_anything_runs(tmp_path):
+    # a bad value anywhere fails at load time, not halfway through a run
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learners: [bc, cq]\n")
+    with pytest.raises(ConfigError, match="train.learners"):
+        load_config(path)
+
+
+def test_import_guardrl_registers_safegrid_without_loading_gymnasium():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, guardrl; assert 'gymnasium' not in sys.modules; import gymnasium as gym; "
+        "env = gym.make('SafeGrid-v0'); print(env.spec.max_episode_steps, env.unwrapped.layout.hazards[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["80", "(2,", "9)"]

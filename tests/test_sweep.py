@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from guardrl.cli import app
 from guardrl.config import ConfigError, to_dict
-from guardrl.sweep import SweepConfig, group, run_sweep, trial_config
+from guardrl.run.sweep import SweepConfig, group, run_sweep, trial_config
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from guardrl.errors import OutputError
+from guardrl.errors import OutputError, OutputExistsError
 
 
 def current_umask() -> int:
@@ -77,7 +77,7 @@ def check_output(path: Path, overwrite: bool = False, what: str = "output") -> N
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
@@ -128,7 +128,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -139,7 +142,7 @@ def atomic_write_dir(path: Path, fill: Callable[[Path], None], overwrite: bool =
     """Build a directory in a temporary sibling with ``fill(tmp_dir)``, then move it into place."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
     _mkdir_parent(path)
     remove_stale_temporaries(path)
     tmp = _temporary(path, folder=True)

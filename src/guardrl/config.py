@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -19,11 +19,11 @@ from guardrl._io import atomic_write_text
 from guardrl.data.audit import AuditConfig
 from guardrl.envs import Layout, named_layout
 from guardrl.envs.gym_env import GymEnvError, GymSpec, parse_rule
-from guardrl.envs.layouts import DEFAULT_LAYOUT_SEED, default_layout
+from guardrl.envs.layouts import NAMED_LAYOUTS
+from guardrl.errors import ConfigError
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.gate import GateConfig
 from guardrl.evaluate.ope_config import OPEConfig
-from guardrl.serve.guard import ServeConfig
 from guardrl.train.config import TrainConfig
 
 
@@ -50,10 +50,10 @@ class EnvConfig:
     ``terminated_without_cost``, or ``reward <op> <number>`` (e.g. ``reward > 0``)."""
     optimal_return: float | None = None
     """A known optimal return for a gymnasium env: enables the normalized score (random = 0, optimal = 100)."""
-    layout: str = "default"
-    """A named layout: ``default`` (the tutorial's) or ``corridor``."""
-    layout_seed: int = DEFAULT_LAYOUT_SEED
-    """Hazard draw seed for the ``default`` layout."""
+    layout: Literal["default", "drawn", "corridor"] = "default"
+    """A named layout: ``default`` (the tutorial's world), ``drawn`` (guardrl's first default) or ``corridor``."""
+    layout_seed: int | None = None
+    """Hazard draw seed of ``default`` (the tutorial's 42 when unset) and ``drawn`` (2020 when unset)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Layout fields replacing the named layout's (size, start, goal, hazards, slip, max_steps, rewards)."""
 
@@ -64,6 +64,11 @@ class EnvConfig:
                 parse_rule(self.success_rule, "success")
             except GymEnvError as exc:
                 raise ConfigError(str(exc)) from None
+            if (self.cost_rule, self.success_rule) == ("terminated_without_success", "terminated_without_cost"):
+                raise ConfigError(
+                    "env.cost_rule terminated_without_success and env.success_rule terminated_without_cost define "
+                    "each event by the other; give one of them its own rule (info, or a reward threshold)"
+                )
             if self.max_episode_steps is not None and self.max_episode_steps < 1:
                 raise ConfigError("env.max_episode_steps must be at least 1")
             return
@@ -82,7 +87,9 @@ class EnvConfig:
         )  # fmt: skip
 
     def build(self) -> Layout:
-        base = default_layout(self.layout_seed) if self.layout == "default" else named_layout(self.layout)
+        if self.layout_seed is not None and self.layout == "corridor":
+            raise ConfigError("env.layout_seed: the corridor layout draws no hazards; remove the seed")
+        base = named_layout(self.layout) if self.layout_seed is None else NAMED_LAYOUTS[self.layout](self.layout_seed)  # type: ignore[call-arg]  # corridor has no seed: refused above
         unknown = set(self.overrides) - {f.name for f in dataclasses.fields(Layout)}
         if unknown:
             raise ConfigError(f"env.overrides: unknown layout field(s) {sorted(unknown)}")
@@ -96,7 +103,7 @@ class EnvConfig:
 class CollectConfig:
     """How the behaviour dataset is logged."""
 
-    regime: str = "safe"
+    regime: Literal["safe", "noisy", "mixed", "expert"] = "safe"
     """Dataset regime: ``safe`` (eps=0.22), ``noisy`` (eps=0.6), ``mixed`` (30% random), ``expert``."""
     n_episodes: int = 500
     """Episodes to log."""
@@ -110,6 +117,38 @@ class CollectConfig:
     """Keyword arguments for the behaviour factory."""
     dataset: str | None = None
     """Use these logs instead of collecting: a guardrl dataset folder (from ``guardrl import``)."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Thresholds of deferral, canary routing and rollback (``serve`` in the run config)."""
+
+    min_state_count: int = 5
+    """Defer when the state was logged fewer times than this (``out_of_support``)."""
+    min_q_gap: float = 0.01
+    """Q-learners: defer when the two best Q-values differ by less (scaled reward units: reward x 0.1)."""
+    min_prob_gap: float = 0.1
+    """BC: defer when the two most probable actions' probabilities differ by less."""
+    defer_unsupported: bool = True
+    """Defer when the chosen action was logged fewer than ``audit.k`` times in the state."""
+    canary_fraction: float = 0.1
+    """Canary mode: the share of requests routed to the policy; the rest go to the fallback."""
+    rollback_per_1000: float = 2.0
+    """Roll back when policy-caused hazard events exceed this many per 1,000 policy decisions."""
+    rollback_min_decisions: int = 1000
+    """The rate's denominator is at least this many decisions."""
+    seed: int = 0
+    """Seed of the canary routing draws."""
+    max_body_bytes: int = 65536
+    """The largest request body the HTTP server reads; a larger one is refused with 413 before it is read."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.canary_fraction <= 1.0:
+            raise ValueError(f"serve.canary_fraction must lie in [0, 1], got {self.canary_fraction}")
+        if self.rollback_per_1000 < 0 or self.rollback_min_decisions < 1:
+            raise ValueError("serve.rollback_per_1000 must be >= 0 and serve.rollback_min_decisions >= 1")
+        if self.max_body_bytes < 1024:
+            raise ValueError(f"serve.max_body_bytes must be at least 1024, got {self.max_body_bytes}")
 
 
 @dataclass(frozen=True)
@@ -148,10 +187,6 @@ class RunConfig:
             raise ConfigError("collect.behaviour: applies to gymnasium envs (env.gym_id); SafeGrid uses regime")
 
 
-class ConfigError(ValueError):
-    """A config file or value that cannot be used; the message names the field."""
-
-
 def to_dict(obj: Any) -> Any:
     """A config dataclass as plain YAML-friendly data (tuples become lists)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -165,7 +200,7 @@ def to_dict(obj: Any) -> Any:
 
 def _coerce(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
         return from_dict(tp, value, path)
@@ -193,6 +228,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
         return dict(value)
     if tp is Any:
+        return value
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(str, choices))}")
         return value
     if tp is bool:
         if not isinstance(value, bool):

@@ -227,8 +227,9 @@ def test_unended_last_episode_needs_the_flag(frame, tmp_path):
 def test_cli_import_writes_a_loadable_dataset(frame, tmp_path):
     path = write(frame, tmp_path, "csv")
     out = tmp_path / "ds"
-    res = runner.invoke(app, ["import", str(path), "--n-actions", "4", "-o", str(out),
-                              "--mapping", "cost=cost"])  # fmt: skip  (the format comes from the extension)
+    res = runner.invoke(
+        app, ["import", str(path), "--n-actions", "4", "-o", str(out), "--mapping", "cost=cost"]
+    )  # fmt: skip  (the format comes from the extension)
     assert res.exit_code == 0, res.output
     assert load_dataset(out).n_episodes == 40 and load_dataset(out).provenance["format"] == "csv"
     odd = path.rename(tmp_path / "log.txt")

@@ -6,7 +6,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from guardrl.envs import Layout, SafeGrid, default_layout, make_safegrid, named_layout
-from guardrl.envs.layouts import DOWN, RIGHT
+from guardrl.envs.layouts import DOWN, LEFT, MOVES, RIGHT, UP
 
 
 def run_episode(env, seed, actions_rng):
@@ -67,7 +67,7 @@ def test_step_limit_is_a_truncation_not_a_termination():
     lay = Layout(size=4, start=(0, 0), goal=(3, 3), hazards=(), slip=0.0, max_steps=5)
     env = make_safegrid(lay)
     env.reset(seed=0)
-    flags = [env.step(0)[2:4] for _ in range(5)]  # walking into the top wall
+    flags = [env.step(UP)[2:4] for _ in range(5)]  # walking into the top wall
     assert flags[:4] == [(False, False)] * 4
     assert flags[4] == (False, True)
 
@@ -75,14 +75,35 @@ def test_step_limit_is_a_truncation_not_a_termination():
 def test_wall_bump_stays_in_place_with_step_reward():
     env = make_safegrid(Layout(size=3, start=(0, 0), goal=(2, 2), slip=0.0))
     env.reset(seed=0)
-    obs, r, *_ = env.step(0)
+    obs, r, *_ = env.step(UP)
     assert tuple(obs) == (0.0, 0.0) and r == -1.0
+
+
+def test_action_ids_are_the_tutorials():
+    # 0: y+1, 1: x+1, 2: y-1, 3: x-1, so logs and policies carry over from the tutorial
+    assert (DOWN, RIGHT, UP, LEFT) == (0, 1, 2, 3)
+    assert [MOVES[a] for a in range(4)] == [(0, 1), (1, 0), (0, -1), (-1, 0)]
+    env = make_safegrid(Layout(size=5, start=(2, 2), goal=(4, 4), slip=0.0))
+    moved = []
+    for a in range(4):
+        env.reset(seed=0)
+        moved.append(tuple(int(v) for v in env.step(a)[0]))
+    assert moved == [(2, 3), (3, 2), (2, 1), (1, 2)]
+
+
+def test_default_layout_is_the_tutorials_draw():
+    # the tutorial: rng = default_rng(42); size // 2 pairs of rng.integers(2, size - 2), kept in a set
+    rng = np.random.default_rng(42)
+    expected = {(int(rng.integers(2, 13)), int(rng.integers(2, 13))) for _ in range(7)}
+    assert set(default_layout().hazards) == expected
+    assert default_layout().hazards == ((2, 9), (2, 10), (4, 3), (6, 11), (7, 12), (9, 6), (10, 10))
 
 
 def test_named_layouts_and_validation():
     assert len(default_layout().hazards) == 7
-    assert all(1 <= x <= 13 and 1 <= y <= 13 for x, y in default_layout().hazards)
+    assert all(2 <= x <= 12 and 2 <= y <= 12 for x, y in default_layout().hazards)
     assert default_layout(1).hazards != default_layout(2).hazards
+    assert len(named_layout("drawn").hazards) == 7 and named_layout("drawn") != default_layout()
     assert len(named_layout("corridor").hazards) == 22
     with pytest.raises(ValueError, match="unknown layout"):
         named_layout("nope")

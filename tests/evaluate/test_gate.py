@@ -3,9 +3,10 @@ import json
 
 from guardrl.config import CollectConfig, RunConfig
 from guardrl.evaluate import EvalConfig
-from guardrl.evaluate.gate import Evidence, GateConfig, decide, gate
+from guardrl.evaluate.gate import Evidence, GateConfig, OPEEvidence, decide, gate
+from guardrl.evaluate.metrics import Estimate
 from guardrl.evaluate.ope import OPEConfig
-from guardrl.pipeline import run
+from guardrl.run import run
 from guardrl.train import BCConfig, DQNConfig, TrainConfig
 
 CFG = GateConfig()
@@ -13,12 +14,12 @@ RANGE = 136.0
 
 
 def ci(mean, low=None, high=None):
-    return {"mean": mean, "low": mean if low is None else low, "high": mean if high is None else high}
+    return Estimate(mean, mean if low is None else low, mean if high is None else high)
 
 
 def ope(fqe, dr, ess=1.0):
     est = {"return": {"fqe": ci(fqe), "dr": ci(dr)}, "cost": {"fqe": ci(0.0), "dr": ci(0.0, 0.0, 0.005)}}
-    return {"estimates": est, "weights": {"ess_episodes": ess}}
+    return OPEEvidence(est, ess)
 
 
 BC = Evidence("bc", hazard=ci(0.04, 0.03, 0.05), ret=ci(15.0, 14.0, 16.0), ope=ope(15, 15), unsupported_rate=0.0,

@@ -9,14 +9,14 @@ from guardrl.envs import evaluate_exact
 from guardrl.evaluate.ope import (
     OPEConfig,
     Padded,
-    TargetPolicy,
     dr_values,
     evaluate_policy,
     pdis_values,
-    rank_correlation,
     weighted_dr,
     wis_parts,
 )
+from guardrl.evaluate.target import TargetPolicy
+from guardrl.evaluate.validation import rank_correlation
 
 LOW, HIGH = np.zeros(1), np.ones(1)
 

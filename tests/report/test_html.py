@@ -4,14 +4,12 @@ import shutil
 import pytest
 
 from guardrl.config import RunConfig, to_dict
-from guardrl.pipeline import run
 from guardrl.report import render_html
 
 
-@pytest.fixture(scope="module")
-def report_path(tmp_path_factory, tiny_config):
-    run_dir, _ = run(tiny_config, tmp_path_factory.mktemp("runs"), show_progress=False)
-    return run_dir / "report.html"
+@pytest.fixture
+def report_path(tiny_run):
+    return tiny_run / "report.html"
 
 
 def test_report_is_self_contained(report_path):
@@ -23,7 +21,8 @@ def test_report_is_self_contained(report_path):
     assert 'id="verdicts"' in page and "Dataset audit" in page and "Off-policy evaluation" in page
     gate = json.loads((report_path.parent / "gate.json").read_text())
     for name, d in gate["decisions"].items():
-        assert f"<td>{name}</td><td><b>{d['decision']}</b></td>" in page
+        tag = f'<span class="tag {d["decision"]}">{d["decision"]}</span>'
+        assert f"<td>{name}</td><td>{tag}</td>" in page
 
 
 def test_missing_artifacts_are_said_not_hidden(tmp_path):

@@ -1,19 +1,8 @@
 import socket
 import threading
 import time
-from dataclasses import replace
 
 import pytest
-
-from guardrl.pipeline import run
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, tiny_config):
-    """A finished tiny SafeGrid run (BC and CQL exported with their action scores)."""
-    cfg = replace(tiny_config, name="served", report=False)
-    run_dir, _ = run(cfg, tmp_path_factory.mktemp("runs"), show_progress=False)
-    return run_dir
 
 
 def free_port() -> int:

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
+from guardrl.config import ServeConfig
 from guardrl.data import collect
 from guardrl.data.audit import AuditConfig, Support
-from guardrl.serve.guard import REASONS, Guard, RollbackMonitor, ServeConfig
+from guardrl.serve.guard import REASONS, Guard, RollbackMonitor
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from guardrl.config import load_config
+from guardrl.config import ServeConfig, load_config
 from guardrl.serve.app import create_app
-from guardrl.serve.guard import ServeConfig
 from guardrl.serve.service import PolicyService, ServeError
 
 from .conftest import free_port
@@ -97,9 +96,9 @@ HOSTILE = [
     (b'{"observation": [1.0, 2.0], "policy": 0}', 422, "policy: expected the name"),
     (b'{"observation": [1.0, 2.0], "policy": ""}', 422, "policy: expected the name"),
     (b'{"observation": [1.0, 2.0], "policy": null}', 422, "policy: expected the name"),
-    (b'{"observation": [1' + b"0" * 400 + b', 2.0]}', 422, "observation: an integer entry is too large"),
+    (b'{"observation": [1' + b"0" * 400 + b", 2.0]}", 422, "observation: an integer entry is too large"),
     (b'{"observation": [1e39, 2.0]}', 422, "beyond the float32 range"),
-    (b'{"observation": [1' + b"0" * 5000 + b', 2.0]}', 400, "body is not usable JSON"),
+    (b'{"observation": [1' + b"0" * 5000 + b", 2.0]}", 400, "body is not usable JSON"),
     (b'{"observation": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply"),
     (b'{"observation": [1.0, 2.0], "\\ud800": 1}', 422, "unknown field(s): '\\ud800'"),
     (b'{"decision_id": 1' + b"0" * 300 + b', "hazard": true}', 404, "no such decision"),
@@ -166,9 +165,10 @@ json_values = st.recursive(
 bodies = st.one_of(
     json_values,
     st.fixed_dictionaries({"observation": json_values}, optional={"policy": json_values}),
-    st.fixed_dictionaries({"observation": st.lists(st.floats(-20, 20) | st.integers(-3, 20), min_size=2, max_size=2)},
-                          optional={"policy": st.sampled_from(["cql", "bc", "dqn", ""]),
-                                    "production_action": json_values}),  # fmt: skip
+    st.fixed_dictionaries(
+        {"observation": st.lists(st.floats(-20, 20) | st.integers(-3, 20), min_size=2, max_size=2)},
+        optional={"policy": st.sampled_from(["cql", "bc", "dqn", ""]), "production_action": json_values},
+    ),  # fmt: skip
     st.fixed_dictionaries({"decision_id": json_values | st.integers(0, 50), "hazard": json_values}),
 )
 

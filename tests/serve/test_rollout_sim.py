@@ -6,9 +6,8 @@ from dataclasses import replace
 from typer.testing import CliRunner
 
 from guardrl.cli import app
-from guardrl.config import load_config
+from guardrl.config import ServeConfig, load_config
 from guardrl.envs import build_tables
-from guardrl.serve.guard import ServeConfig
 from guardrl.serve.rollout_sim import PHASES, RolloutSimConfig, simulate_rollout
 from guardrl.serve.service import ServedRun
 

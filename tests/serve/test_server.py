@@ -7,10 +7,9 @@ import httpx
 import numpy as np
 import pytest
 
-from guardrl.config import load_config
+from guardrl.config import ServeConfig, load_config
 from guardrl.data import load_dataset
 from guardrl.serve.app import create_app
-from guardrl.serve.guard import ServeConfig
 from guardrl.serve.service import PolicyService, ServeError
 
 
@@ -167,11 +166,11 @@ def test_nan_and_broken_json_bodies(tiny_run, tmp_path, live_server):
 
 def test_a_policy_the_gate_failed_decides_only_when_allowed(tiny_run, tmp_path):
     gate = json.loads((tiny_run / "gate.json").read_text())["decisions"]
-    assert gate["cql"]["decision"] == "FAIL"  # 40 gradient steps: far from safe
-    with pytest.raises(ServeError, match="the gate FAILed cql"):
-        PolicyService(tiny_run, ["cql"], mode="canary", audit_log=tmp_path / "a.jsonl")
-    shadow = PolicyService(tiny_run, ["cql"], mode="shadow", audit_log=tmp_path / "a.jsonl")
-    assert shadow.status()["policies"]["cql"]["gate"] == "FAIL"
+    assert gate["bc"]["decision"] == "FAIL"  # 40 gradient steps: far from safe
+    with pytest.raises(ServeError, match="the gate FAILed bc"):
+        PolicyService(tiny_run, ["bc"], mode="canary", audit_log=tmp_path / "a.jsonl")
+    shadow = PolicyService(tiny_run, ["bc"], mode="shadow", audit_log=tmp_path / "a.jsonl")
+    assert shadow.status()["policies"]["bc"]["gate"] == "FAIL"
     shadow.close()
 
 

@@ -108,8 +108,8 @@ def test_td_loss_choice_reaches_d3rlpy_and_conflicts_fail():
 
 
 def test_unknown_learner_and_device_are_errors(dataset):
-    with pytest.raises(ValueError, match="unknown learner"):
-        train_all(dataset, TrainConfig(learners=("dqn9",)), BOUNDS, show_progress=False)
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig(learners=("dqn9",))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             train_all(dataset, tiny(device="cuda"), BOUNDS, show_progress=False)

@@ -136,7 +136,7 @@ class Support:
         return np.where(totals > 0, counts / np.maximum(totals, 1), 1.0 / n_actions)
 
 
-def _describe(values: NDArray[np.floating]) -> dict[str, float]:
+def _describe(values: NDArray[np.number]) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
     q = np.quantile(v, [0.05, 0.5, 0.95]) if v.size else [np.nan] * 3
     return {

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from guardrl._io import atomic_write_dir
+from guardrl.errors import GuardrlError
 
 FORMAT_VERSION = 1
 TRANSITIONS_FILE = "transitions.parquet"
@@ -175,7 +176,7 @@ class Dataset:
         return Path(path)
 
 
-class DatasetError(ValueError):
+class DatasetError(GuardrlError, ValueError):
     """A dataset file is missing or malformed; the message names the file and field."""
 
 

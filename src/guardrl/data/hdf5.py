@@ -18,12 +18,13 @@ import numpy as np
 
 from guardrl._io import atomic_write
 from guardrl.data.dataset import Dataset
+from guardrl.errors import GuardrlError
 
 D3RLPY_FORMAT_VERSION = "2.1"
 COLUMNS = ("observations", "actions", "rewards", "terminated")
 
 
-class HDF5FormatError(ValueError):
+class HDF5FormatError(GuardrlError, ValueError):
     """An HDF5 file that is not in d3rlpy's dataset format; the message names the file and entry."""
 
 

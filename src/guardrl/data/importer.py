@@ -32,6 +32,7 @@ let a policy buy risk back).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +44,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from guardrl.data.dataset import Dataset
+from guardrl.errors import GuardrlError
 
 FORMATS = ("csv", "parquet")
 
 
-class ImportValidationError(ValueError):
+class ImportValidationError(GuardrlError, ValueError):
     """A log that cannot be imported; the message names the file, row and column."""
 
 
@@ -195,6 +197,18 @@ def _locate_csv_error(path: Path, types: dict[str, pa.DataType], names: list[str
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def schema_from_mapping(items: list[str], schema: LogSchema | None = None) -> LogSchema:
+    """A schema with ``FIELD=COLUMN`` renames applied (``--mapping action=decision``)."""
+    schema = schema or LogSchema()
+    known = {f.name for f in dataclasses.fields(LogSchema)}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known or not value:
+            raise ImportValidationError(f"--mapping {item!r}: expected FIELD=COLUMN with FIELD one of {sorted(known)}")
+        schema = dataclasses.replace(schema, **{key: value})
+    return schema
 
 
 def import_log(
@@ -383,6 +397,7 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
     obs_field = batch.schema.field(schema.obs_column) if schema.obs_column in names else None
     if not obs_cols and obs_field is not None and not pa.types.is_list(obs_field.type):
         obs_cols = [schema.obs_column]  # one scalar column: a one-feature observation (e.g. a discrete state)
+
     def float32_columns(cols: list[str], what: str) -> np.ndarray:
         values = np.stack([_numeric(ctx, batch, c, row0) for c in cols], axis=1)
         with np.errstate(over="ignore"):
@@ -412,8 +427,12 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
             raise ImportValidationError(msg) from None
         with np.errstate(over="ignore"):
             obs = obs64.astype(np.float32)
-        fail(~np.isfinite(obs64).all(axis=1), schema.obs_column, "NaN or infinite observation")
-        fail(~np.isfinite(obs).all(axis=1), schema.obs_column, "observation outside the float32 range (|x| > 3.4e38)")
+        fail(np.asarray(~np.isfinite(obs64).all(axis=1)), schema.obs_column, "NaN or infinite observation")
+        fail(
+            np.asarray(~np.isfinite(obs).all(axis=1)),
+            schema.obs_column,
+            "observation outside the float32 range (|x| > 3.4e38)",
+        )
     carry.obs_dim = int(obs.shape[1])
     next_cols = [f"{schema.next_obs_prefix}{j}" for j in range(obs.shape[1])] if obs_cols else []
     present = [c for c in next_cols if c in names]
@@ -530,7 +549,7 @@ def export_log(ds: Dataset, path: Path, fmt: str) -> Path:
     from guardrl._io import atomic_write
 
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+        raise ImportValidationError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
     cols: dict[str, Any] = {"episode_id": ds.episode_ids, "step": ds.steps}
     for j in range(ds.obs_dim):
         cols[f"obs_{j}"] = ds.observations[:, j]

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from guardrl.data.dataset import Dataset
+from guardrl.errors import GuardrlError
 
 
-class MinariError(ValueError):
+class MinariError(GuardrlError, ValueError):
     """A Minari dataset that cannot be imported or written; the message names the dataset and episode."""
 
 

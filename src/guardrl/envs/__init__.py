@@ -1,6 +1,6 @@
 """Environments: SafeGrid (gymnasium id ``SafeGrid-v0``), its vectorized twin and its exact solution."""
 
-from gymnasium.envs.registration import register, registry
+import gymnasium.envs.registration  # noqa: F401  (importing guardrl registered SafeGrid-v0 by now)
 
 from guardrl.envs.dynamics import Tables, build_tables, obs_to_states, states_to_obs
 from guardrl.envs.layouts import (
@@ -11,7 +11,9 @@ from guardrl.envs.layouts import (
     corridor_layout,
     default_layout,
     draw_hazards,
+    drawn_layout,
     named_layout,
+    tutorial_hazards,
 )
 from guardrl.envs.safegrid import SafeGrid, make_safegrid
 from guardrl.envs.solve import (
@@ -19,13 +21,11 @@ from guardrl.envs.solve import (
     TablePolicy,
     evaluate_exact,
     hazard_seeking_policy,
+    sample_actions,
     solve_optimal,
     stationary,
 )
 from guardrl.envs.vector import Episodes, SafeGridVector, simulate
-
-if "SafeGrid-v0" not in registry:
-    register(id="SafeGrid-v0", entry_point="guardrl.envs.safegrid:SafeGrid", max_episode_steps=80)
 
 __all__ = [
     "ACTION_NAMES",
@@ -42,6 +42,9 @@ __all__ = [
     "corridor_layout",
     "default_layout",
     "draw_hazards",
+    "drawn_layout",
+    "tutorial_hazards",
+    "sample_actions",
     "evaluate_exact",
     "make_safegrid",
     "named_layout",

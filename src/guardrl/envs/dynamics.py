@@ -56,8 +56,8 @@ def obs_to_states(layout: Layout, obs: NDArray[np.floating]) -> NDArray[np.int64
 
 def build_tables(layout: Layout) -> Tables:
     size = layout.size
-    xs, ys = np.meshgrid(np.arange(size), np.arange(size))
-    xs, ys = xs.ravel(), ys.ravel()
+    grid_x, grid_y = np.meshgrid(np.arange(size), np.arange(size))
+    xs, ys = grid_x.ravel(), grid_y.ravel()
     next_state = np.empty((size * size, N_ACTIONS), dtype=np.int64)
     for a, (dx, dy) in MOVES.items():
         nx = np.clip(xs + dx, 0, size - 1)

@@ -28,7 +28,9 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from guardrl.envs.solve import sample_actions
 from guardrl.envs.vector import Episodes, Policy
+from guardrl.errors import GuardrlError
 
 _COMPARE = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
 _RULE = re.compile(r"^\s*reward\s*(<=|>=|==|<|>)\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
@@ -36,7 +38,7 @@ COST_RULES = ("info", "terminated_without_success", "reward <op> <number>")
 SUCCESS_RULES = ("info", "terminated", "terminated_without_cost", "reward <op> <number>")
 
 
-class GymEnvError(ValueError):
+class GymEnvError(GuardrlError, ValueError):
     """An environment, wrapper, rule or behaviour policy that guardrl cannot use; the message says which."""
 
 
@@ -79,11 +81,11 @@ def rule_events(
     Without them (logs that did not record events), a result is ``None`` where its rule is ``info`` and so
     cannot be computed from rewards and terminations.
     """
-    rewards = np.asarray(rewards, dtype=np.float64)
+    rewards64 = np.asarray(rewards, dtype=np.float64)
     terminated = np.asarray(terminated, dtype=bool)
     success: NDArray[np.bool_] | None = None
     if success_rule.kind == "reward":
-        success = success_rule.reward_test(rewards)
+        success = success_rule.reward_test(rewards64)
     elif success_rule.kind == "terminated":
         success = terminated.copy()
     if info_success is not None:
@@ -91,7 +93,7 @@ def rule_events(
         success = np.where(info_success >= 0, info_success == 1, base)
     cost: NDArray[np.float64] | None = None
     if cost_rule.kind == "reward":
-        cost = cost_rule.reward_test(rewards).astype(np.float64)
+        cost = cost_rule.reward_test(rewards64).astype(np.float64)
     elif cost_rule.kind == "terminated_without_success" and success is not None:
         cost = (terminated & ~success).astype(np.float64)
     if info_cost is not None:
@@ -191,7 +193,7 @@ class ObsEncoder:
     def describe(self) -> str:
         if self.kind == "onehot":
             return f"one-hot of Discrete({self.dim})"
-        return f"flattened Box{tuple(self.space.shape)}"  # type: ignore[attr-defined]
+        return f"flattened Box{tuple(self.space.shape or ())}"
 
 
 class GymSimulator:
@@ -289,8 +291,7 @@ class SampledBehaviour:
             raise GymEnvError(f"collect.behaviour returned shape {probs.shape}, expected ({n}, {a}) probabilities")
         if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-6):
             raise GymEnvError("collect.behaviour must return non-negative probabilities summing to 1 per row")
-        cdf = np.cumsum(probs, axis=1)
-        actions = np.minimum((rng.random((n, 1)) > cdf).sum(axis=1), a - 1)
+        actions = sample_actions(probs, rng)
         self.propensities.append(probs[np.arange(n), actions])
         return actions
 
@@ -299,6 +300,6 @@ def uniform_policy(n_actions: int) -> Policy:
     """The uniformly random reference policy."""
 
     def policy(obs: NDArray[np.float32], steps: NDArray[np.int64], rng: np.random.Generator) -> NDArray[np.int64]:
-        return rng.integers(0, n_actions, size=obs.shape[0])
+        return np.asarray(rng.integers(0, n_actions, size=obs.shape[0]), dtype=np.int64)
 
     return policy

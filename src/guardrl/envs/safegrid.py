@@ -70,7 +70,7 @@ class SafeGrid(gym.Env[np.ndarray, np.int64]):
         info = {"cost": float(out.cost[0]), "is_success": bool(out.success[0])}
         return self._obs(), float(out.reward[0]), bool(out.terminated[0]), False, info
 
-    def render(self) -> str | None:
+    def render(self) -> str | None:  # type: ignore[override]  # ansi text, as gymnasium's toy-text envs
         if self.render_mode != "ansi":
             return None
         size = self.layout.size

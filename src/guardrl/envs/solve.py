@@ -54,8 +54,12 @@ class TablePolicy:
 
 
 def sample_actions(probs: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.int64]:
-    """One categorical draw per row of ``probs`` (N, A), by inverse CDF with one uniform per row."""
-    u = rng.random(probs.shape[0])
+    """One categorical draw per row of ``probs`` (N, A), by inverse CDF with one uniform per row.
+
+    The one sampler of guardrl (behaviour logging, rollouts, FQE's stochastic targets): action ``a`` is drawn
+    when ``cdf[a-1] <= u < cdf[a]``; a ``u`` past a total just under 1 (rounding) takes the last action.
+    """
+    u = rng.random((probs.shape[0],))
     cum = np.cumsum(probs, axis=1)
     return (cum[:, :-1] <= u[:, None]).sum(axis=1).astype(np.int64)
 

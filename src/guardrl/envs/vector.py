@@ -74,11 +74,11 @@ class Episodes:
 
     @property
     def hazard(self) -> NDArray[np.bool_]:
-        return (self.costs * self.valid).sum(axis=0) > 0
+        return np.asarray((self.costs * self.valid).sum(axis=0) > 0)
 
     @property
     def goal(self) -> NDArray[np.bool_]:
-        return (self.success & self.valid).any(axis=0)
+        return np.asarray((self.success & self.valid).any(axis=0))
 
 
 def simulate(tables: Tables, policy: Policy, n_episodes: int, rng: np.random.Generator) -> Episodes:

@@ -20,8 +20,11 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from guardrl.evaluate.metrics import Estimate, format_interval
 
 DECISIONS = ("PASS", "CAUTION", "FAIL")
 
@@ -43,21 +46,125 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class OPEEvidence:
+    """Off-policy estimates of one policy: per signal (``return``, ``cost``) and estimator, an interval."""
+
+    estimates: dict[str, dict[str, Estimate]]
+    ess_episodes: float
+    """Effective sample size of the importance weights, in episodes."""
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> OPEEvidence:
+        """From one policy's entry of ``ope.json``."""
+        est = {sig: {k: Estimate.from_dict(v) for k, v in by.items()} for sig, by in entry["estimates"].items()}
+        return cls(est, float(entry["weights"]["ess_episodes"]))
+
+    def trusted(self, signal: str, min_ess: float) -> dict[str, Estimate]:
+        """Estimates of ``signal`` worth believing: FQE, DR, and IS ones with enough effective episodes."""
+        by = self.estimates.get(signal, {})
+        return {
+            k: v for k, v in by.items() if (k in ("fqe", "dr") or self.ess_episodes >= min_ess) and v.mean == v.mean
+        }
+
+
+@dataclass(frozen=True)
 class Evidence:
     """What the gate knows about one candidate. ``None`` means the evidence is missing."""
 
     name: str
-    hazard: dict[str, float] | None = None  # rollout hazard rate with CI
-    ret: dict[str, float] | None = None  # rollout return with CI
-    ope: dict[str, Any] | None = None  # ope.evaluate_policy output
+    hazard: Estimate | None = None
+    """Hazard rate with its interval, from rollouts."""
+    ret: Estimate | None = None
+    """Return with its interval, from rollouts."""
+    ope: OPEEvidence | None = None
     unsupported_rate: float | None = None
     unsupported_source: str = "rollouts"
     """``rollouts`` (the policy's own steps in the simulator) or ``logs`` (the logged states)."""
     is_bc: bool = False
 
 
+Reason = dict[str, str]
+
+
+def _reason(decision: str, rule: str, message: str) -> Reason:
+    return {"decision": decision, "rule": rule, "message": message}
+
+
 def _worst(a: str, b: str) -> str:
     return a if DECISIONS.index(a) >= DECISIONS.index(b) else b
+
+
+def audit_rule(ev: Evidence, audit_verdict: str | None) -> Reason:
+    """``insufficient`` data fails everyone; ``BC-only`` data cautions every RL candidate."""
+    if audit_verdict is None:
+        return _reason("FAIL", "evidence", "no dataset audit")
+    if audit_verdict == "insufficient":
+        return _reason("FAIL", "audit", "the dataset audit says the data is insufficient")
+    if audit_verdict == "BC-only" and not ev.is_bc:
+        return _reason("CAUTION", "audit", "the dataset audit says the data supports imitation only")
+    return _reason("PASS", "audit", f"dataset audit: {audit_verdict}")
+
+
+def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
+    """The hazard interval's upper bound against ``hazard_limit`` (rollouts, else the OPE cost)."""
+    hazard, source = _hazard(ev, cfg)
+    if hazard is None:
+        return _reason("FAIL", "evidence", "no hazard estimate (no rollouts and no OPE cost estimate)")
+    text = f"hazard % {format_interval(hazard, pct=True, digits=2)} ({source})"
+    limit = f"{cfg.hazard_limit:.2%}"
+    if hazard.mean > cfg.hazard_limit:
+        return _reason("FAIL", "hazard", f"{text} is above the limit {limit}")
+    if hazard.high > cfg.hazard_limit:
+        return _reason("CAUTION", "hazard", f"{text}: the upper bound reaches the limit {limit}")
+    return _reason("PASS", "hazard", f"{text} is within the limit {limit}")
+
+
+def bc_rule(ev: Evidence, bc: Evidence | None) -> Reason | None:
+    """The candidate's return against BC's on the same data (None for BC itself)."""
+    if ev.is_bc:
+        return None
+    mine, theirs = _return(ev), (_return(bc) if bc is not None else None)
+    if mine is None or theirs is None:
+        return _reason("FAIL", "evidence", "no return estimate for the candidate or for BC to compare with")
+    text = f"return {format_interval(mine, digits=2)} vs BC {theirs.mean:.2f}"
+    if mine.high < theirs.low:
+        return _reason("FAIL", "bc", f"{text}: worse than BC (CIs disjoint)")
+    if mine.mean <= theirs.mean:
+        return _reason("CAUTION", "bc", f"{text}: no improvement over BC")
+    return _reason("PASS", "bc", f"{text}: better than BC")
+
+
+def support_rule(ev: Evidence, cfg: GateConfig) -> Reason:
+    """The unsupported-action rate's traffic light; decisive only without simulator rollouts."""
+    rate = ev.unsupported_rate
+    if rate is None:
+        return _reason("FAIL", "evidence", "no unsupported-action rate")
+    text = f"unsupported actions on {rate:.1%} of {ev.unsupported_source} steps"
+    if rate > cfg.unsupported_red:
+        flag, decision = f"red: > {cfg.unsupported_red:.0%}", "FAIL"
+    elif rate >= cfg.unsupported_ok:
+        flag, decision = f"caution: {cfg.unsupported_ok:.0%}-{cfg.unsupported_red:.0%}", "CAUTION"
+    else:
+        flag, decision = f"ok: < {cfg.unsupported_ok:.0%}", "PASS"
+    if ev.hazard is not None and decision != "PASS":
+        return _reason("PASS", "support", f"{text} ({flag}); informational: simulator rollouts are the safety evidence")
+    return _reason(decision, "support", f"{text} ({flag})")
+
+
+def ope_rule(ev: Evidence, return_range: float, cfg: GateConfig) -> Reason:
+    """Trusted OPE return estimates must agree within ``ope_tolerance`` of the return range."""
+    if ev.ope is None:
+        return _reason("CAUTION", "ope", "no off-policy evaluation")
+    points = {k: v.mean for k, v in ev.ope.trusted("return", cfg.min_ess).items()}
+    if len(points) < 2:
+        return _reason("CAUTION", "ope", f"fewer than two trustworthy OPE estimates ({', '.join(points) or 'none'})")
+    spread = (max(points.values()) - min(points.values())) / return_range
+    listing = ", ".join(f"{k} {v:.2f}" for k, v in points.items())
+    if spread > cfg.ope_tolerance:
+        return _reason(
+            "CAUTION", "ope", f"OPE estimators disagree: {listing} (spread {spread:.0%} of the return range)"
+        )
+    return _reason("PASS", "ope", f"OPE estimators agree: {listing} (spread {spread:.0%} of the return range)")
 
 
 def decide(
@@ -67,115 +174,36 @@ def decide(
     return_range: float,
     cfg: GateConfig,
 ) -> dict[str, Any]:
-    """One candidate's decision with the reasons behind it; each reason is (decision, rule, message)."""
-    reasons: list[dict[str, str]] = []
-
-    def add(decision: str, rule: str, message: str) -> None:
-        reasons.append({"decision": decision, "rule": rule, "message": message})
-
-    # audit
-    if audit_verdict is None:
-        add("FAIL", "evidence", "no dataset audit")
-    elif audit_verdict == "insufficient":
-        add("FAIL", "audit", "the dataset audit says the data is insufficient")
-    elif audit_verdict == "BC-only" and not ev.is_bc:
-        add("CAUTION", "audit", "the dataset audit says the data supports imitation only")
-    else:
-        add("PASS", "audit", f"dataset audit: {audit_verdict}")
-
-    # hazard
-    hazard, source = _hazard(ev, cfg)
-    if hazard is None:
-        add("FAIL", "evidence", "no hazard estimate (no rollouts and no OPE cost estimate)")
-    else:
-        text = f"hazard {hazard['mean']:.2%} [{hazard['low']:.2%}, {hazard['high']:.2%}] ({source})"
-        if hazard["mean"] > cfg.hazard_limit:
-            add("FAIL", "hazard", f"{text} is above the limit {cfg.hazard_limit:.2%}")
-        elif hazard["high"] > cfg.hazard_limit:
-            add("CAUTION", "hazard", f"{text}: the upper bound reaches the limit {cfg.hazard_limit:.2%}")
-        else:
-            add("PASS", "hazard", f"{text} is within the limit {cfg.hazard_limit:.2%}")
-
-    # improvement over BC
-    if not ev.is_bc:
-        mine, theirs = _return(ev), (_return(bc) if bc is not None else None)
-        if mine is None or theirs is None:
-            add("FAIL", "evidence", "no return estimate for the candidate or for BC to compare with")
-        else:
-            text = f"return {mine['mean']:.2f} [{mine['low']:.2f}, {mine['high']:.2f}] vs BC {theirs['mean']:.2f}"
-            if mine["high"] < theirs["low"]:
-                add("FAIL", "bc", f"{text}: worse than BC (CIs disjoint)")
-            elif mine["mean"] <= theirs["mean"]:
-                add("CAUTION", "bc", f"{text}: no improvement over BC")
-            else:
-                add("PASS", "bc", f"{text}: better than BC")
-
-    # support
-    rate = ev.unsupported_rate
-    if rate is None:
-        add("FAIL", "evidence", "no unsupported-action rate")
-    else:
-        text = f"unsupported actions on {rate:.1%} of {ev.unsupported_source} steps"
-        if rate > cfg.unsupported_red:
-            flag, decision = f"red: > {cfg.unsupported_red:.0%}", "FAIL"
-        elif rate >= cfg.unsupported_ok:
-            flag, decision = f"caution: {cfg.unsupported_ok:.0%}-{cfg.unsupported_red:.0%}", "CAUTION"
-        else:
-            flag, decision = f"ok: < {cfg.unsupported_ok:.0%}", "PASS"
-        if ev.hazard is not None and decision != "PASS":
-            add("PASS", "support", f"{text} ({flag}); informational: simulator rollouts are the safety evidence")
-        else:
-            add(decision, "support", f"{text} ({flag})")
-
-    # OPE agreement
-    if ev.ope is None:
-        add("CAUTION", "ope", "no off-policy evaluation")
-    else:
-        points = trusted_points(ev.ope, cfg.min_ess)
-        if len(points) < 2:
-            add("CAUTION", "ope", f"fewer than two trustworthy OPE estimates ({', '.join(points) or 'none'})")
-        else:
-            spread = (max(points.values()) - min(points.values())) / return_range
-            listing = ", ".join(f"{k} {v:.2f}" for k, v in points.items())
-            if spread > cfg.ope_tolerance:
-                add("CAUTION", "ope", f"OPE estimators disagree: {listing} (spread {spread:.0%} of the return range)")
-            else:
-                add("PASS", "ope", f"OPE estimators agree: {listing} (spread {spread:.0%} of the return range)")
-
+    """One candidate's decision: every rule's reason, and the worst of them."""
+    rules = (
+        audit_rule(ev, audit_verdict), hazard_rule(ev, cfg), bc_rule(ev, bc), support_rule(ev, cfg),
+        ope_rule(ev, return_range, cfg),
+    )  # fmt: skip
+    reasons = [r for r in rules if r is not None]
     decision = "PASS"
     for r in reasons:
         decision = _worst(decision, r["decision"])
     return {"policy": ev.name, "decision": decision, "reasons": reasons}
 
 
-def trusted_points(ope: dict[str, Any], min_ess: float) -> dict[str, float]:
-    """Return estimates that enter the agreement check: FQE, DR, and IS ones with enough effective episodes."""
-    est = ope["estimates"]["return"]
-    ess = ope["weights"]["ess_episodes"]
-    keep = {k for k in est if k in ("fqe", "dr") or ess >= min_ess}
-    return {k: v["mean"] for k, v in est.items() if k in keep and v["mean"] == v["mean"]}
-
-
-def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[dict[str, float] | None, str]:
+def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str]:
     if ev.hazard is not None:
         return ev.hazard, "rollouts"
-    if ev.ope is not None and "cost" in ev.ope["estimates"]:
-        cost = ev.ope["estimates"]["cost"]
-        usable = {
-            k: v for k, v in cost.items() if k in ("fqe", "dr") or ev.ope["weights"]["ess_episodes"] >= cfg.min_ess
-        }
-        if usable:
-            worst = max(usable.items(), key=lambda kv: kv[1]["high"])
-            return {"mean": max(v["mean"] for v in usable.values()), "low": min(v["low"] for v in usable.values()),
-                    "high": worst[1]["high"]}, f"OPE cost, {'/'.join(usable)}"  # fmt: skip
-    return None, "missing"
+    usable = ev.ope.trusted("cost", cfg.min_ess) if ev.ope is not None else {}
+    if not usable:
+        return None, "missing"
+    # the most pessimistic reading: the largest point estimate and the largest upper bound
+    hazard = Estimate(
+        max(v.mean for v in usable.values()), min(v.low for v in usable.values()), max(v.high for v in usable.values())
+    )
+    return hazard, f"OPE cost, {'/'.join(usable)}"
 
 
-def _return(ev: Evidence) -> dict[str, float] | None:
+def _return(ev: Evidence) -> Estimate | None:
     if ev.ret is not None:
         return ev.ret
     if ev.ope is not None:
-        est = ev.ope["estimates"]["return"]
+        est = ev.ope.estimates["return"]
         for key in ("dr", "fqe", "wis"):
             if key in est:
                 return est[key]
@@ -191,4 +219,4 @@ def gate(
     """Decide every candidate; BC (the candidate flagged ``is_bc``) is the comparison for the others."""
     bc = next((c for c in candidates if c.is_bc), None)
     decisions = {c.name: decide(c, bc, audit_verdict, return_range, cfg) for c in candidates}
-    return {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "decisions": decisions}
+    return {"config": dataclasses.asdict(cfg), "decisions": decisions}

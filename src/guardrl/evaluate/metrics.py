@@ -20,9 +20,28 @@ class Estimate:
     def to_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "low": self.low, "high": self.high}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, float]) -> Estimate:
+        return cls(float(d["mean"]), float(d["low"]), float(d["high"]))
+
     def scaled(self, offset: float, scale: float) -> Estimate:
         """The estimate of ``(x - offset) * scale`` (for positive ``scale``)."""
         return Estimate((self.mean - offset) * scale, (self.low - offset) * scale, (self.high - offset) * scale)
+
+
+def format_interval(
+    e: Estimate | dict[str, float] | None, pct: bool = False, digits: int = 1, missing: str = "-", spread: bool = False
+) -> str:
+    """``mean [low, high]``: the one way guardrl prints an interval (tables, the gate's reasons, the report).
+
+    ``pct`` shows rates in percent; ``spread`` reads a sweep cell's ``min`` and ``max`` instead of the interval.
+    """
+    if e is None or (isinstance(e, dict) and not e):
+        return missing
+    d = e.to_dict() if isinstance(e, Estimate) else e
+    lo, hi = ("min", "max") if spread else ("low", "high")
+    f = 100.0 if pct else 1.0
+    return f"{d['mean'] * f:.{digits}f} [{d[lo] * f:.{digits}f}, {d[hi] * f:.{digits}f}]"
 
 
 def bootstrap(

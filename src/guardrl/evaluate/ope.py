@@ -32,34 +32,14 @@ from numpy.typing import NDArray
 
 from guardrl._parallel import run_forked
 from guardrl.data import Dataset
+from guardrl.envs import sample_actions
+from guardrl.errors import ConfigError
 from guardrl.evaluate.metrics import Estimate, bootstrap
 from guardrl.evaluate.ope_config import OPEConfig
+from guardrl.evaluate.target import TargetPolicy
 
 with contextlib.redirect_stderr(io.StringIO()):  # d3rlpy's legacy gym import prints a banner
     import d3rlpy
-
-@dataclass(frozen=True)
-class TargetPolicy:
-    """A policy to evaluate: its greedy action, and whether it is deterministic (then softened for IS)."""
-
-    name: str
-    greedy: Callable[[NDArray[np.float32]], NDArray[np.int64]]
-    probs_fn: Callable[[NDArray[np.float32]], NDArray[np.float64]] | None = None
-    """Action probabilities for a stochastic policy; ``None`` means deterministic ``greedy``."""
-
-    def probs(self, obs: NDArray[np.float32], n_actions: int, epsilon: float) -> NDArray[np.float64]:
-        if self.probs_fn is not None:
-            return np.asarray(self.probs_fn(obs), dtype=np.float64)
-        onehot = np.eye(n_actions)[np.asarray(self.greedy(obs), dtype=np.int64)]
-        return (1.0 - epsilon) * onehot + epsilon / n_actions
-
-    def act(self, obs: NDArray[np.float32], rng: np.random.Generator, n_actions: int) -> NDArray[np.int64]:
-        """The action FQE backs up: greedy, or a draw from a stochastic policy."""
-        if self.probs_fn is None:
-            return np.asarray(self.greedy(obs), dtype=np.int64)
-        p = self.probs(obs, n_actions, 0.0)
-        u = rng.random((p.shape[0], 1))
-        return np.minimum((p.cumsum(axis=1) < u).sum(axis=1), n_actions - 1)
 
 
 @dataclass(frozen=True)
@@ -287,7 +267,7 @@ def evaluate_policy(
     weighted = {"pdis", "wis", "dr"} & set(cfg.estimators)
     missing = int(np.isnan(ds.propensities).sum())
     if weighted and missing:
-        raise ValueError(
+        raise ConfigError(
             f"ope: {missing} transitions have no behaviour propensity, which {sorted(weighted)} need; "
             "log propensities or set ope.estimators to [fqe]"
         )
@@ -297,7 +277,7 @@ def evaluate_policy(
     signals = {"return": padded.rewards, "cost": padded.costs} if cfg.cost else {"return": padded.rewards}
     next_obs = ds.next_observations.astype(np.float32)
     greedy_next = np.asarray(target.greedy(next_obs), dtype=np.int64) if target.probs_fn is None else None
-    cum_next = None if target.probs_fn is None else np.cumsum(target.probs(next_obs, n_actions, 0.0), axis=1)
+    probs_next = None if target.probs_fn is None else target.probs(next_obs, n_actions, 0.0)
     flat_signals = {"return": ds.rewards, "cost": ds.costs}
 
     def fqe_job(index: int, key: str) -> tuple[NDArray[np.float64], list[float]]:
@@ -307,8 +287,8 @@ def evaluate_policy(
         def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:
             if greedy_next is not None:
                 return greedy_next[idx]
-            u = act_rng.random((len(idx), 1))  # one fresh draw per sampled transition
-            return np.minimum((cum_next[idx] < u).sum(axis=1), n_actions - 1)
+            assert probs_next is not None
+            return sample_actions(probs_next[idx], act_rng)  # one fresh draw per sampled transition
 
         def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
             return target.act(obs, act_rng, n_actions)
@@ -369,21 +349,3 @@ def _ess(w: NDArray[np.float64]) -> float:
     """Kish effective sample size of episode weights (0 when every weight is 0)."""
     s2 = float((w**2).sum())
     return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
-
-
-def rank_correlation(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-
-    def ranks(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        order = np.argsort(x, kind="stable")
-        r = np.empty(len(x))
-        r[order] = np.arange(len(x), dtype=np.float64)
-        for v in np.unique(x):  # average ranks of ties
-            m = x == v
-            r[m] = r[m].mean()
-        return r
-
-    ra, rb = ranks(np.asarray(a, dtype=np.float64)), ranks(np.asarray(b, dtype=np.float64))
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-ESTIMATORS = ("pdis", "wis", "fqe", "dr")
+Estimator = Literal["pdis", "wis", "fqe", "dr"]
+ESTIMATORS: tuple[Estimator, ...] = get_args(Estimator)
 
 
 @dataclass(frozen=True)
 class OPEConfig:
     """How policies are evaluated from the logs."""
 
-    estimators: tuple[str, ...] = ESTIMATORS
+    estimators: tuple[Estimator, ...] = ESTIMATORS
     """Any of ``pdis`` (per-decision IS), ``wis`` (weighted IS), ``fqe``, ``dr`` (weighted doubly robust with FQE
     as its model; needs fqe)."""
     epsilon: float = 0.05

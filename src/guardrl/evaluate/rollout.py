@@ -35,6 +35,12 @@ class EvalConfig:
     mismatch_red: float = 0.20
     """Logged-action mismatch above this is a red flag (between the two: caution)."""
 
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("evaluate.seeds: list at least one held-out seed")
+        if self.n_episodes < len(self.seeds):
+            raise ValueError("evaluate.n_episodes must be at least the number of seeds")
+
 
 @dataclass(frozen=True)
 class RolloutResult:
@@ -75,16 +81,17 @@ def rollout(
     action unsupported by the logs here?"); the result counts the steps it flags. ``sim`` is SafeGrid's
     dynamics tables or any :data:`Simulate` function (e.g. ``GymSimulator.simulate``).
     """
+    run_episodes: Simulate
     if isinstance(sim, Tables):
         tables = sim
 
-        def run_episodes(policy: Policy, n: int, rng: np.random.Generator) -> Episodes:
+        def run_tables(policy: Policy, n: int, rng: np.random.Generator) -> Episodes:
             return simulate(tables, policy, n, rng)
+
+        run_episodes = run_tables
     else:
         run_episodes = sim
     flagged = total = 0
-    if cfg.n_episodes < len(cfg.seeds):
-        raise ValueError("evaluate.n_episodes must be at least the number of seeds")
     per_seed = np.full(len(cfg.seeds), cfg.n_episodes // len(cfg.seeds))
     per_seed[: cfg.n_episodes % len(cfg.seeds)] += 1
     parts: dict[str, list[NDArray]] = {"returns": [], "lengths": [], "hazard": [], "goal": [], "seed": []}

@@ -8,14 +8,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from guardrl.evaluate.metrics import format_interval
+
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; vertical-align: top; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; vertical-align: top;
+         font-variant-numeric: tabular-nums; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
-.reasons { text-align: left; }
-.PASS { background: #d8f3dc; } .CAUTION { background: #fff3bf; } .FAIL { background: #ffd6d6; }
+.reasons { text-align: left; white-space: normal; }
+tr.PASS { background: #ebfbee; } tr.CAUTION { background: #fff9db; } tr.FAIL { background: #fff0f0; }
+.tag { display: inline-block; min-width: 5.2em; padding: 0 0.3em; margin-right: 0.4em; border-radius: 3px;
+       color: #fff; font-weight: bold; text-align: center; font-size: 0.85em; }
+.tag.PASS { background: #2b8a3e; } .tag.CAUTION { background: #e67700; } .tag.FAIL { background: #c92a2a; }
 .ok { color: #2b8a3e; } .caution { color: #e67700; } .red { color: #c92a2a; font-weight: bold; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
 .figs { display: flex; flex-wrap: wrap; gap: 1em; } .figs img { max-width: 520px; }
@@ -28,10 +34,15 @@ def _e(x: Any) -> str:
 
 
 def _ci(e: dict[str, float] | None, pct: bool = False, digits: int = 2) -> str:
-    if not e:
-        return "–"
-    f = 100.0 if pct else 1.0
-    return f"{e['mean'] * f:.{digits}f} [{e['low'] * f:.{digits}f}, {e['high'] * f:.{digits}f}]"
+    return format_interval(e, pct=pct, digits=digits, missing="–")
+
+
+def _spread(e: dict[str, float] | None, pct: bool = False) -> str:
+    return format_interval(e, pct=pct, missing="–", spread=True)
+
+
+def _tag(decision: str) -> str:
+    return f'<span class="tag {_e(decision)}">{_e(decision)}</span>'
 
 
 def _img(path: Path, alt: str) -> str:
@@ -56,11 +67,8 @@ def _gate_section(gate: dict[str, Any] | None) -> str:
         return "<p>No gate decisions (run <code>guardrl gate</code>).</p>"
     rows, classes = [], []
     for name, d in gate["decisions"].items():
-        reasons = "<br>".join(
-            f'<span class="{_e(r["decision"])}">{_e(r["decision"])}</span> {_e(r["rule"])}: {_e(r["message"])}'
-            for r in d["reasons"]
-        )
-        rows.append([_e(name), f"<b>{_e(d['decision'])}</b>", f'<div class="reasons">{reasons}</div>'])
+        reasons = "<br>".join(f"{_tag(r['decision'])} {_e(r['rule'])}: {_e(r['message'])}" for r in d["reasons"])
+        rows.append([_e(name), _tag(d["decision"]), f'<div class="reasons">{reasons}</div>'])
         classes.append(d["decision"])
     return (
         '<div id="verdicts">'
@@ -76,7 +84,7 @@ def _audit_section(audit: dict[str, Any] | None, plots: Path) -> str:
     cov, ends, prop = audit.get("coverage", {}), audit.get("episode_ends", {}), audit.get("propensities", {})
     klass = {"offline-RL-ready": "PASS", "BC-only": "CAUTION"}.get(v["verdict"], "FAIL")
     parts = [
-        f'<p>Verdict: <b class="{klass}">{_e(v["verdict"])}</b>: {_e("; ".join(v["reasons"]))}</p>',
+        f'<p>Verdict: <span class="tag {klass}">{_e(v["verdict"])}</span> {_e("; ".join(v["reasons"]))}</p>',
         _table(
             ["measure", "value"],
             [
@@ -115,14 +123,16 @@ def _metrics_section(metrics: dict[str, Any] | None, plots: Path) -> str:
     for name, p in metrics["policies"].items():
         sup = p.get("unsupported", {})
         mm = p.get("mismatch")
+        ex = p.get("exact")
         rows.append([
             name, _ci(p["return"]), _ci(p.get("normalized_score"), digits=1), _ci(p["hazard_rate"], pct=True, digits=1),
             _ci(p["goal_rate"], pct=True, digits=1),
+            f"{ex['expected_return']:.2f} / {ex['hazard_prob']:.2%}" if ex else "–",
             f"{mm['rate']:.1%} ({mm['flag']})" if mm else "–",
             f"{sup['logs_rate']:.1%} ({sup['logs_flag']})" if "logs_rate" in sup else "–",
             f"{sup['rollout_rate']:.1%} ({sup['rollout_flag']})" if "rollout_rate" in sup else "–",
         ])  # fmt: skip
-    head = ["policy", "return", "normalized", "hazard %", "goal %", "logged-action mismatch",
+    head = ["policy", "return", "normalized", "hazard %", "goal %", "exact return / hazard", "logged-action mismatch",
             "unsupported (logged states)", "unsupported (own rollouts)"]  # fmt: skip
     floor = metrics.get("mismatch_floor")
     floor_note = "" if floor is None else f"Mismatch floor (exact optimal policy vs logged actions): {floor:.1%}. "
@@ -146,26 +156,30 @@ def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
         for key in ("return", "cost"):
             if key not in r["estimates"]:
                 continue
-            cells = [name if key == "return" else "", key, _ci(r["truth"][key], digits=3 if key == "cost" else 2)]
+            digits = 3 if key == "cost" else 2
+            cells = [name if key == "return" else "", key, f"{r['truth'][key]['mean']:.{digits}f}"]
             cells += [
                 _ci(r["estimates"][key].get(e), digits=3 if key == "cost" else 2) for e in ("pdis", "wis", "fqe", "dr")
             ]
             cells.append(f"{r['weights']['ess_episodes']:.1f}" if key == "return" else "")
             rows.append(cells)
-    table = _table(["policy", "signal", "truth (rollouts)", "PDIS", "WIS", "FQE", "DR", "IS ESS (episodes)"], rows)
+    sources = sorted({r.get("truth_source", "rollouts") for r in ope["policies"].values()})
+    table = _table(["policy", "signal", f"truth ({', '.join(sources)})", "PDIS", "WIS", "FQE", "DR",
+                    "IS ESS (episodes)"], rows)  # fmt: skip
     val = ope.get("validation", {})
     vrows = []
     for key, by in val.items():
         for est, v in by.items():
             rc = "–" if v["rank_correlation"] is None else f"{v['rank_correlation']:.2f}"
-            vrows.append([key, est, f"{v['mean_abs_error']:.3f}", rc])
+            covers = v.get("ci_covers_truth", {})
+            vrows.append([key, est, f"{v['mean_abs_error']:.3f}", rc, f"{sum(covers.values())}/{len(covers)}"])
     eps = ope["config"]["epsilon"]
     note = (f"<p>Deterministic targets are softened with ε = {eps} for importance sampling. "
             "Cost = expected hazard events per episode.</p>")  # fmt: skip
     return (
         table
         + note
-        + _table(["signal", "estimator", "mean abs error", "rank correlation"], vrows)
+        + _table(["signal", "estimator", "mean abs error", "rank correlation", "interval covers truth"], vrows)
         + _img(plots / "ope_vs_truth.png", "OPE vs truth")
     )
 
@@ -212,21 +226,13 @@ def _page(title: str, body: str) -> str:
             f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")  # fmt: skip
 
 
-def spread_text(e: dict[str, float] | None, pct: bool = False, missing: str = "–") -> str:
-    """``mean [min, max]`` of a sweep cell (one decimal; ``pct`` shows rates in percent)."""
-    if not e:
-        return missing
-    f = 100.0 if pct else 1.0
-    return f"{e['mean'] * f:.1f} [{e['min'] * f:.1f}, {e['max'] * f:.1f}]"
-
-
 def render_sweep_html(name: str, results: dict[str, Any], plot: Path) -> str:
     """A sweep's report: the trade-off plot, the grouped table and every trial."""
 
     grouped = [
         [e["regime"], e["learner"], "–" if e["alpha"] is None else f"{e['alpha']:g}", str(e["n_seeds"]),
-         spread_text(e["normalized_score"]), spread_text(e["hazard_rate"], pct=True),
-         spread_text(e["goal_rate"], pct=True)]
+         _spread(e["normalized_score"]), _spread(e["hazard_rate"], pct=True),
+         _spread(e["goal_rate"], pct=True)]
         for e in results["table"]
     ]  # fmt: skip
     trials = [

@@ -145,29 +145,33 @@ def learning_curves(
 
 
 def ope_vs_truth(results: Mapping[str, Mapping], path: Path) -> Path:
-    """Each OPE estimate (with CI) against the rollout truth, for return and cost; the diagonal is perfect."""
+    """Each OPE estimate (with CI) beside the truth, per policy, for return and cost.
+
+    Policies are categories on the x axis (sorted by their true value), so names never overlap however close
+    their values are; the estimators sit side by side around each policy's truth marker."""
     keys = [k for k in ("return", "cost") if all(k in r["estimates"] for r in results.values())]
-    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.6), squeeze=False)
+    names = list(results)
+    fig, axes = plt.subplots(1, len(keys), figsize=(max(6.0, 1.1 * len(names) + 2) * len(keys), 4.8), squeeze=False)
     markers = {"pdis": "v", "wis": "s", "fqe": "o", "dr": "D"}
     for ax, key in zip(axes[0], keys, strict=True):
-        lo_all, hi_all = [], []
-        for est in next(iter(results.values()))["estimates"][key]:
-            truth = np.array([r["truth"][key]["mean"] for r in results.values()])
-            e = [r["estimates"][key][est] for r in results.values()]
-            mean = np.array([x["mean"] for x in e])
-            yerr = np.array([[x["mean"] - x["low"] for x in e], [x["high"] - x["mean"] for x in e]])
-            ax.errorbar(truth, mean, yerr=np.abs(yerr), fmt=markers.get(est, "o"), label=est, capsize=3, alpha=0.8)
-            lo_all += [truth.min(), np.nanmin(mean)]
-            hi_all += [truth.max(), np.nanmax(mean)]
-        lo, hi = float(np.nanmin(lo_all)), float(np.nanmax(hi_all))
-        pad = 0.05 * (hi - lo or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", lw=0.8, ls="--", label="estimate = truth")
-        for name, r in results.items():
-            ax.annotate(name, (r["truth"][key]["mean"], lo - pad), rotation=60, fontsize=7, ha="left", va="bottom")
-        ax.set_xlabel(f"true {key} (rollouts)" if key == "return" else "true hazard rate (rollouts)")
-        ax.set_ylabel(f"estimated {key} from logs" if key == "return" else "estimated cost per episode")
+        truth = np.array([results[n]["truth"][key]["mean"] for n in names])
+        order = np.argsort(truth, kind="stable")
+        x = np.arange(len(names))
+        ests = list(next(iter(results.values()))["estimates"][key])
+        width = 0.7 / max(len(ests), 1)
+        ax.scatter(x, truth[order], marker="_", s=900, color="black", zorder=3, label="truth")
+        for i, est in enumerate(ests):
+            e = [results[names[k]]["estimates"][key][est] for k in order]
+            mean = np.array([v["mean"] for v in e])
+            yerr = np.abs(np.array([[v["mean"] - v["low"] for v in e], [v["high"] - v["mean"] for v in e]]))
+            offset = (i - (len(ests) - 1) / 2) * width
+            ax.errorbar(x + offset, mean, yerr=yerr, fmt=markers.get(est, "o"), label=est, capsize=3, alpha=0.85)
+        ax.set_xticks(x, [names[k] for k in order], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("return per episode" if key == "return" else "hazard events per episode")
         ax.set_title(f"Off-policy {key} estimates vs truth")
+        ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -23,42 +23,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from guardrl.config import ServeConfig
 from guardrl.data.audit import Support
 
 REASONS = ("out_of_support", "close_call", "unsupported_action")
 MODES = ("shadow", "canary", "full")
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Thresholds of deferral, canary routing and rollback (``serve`` in the run config)."""
-
-    min_state_count: int = 5
-    """Defer when the state was logged fewer times than this (``out_of_support``)."""
-    min_q_gap: float = 0.01
-    """Q-learners: defer when the two best Q-values differ by less (scaled reward units: reward x 0.1)."""
-    min_prob_gap: float = 0.1
-    """BC: defer when the two most probable actions' probabilities differ by less."""
-    defer_unsupported: bool = True
-    """Defer when the chosen action was logged fewer than ``audit.k`` times in the state."""
-    canary_fraction: float = 0.1
-    """Canary mode: the share of requests routed to the policy; the rest go to the fallback."""
-    rollback_per_1000: float = 2.0
-    """Roll back when policy-caused hazard events exceed this many per 1,000 policy decisions."""
-    rollback_min_decisions: int = 1000
-    """The rate's denominator is at least this many decisions."""
-    seed: int = 0
-    """Seed of the canary routing draws."""
-    max_body_bytes: int = 65536
-    """The largest request body the HTTP server reads; a larger one is refused with 413 before it is read."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.canary_fraction <= 1.0:
-            raise ValueError(f"serve.canary_fraction must lie in [0, 1], got {self.canary_fraction}")
-        if self.rollback_per_1000 < 0 or self.rollback_min_decisions < 1:
-            raise ValueError("serve.rollback_per_1000 must be >= 0 and serve.rollback_min_decisions >= 1")
-        if self.max_body_bytes < 1024:
-            raise ValueError(f"serve.max_body_bytes must be at least 1024, got {self.max_body_bytes}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +76,7 @@ class Guard:
             ],
             axis=1,
         )
-        return Decisions(actions, reasons.any(axis=1), reasons, gap, count.astype(np.int64))
+        return Decisions(actions, np.asarray(reasons.any(axis=1)), reasons, gap, count.astype(np.int64))
 
 
 @dataclass

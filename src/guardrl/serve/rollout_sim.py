@@ -27,6 +27,9 @@ from guardrl._io import atomic_write_json, atomic_write_text
 from guardrl.config import to_dict
 from guardrl.data.behaviour import greedy_safe_probs
 from guardrl.envs import TablePolicy, Tables, build_tables, simulate
+from guardrl.errors import RunError
+from guardrl.progress import make_progress
+from guardrl.run.folder import RunFolder
 from guardrl.serve.guard import Guard, RollbackMonitor, ServeConfig
 from guardrl.serve.service import ServedRun
 
@@ -73,56 +76,73 @@ def _empty() -> dict[str, Any]:
 
 
 def simulate_rollout(
-    tables: Tables, guard: Guard, serve: ServeConfig, cfg: RolloutSimConfig
+    tables: Tables, guard: Guard, serve: ServeConfig, cfg: RolloutSimConfig, show_progress: bool = False
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per arm and phase: episodes, policy steps, deferrals, hazard events (all and policy-caused), rollback."""
     production = TablePolicy(tables, greedy_safe_probs(tables)[None], name="production")
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for arm in ARMS:
-        monitor = RollbackMonitor(serve.rollback_per_1000, serve.rollback_min_decisions)
-        episode = chunk_index = 0
-        out[arm] = {}
-        for phase, n_phase in zip(PHASES, (cfg.shadow_episodes, cfg.canary_episodes, cfg.full_episodes), strict=True):
-            stats = _empty()
-            done = 0
-            while done < n_phase:
-                n = min(cfg.chunk, n_phase - done)
-                # one stream per chunk, the same in every arm: arms differ only in who decides
-                rng = np.random.default_rng([cfg.seed, chunk_index])
-                chunk_index += 1
-                route_draw = rng.random(n)
-                if arm == "production" or phase == "shadow":
-                    routed = np.zeros(n, dtype=bool)
-                elif phase == "canary":
-                    routed = route_draw < serve.canary_fraction
-                else:
-                    routed = np.ones(n, dtype=bool)
-                if arm == "guarded" and monitor.rolled_back:
-                    routed[:] = False
-                staged = _Staged(guard, production, routed, defer=arm == "guarded")
-                eps = simulate(tables, staged, n, rng)
-                valid = eps.valid
-                by_policy = np.stack(staged.by_policy) & valid
-                hazard_steps = (eps.costs > 0) & valid
-                policy_hazards = int((hazard_steps & by_policy).sum())
-                stats["episodes"] += n
-                stats["policy_steps"] += int(by_policy.sum())
-                stats["deferrals"] += int((np.stack(staged.deferred) & valid).sum())
-                stats["hazard_events"] += int(hazard_steps.sum())
-                stats["policy_hazard_events"] += policy_hazards
-                stats["goals"] += int(eps.goal.sum())
-                stats["return_sum"] += float(eps.returns.sum())
-                stats["steps"] += int(valid.sum())
-                stats["diverged_steps"] += int((np.stack(staged.diverged) & valid).sum())
-                episode += n
-                done += n
-                if arm == "guarded" and monitor.record(int(by_policy.sum()), policy_hazards):
-                    stats["rolled_back_at_episode"] = episode
-            stats["mean_return"] = stats.pop("return_sum") / max(stats["episodes"], 1)
-            stats["hazard_per_1000_episodes"] = 1000.0 * stats["hazard_events"] / max(stats["episodes"], 1)
-            stats["divergence_rate"] = stats["diverged_steps"] / max(stats["steps"], 1)
-            out[arm][phase] = stats
-        out[arm]["rollback"] = monitor.to_dict() if arm == "guarded" else None  # type: ignore[assignment]
+    total = cfg.shadow_episodes + cfg.canary_episodes + cfg.full_episodes
+    with make_progress(show_progress) as progress:
+        task = progress.add_task("rollout-sim", total=len(ARMS) * total)
+        for arm in ARMS:
+            out[arm] = _simulate_arm(arm, tables, guard, production, serve, cfg, lambda n: progress.advance(task, n))
+    return out
+
+
+def _simulate_arm(
+    arm: str,
+    tables: Tables,
+    guard: Guard,
+    production: TablePolicy,
+    serve: ServeConfig,
+    cfg: RolloutSimConfig,
+    advance: Any,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    monitor = RollbackMonitor(serve.rollback_per_1000, serve.rollback_min_decisions)
+    episode = chunk_index = 0
+    for phase, n_phase in zip(PHASES, (cfg.shadow_episodes, cfg.canary_episodes, cfg.full_episodes), strict=True):
+        stats = _empty()
+        done = 0
+        while done < n_phase:
+            n = min(cfg.chunk, n_phase - done)
+            # one stream per chunk, the same in every arm: arms differ only in who decides
+            rng = np.random.default_rng([cfg.seed, chunk_index])
+            chunk_index += 1
+            route_draw = rng.random(n)
+            if arm == "production" or phase == "shadow":
+                routed = np.zeros(n, dtype=bool)
+            elif phase == "canary":
+                routed = route_draw < serve.canary_fraction
+            else:
+                routed = np.ones(n, dtype=bool)
+            if arm == "guarded" and monitor.rolled_back:
+                routed[:] = False
+            staged = _Staged(guard, production, routed, defer=arm == "guarded")
+            eps = simulate(tables, staged, n, rng)
+            valid = eps.valid
+            by_policy = np.stack(staged.by_policy) & valid
+            hazard_steps = (eps.costs > 0) & valid
+            policy_hazards = int((hazard_steps & by_policy).sum())
+            stats["episodes"] += n
+            stats["policy_steps"] += int(by_policy.sum())
+            stats["deferrals"] += int((np.stack(staged.deferred) & valid).sum())
+            stats["hazard_events"] += int(hazard_steps.sum())
+            stats["policy_hazard_events"] += policy_hazards
+            stats["goals"] += int(eps.goal.sum())
+            stats["return_sum"] += float(eps.returns.sum())
+            stats["steps"] += int(valid.sum())
+            stats["diverged_steps"] += int((np.stack(staged.diverged) & valid).sum())
+            episode += n
+            done += n
+            advance(n)
+            if arm == "guarded" and monitor.record(int(by_policy.sum()), policy_hazards):
+                stats["rolled_back_at_episode"] = episode
+        stats["mean_return"] = stats.pop("return_sum") / max(stats["episodes"], 1)
+        stats["hazard_per_1000_episodes"] = 1000.0 * stats["hazard_events"] / max(stats["episodes"], 1)
+        stats["divergence_rate"] = stats["diverged_steps"] / max(stats["steps"], 1)
+        out[phase] = stats
+    out["rollback"] = monitor.to_dict() if arm == "guarded" else None
     return out
 
 
@@ -156,16 +176,17 @@ def markdown(result: dict[str, Any], policy: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_rollout_sim(run_dir: Path, policy: str, cfg: RolloutSimConfig) -> dict[str, Any]:
+def run_rollout_sim(run_dir: Path, policy: str, cfg: RolloutSimConfig, show_progress: bool = False) -> dict[str, Any]:
     """Load the run's exported policy and its guard, simulate, and write ``rollout_sim/<policy>.json|.md``."""
     run_dir = Path(run_dir)
     run = ServedRun.open(run_dir)
     run_cfg = run.cfg
     if run_cfg.env.is_gym:
-        raise ValueError("rollout-sim replays the rollout on SafeGrid; this run uses a gymnasium env")
+        raise RunError("rollout-sim replays the rollout on SafeGrid; this run uses a gymnasium env")
     guard = run.load_policy(policy).guard
-    arms = simulate_rollout(build_tables(run_cfg.env.build()), guard, run_cfg.serve, cfg)
+    arms = simulate_rollout(build_tables(run_cfg.env.build()), guard, run_cfg.serve, cfg, show_progress)
     result = {"policy": policy, "config": to_dict(cfg), "serve": to_dict(run_cfg.serve), "arms": arms}
-    atomic_write_json(run_dir / "rollout_sim" / f"{policy}.json", result)
-    atomic_write_text(run_dir / "rollout_sim" / f"{policy}.md", markdown(result, policy))
+    folder = RunFolder(run_dir)
+    atomic_write_json(folder.rollout_sim(policy, ".json"), result)
+    atomic_write_text(folder.rollout_sim(policy, ".md"), markdown(result, policy))
     return result

@@ -21,11 +21,13 @@ import numpy as np
 from guardrl.config import RunConfig, load_config, to_dict
 from guardrl.data import load_dataset
 from guardrl.data.audit import Support
+from guardrl.errors import GuardrlError
+from guardrl.run.folder import RunFolder
 from guardrl.serve.guard import MODES, Decisions, Guard, RollbackMonitor, ServeConfig
 from guardrl.train import ScoresModel
 
 
-class ServeError(ValueError):
+class ServeError(GuardrlError, ValueError):
     """A request or a setup the service refuses; ``status`` is the HTTP status it maps to."""
 
     def __init__(self, message: str, status: int = 422):
@@ -79,19 +81,18 @@ class ServedRun:
     @classmethod
     def open(cls, run_dir: Path, cfg: RunConfig | None = None) -> ServedRun:
         run_dir = Path(run_dir)
-        config_path = run_dir / "config.yaml"
-        if not config_path.is_file():
-            raise ServeError(f"{config_path}: missing; is {run_dir} a guardrl run folder?", 400)
-        cfg = cfg or load_config(config_path)
-        ds = load_dataset(run_dir / "dataset")
-        gate_path = run_dir / "gate.json"
-        gate = json.loads(gate_path.read_text())["decisions"] if gate_path.is_file() else {}
+        folder = RunFolder(run_dir)
+        if not folder.is_run():
+            raise ServeError(f"{folder.config}: missing; is {run_dir} a guardrl run folder?", 400)
+        cfg = cfg or load_config(folder.config)
+        ds = load_dataset(folder.dataset)
+        gate = (folder.read_optional(folder.gate) or {}).get("decisions", {})
         support = Support.from_dataset(ds, cfg.audit)
         return cls(run_dir, cfg, ds.content_hash(), ds.obs_dim, ds.n_actions, support, gate)
 
     def load_policy(self, name: str) -> LoadedPolicy:
         """An exported policy's action scores behind the guard, with its model card and gate verdict."""
-        card_path = self.run_dir / "policies" / f"{name}.json"
+        card_path = RunFolder(self.run_dir).card(name)
         if not card_path.is_file():
             raise ServeError(f"{card_path}: no exported policy {name!r} in this run", 404)
         card = json.loads(card_path.read_text())
@@ -132,7 +133,7 @@ class PolicyService:
         failed = [n for n, p in self.policies.items() if p.gate and p.gate["decision"] == "FAIL"]
         if failed and mode != "shadow" and not allow_gate_fail:
             raise ServeError(
-                f"the gate FAILed {', '.join(failed)} ({self.run_dir / 'gate.json'}); serve in shadow mode, "
+                f"the gate FAILed {', '.join(failed)} ({RunFolder(self.run_dir).gate}); serve in shadow mode, "
                 "or pass --allow-gate-fail to let it decide anyway",
                 400,
             )
@@ -144,7 +145,7 @@ class PolicyService:
         self._outcomes: set[int] = set()  # decision ids with a reported outcome: one each
         self._next_id = 0
         self._lock = threading.Lock()
-        self.audit_path = Path(audit_log) if audit_log else self.run_dir / "serve" / "audit.jsonl"
+        self.audit_path = Path(audit_log) if audit_log else RunFolder(self.run_dir).serve_log
         self.audit_path.parent.mkdir(parents=True, exist_ok=True)
         self._replay()
         self._log: IO[str] = self.audit_path.open("a", encoding="utf-8", buffering=1)

@@ -12,8 +12,16 @@ import io
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "config": ("BCConfig", "BCQConfig", "CQLConfig", "DQNConfig", "LearnerConfig", "LearnerConfigError",
-               "QLearnerConfig", "TrainConfig"),
+    "config": (
+        "BCConfig",
+        "BCQConfig",
+        "CQLConfig",
+        "DQNConfig",
+        "LearnerConfig",
+        "LearnerConfigError",
+        "QLearnerConfig",
+        "TrainConfig",
+    ),
     "export": ("OnnxPolicy", "ScoresModel", "TorchScriptPolicy", "export_policy", "export_scores"),
     "learners": ("ObsBounds", "build_algo"),
     "mdp": ("to_mdp_dataset",),

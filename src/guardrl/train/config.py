@@ -8,16 +8,23 @@ not have: its weight is ``alpha``) fails loudly instead of being dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
+
+from guardrl.errors import GuardrlError
 
 
-class LearnerConfigError(ValueError):
+class LearnerConfigError(GuardrlError, ValueError):
     """A learner option that d3rlpy does not accept."""
 
 
-LR_SCHEDULES = ("constant", "cosine")
-TD_LOSSES = ("mse", "huber")
-ENCODERS = ("auto", "grid", "mlp")
+LRSchedule = Literal["constant", "cosine"]
+TDLoss = Literal["mse", "huber"]
+Encoder = Literal["auto", "grid", "mlp"]
+Learner = Literal["bc", "cql", "dqn", "bcq"]
+LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
+TD_LOSSES: tuple[str, ...] = get_args(TDLoss)
+ENCODERS: tuple[str, ...] = get_args(Encoder)
+LEARNERS: tuple[str, ...] = get_args(Learner)
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,7 @@ class BCConfig:
     """Hidden layer widths of the MLP encoder."""
     beta: float = 0.5
     """d3rlpy's logit regularization factor."""
-    lr_schedule: str = "cosine"
+    lr_schedule: LRSchedule = "cosine"
     """``cosine`` anneals the learning rate to 0 over ``n_steps``; ``constant`` keeps it fixed."""
     d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
     """Further DiscreteBCConfig arguments, passed through unfiltered."""
@@ -60,12 +67,12 @@ class QLearnerConfig:
     """Q-function ensemble size; targets take the minimum over the ensemble."""
     reward_scale: float = 0.1
     """Rewards are multiplied by this in training (d3rlpy ``MultiplyRewardScaler``); keeps Q targets O(1-10)."""
-    td_loss: str = "mse"
+    td_loss: TDLoss = "mse"
     """``mse``: squared TD error, whose minimizer is the *mean* target, so a rare catastrophe (a 1-in-80 slip
     into a hazard) lowers the value of the move that risks it. ``huber``: d3rlpy's default (threshold 1 in scaled
     reward units); a hazard's TD error lies far beyond the threshold, its gradient is clipped to 1, and the
     estimate drifts towards the median outcome, which ignores rare events."""
-    lr_schedule: str = "cosine"
+    lr_schedule: LRSchedule = "cosine"
     """``cosine`` anneals the learning rate to 0 over ``n_steps``, so the greedy policy settles instead of
     flipping with each target sync; ``constant`` keeps it fixed."""
     d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -109,7 +116,7 @@ class BCQConfig(QLearnerConfig):
 class TrainConfig:
     """Which learners to train on the dataset, and how."""
 
-    learners: tuple[str, ...] = ("bc", "cql")
+    learners: tuple[Learner, ...] = ("bc", "cql")
     """Learners to train, in order: any of ``bc``, ``cql``, ``dqn``, ``bcq``."""
     bc: BCConfig = field(default_factory=BCConfig)
     cql: CQLConfig = field(default_factory=CQLConfig)
@@ -119,7 +126,7 @@ class TrainConfig:
     """Seeds network initialization (torch, in a forked RNG) and batch sampling (numpy Generator)."""
     device: str = "cpu"
     """``cpu``, or ``cuda`` / ``cuda:N`` when available."""
-    encoder: str = "auto"
+    encoder: Encoder = "auto"
     """``grid``: the networks read a one-hot of the (x, y) cell; ``mlp``: raw observations; ``auto``: grid on
     SafeGrid, mlp otherwise."""
     torch_threads: int = 1
@@ -132,6 +139,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"train.encoder must be one of {list(ENCODERS)}, got {self.encoder!r}")
+        unknown = [name for name in self.learners if name not in LEARNERS]
+        if unknown:
+            raise ValueError(f"train.learners: unknown {unknown}; choose from {list(LEARNERS)}")
+        if len(set(self.learners)) != len(self.learners):
+            raise ValueError(f"train.learners: a learner is listed twice in {list(self.learners)}")
 
 
 LearnerConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig

@@ -65,6 +65,7 @@ class GridEncoder(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.half_span = 0.5 * (size - 1)
         # (x, y) @ (1, size) = the row-major cell index, in one op (the forward runs 8 times per CQL step)
+        self.strides: torch.Tensor
         self.register_buffer("strides", torch.tensor([1.0, float(size)]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 from d3rlpy.dataset import TransitionMiniBatch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from guardrl.data import Dataset
+from guardrl.errors import ConfigError
+from guardrl.progress import make_progress
 from guardrl.train.config import LearnerConfig, TrainConfig
 from guardrl.train.learners import ObsBounds, build_algo
 
@@ -90,9 +92,9 @@ def resolve_device(device: str) -> str:
         return "cpu:0" if device == "cpu" else device
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ValueError(f"train.device is {device!r} but torch sees no CUDA device")
+            raise ConfigError(f"train.device is {device!r} but torch sees no CUDA device")
         return "cuda:0" if device == "cuda" else device
-    raise ValueError(f"train.device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    raise ConfigError(f"train.device must be 'cpu' or 'cuda[:N]', got {device!r}")
 
 
 def train_learner(
@@ -152,17 +154,6 @@ def learner_configs(cfg: TrainConfig) -> dict[str, LearnerConfig]:
     return {"bc": cfg.bc, "cql": cfg.cql, "dqn": cfg.dqn, "bcq": cfg.bcq}
 
 
-def make_progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
-
-
 def train_all(
     dataset: Dataset,
     cfg: TrainConfig,
@@ -179,7 +170,7 @@ def train_all(
     arrays = TransitionArrays.from_dataset(dataset)
     bounds = bounds or ObsBounds.from_arrays(dataset.observations, dataset.next_observations)
     children = np.random.SeedSequence(cfg.seed).generate_state(len(cfg.learners))
-    results = {}
+    results: dict[str, TrainResult] = {}
     with make_progress(show_progress) as progress:
         for name, child_seed in zip(cfg.learners, children, strict=True):
             results[name] = train_learner(

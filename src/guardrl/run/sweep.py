@@ -27,18 +27,23 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import yaml
 
 from guardrl import report
 from guardrl._io import atomic_write_dir, atomic_write_json, atomic_write_text
-from guardrl.config import ConfigError, RunConfig, from_dict, save_config, to_dict
-from guardrl.pipeline import stage_collect, stage_evaluate, stage_train
-from guardrl.train.trainer import make_progress
+from guardrl.config import RunConfig, from_dict, save_config, to_dict
+from guardrl.errors import ConfigError, OutputExistsError
+from guardrl.progress import make_progress
+from guardrl.run.context import RunContext
+from guardrl.run.folder import RunFolder
+from guardrl.run.stages import stage_collect, stage_evaluate, stage_train
+from guardrl.train.config import Learner
 
-BACKENDS = ("auto", "ray", "sequential")
+Backend = Literal["auto", "ray", "sequential"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,9 @@ class SweepConfig:
     """Run-config keys applied to every trial."""
     seeds: tuple[int, ...] = (0, 1, 2)
     alphas: tuple[float, ...] = (0.3, 1.0, 3.0)
-    learners: tuple[str, ...] = ("bc", "cql")
-    regimes: tuple[str, ...] = ("safe",)
-    backend: str = "auto"
+    learners: tuple[Learner, ...] = ("bc", "cql")
+    regimes: tuple[Literal["safe", "noisy", "mixed", "expert"], ...] = ("safe",)
+    backend: Backend = "auto"
     ray_address: str | None = None
     num_cpus: int | None = None
     """Local Ray: CPUs to give it (default: all)."""
@@ -117,11 +122,11 @@ def run_trial(cfg_dict: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]
     cfg = from_dict(RunConfig, cfg_dict)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="guardrl-trial-") as tmp:
-        run_dir = Path(tmp)
-        save_config(cfg, run_dir / "config.yaml")
-        stage_collect(cfg, run_dir)
-        stage_train(cfg, run_dir, show_progress=False)
-        metrics = stage_evaluate(cfg, run_dir)
+        ctx = RunContext(cfg, RunFolder(Path(tmp)))
+        save_config(cfg, ctx.folder.config)
+        stage_collect(ctx)
+        stage_train(ctx, show_progress=False)
+        metrics = stage_evaluate(ctx)
     p = metrics["policies"][trial["learner"]]
     return {
         **trial,
@@ -197,7 +202,7 @@ def run_sweep(
         from_dict(RunConfig, cfg_dict)  # every trial config is valid before any trial starts
     out_dir = Path(sweeps_dir) / cfg.name
     if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; pass --overwrite or choose another name")
+        raise OutputExistsError(f"{out_dir} already exists; pass --overwrite or choose another name")
     start = time.perf_counter()
     rows = _run_ray(jobs, cfg, show_progress) if backend == "ray" else _run_sequential(jobs, show_progress)
     results = {
@@ -238,7 +243,11 @@ def group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown_table(table: list[dict[str, Any]]) -> str:
-    spread = report.spread_text
+    from guardrl.evaluate.metrics import format_interval
+
+    def spread(e: dict[str, float] | None, pct: bool = False) -> str:
+        return format_interval(e, pct=pct, missing="–", spread=True)
+
     lines = [
         "| regime | learner | alpha | seeds | normalized score | hazard % | goal % |",
         "|---|---|---|---|---|---|---|",

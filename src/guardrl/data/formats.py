@@ -1,0 +1,64 @@
+"""Format dispatch for logs: CSV and Parquet (the import schema), d3rlpy's HDF5, and local Minari datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guardrl.data.dataset import Dataset
+from guardrl.data.importer import ImportValidationError, LogSchema, format_from_extension
+
+FORMATS = ("csv", "parquet", "hdf5", "minari")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How a log is read: the action count, the column names, and the two lenient switches."""
+
+    n_actions: int
+    schema: LogSchema = field(default_factory=LogSchema)
+    unended_as_truncated: bool = False
+    allow_negative_costs: bool = False
+    minari_root: Path | None = None
+
+
+def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
+    """Read and validate a log in ``fmt`` (default: from the file's extension) into a Dataset."""
+    fmt = fmt or format_from_extension(Path(source))
+    if fmt == "hdf5":
+        from guardrl.data.hdf5 import import_hdf5
+
+        return import_hdf5(Path(source), options.n_actions)
+    if fmt == "minari":
+        from guardrl.data.minari_io import import_minari
+
+        ds = import_minari(str(source), options.minari_root)
+        if ds.n_actions != options.n_actions:
+            raise ImportValidationError(
+                f"{source}: the Minari action space has {ds.n_actions} actions, --n-actions {options.n_actions}"
+            )
+        return ds
+    if fmt not in FORMATS:
+        raise ImportValidationError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+    from guardrl.data.importer import import_log
+
+    return import_log(
+        Path(source), fmt, options.n_actions, options.schema, unended_as_truncated=options.unended_as_truncated,
+        allow_negative_costs=options.allow_negative_costs,
+    )  # fmt: skip
+
+
+def write_log(ds: Dataset, target: str | Path, fmt: str, minari_root: Path | None = None) -> None:
+    """Write ``ds`` in ``fmt``; ``target`` is a file, or for ``minari`` the new dataset id."""
+    if fmt == "hdf5":
+        from guardrl.data.hdf5 import export_hdf5
+
+        export_hdf5(ds, Path(target))
+    elif fmt == "minari":
+        from guardrl.data.minari_io import export_minari
+
+        export_minari(ds, str(target), minari_root)
+    else:
+        from guardrl.data.importer import export_log
+
+        export_log(ds, Path(target), fmt)

@@ -1,0 +1,150 @@
+"""Console tables of a run, readable in an 80-column terminal and in logs or pipes (no terminal).
+
+Each function returns rich renderables; the command line prints them. Intervals are printed by
+:func:`guardrl.evaluate.metrics.format_interval`, the one formatter the report and the gate use too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from guardrl.evaluate.metrics import format_interval
+
+COLORS = {"PASS": "green", "CAUTION": "yellow", "FAIL": "red"}
+AUDIT_COLORS = {"offline-RL-ready": "green", "BC-only": "yellow"}
+
+
+def _table(title: str, *columns: str, left: int = 1) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < left else "right", no_wrap=True)
+    return table
+
+
+def summary(metrics: dict[str, Any]) -> RenderableType:
+    """The evaluation in three narrow tables: rollouts, goal and score, agreement with the logs."""
+    policies = metrics["policies"]
+    safety = _table("evaluation: rollouts on held-out seeds (95% bootstrap CIs)", "policy", "return", "hazard %")
+    score = _table("", "policy", "goal %", "normalized", "exact ret / haz %")
+    logs = _table("", "policy", "logged-action mismatch", "unsupported: logs / own")
+    for name, p in policies.items():
+        safety.add_row(name, format_interval(p["return"]), format_interval(p["hazard_rate"], pct=True))
+        ex = p.get("exact")
+        exact = f"{ex['expected_return']:.2f} / {100 * ex['hazard_prob']:.2f}" if ex else "-"
+        score.add_row(
+            name, format_interval(p["goal_rate"], pct=True), format_interval(p.get("normalized_score")), exact
+        )
+        mismatch = p.get("mismatch")
+        logs.add_row(name, f"{mismatch['rate']:.1%}" if mismatch else "-", _unsupported(p.get("unsupported")))
+    lines: list[RenderableType] = [safety, score, logs]
+    lines.append(Text("mismatch and unsupported-action rates: < 10% ok, 10-20% caution, > 20% red"))
+    if "mismatch_floor" in metrics:
+        lines.append(Text(f"mismatch floor (exact optimum vs logged actions): {metrics['mismatch_floor']:.1%}"))
+    if "cql_vs_bc_hazard" in metrics:
+        lines.append(Text(f"CQL vs BC on hazard rate: {metrics['cql_vs_bc_hazard']}"))
+    return Group(*lines)
+
+
+def _unsupported(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "-"
+    logs = f"{entry['logs_rate']:.1%}" if "logs_rate" in entry else "-"
+    return f"{logs} / {entry['rollout_rate']:.1%}"
+
+
+def gate(result: dict[str, Any]) -> RenderableType:
+    """The gate's decision per candidate, each reason on its own (indented, wrapping) line under it."""
+    lines: list[RenderableType] = [Text("deployment gate", style="italic")]
+    for name, d in result["decisions"].items():
+        lines.append(Text.assemble((f"{name}: ", "bold"), (d["decision"], f"bold {COLORS[d['decision']]}")))
+        reasons = Table.grid(padding=(0, 1))
+        reasons.add_column(width=1)
+        reasons.add_column(width=7, no_wrap=True)
+        reasons.add_column(ratio=1)
+        for r in d["reasons"]:
+            reasons.add_row("", Text(r["decision"], style=COLORS[r["decision"]]), f"{r['rule']}: {r['message']}")
+        lines.append(reasons)
+    return Group(*lines)
+
+
+def audit(result: dict[str, Any]) -> RenderableType:
+    """The dataset audit: size, coverage, distributions, sanity findings and the verdict with its reasons."""
+    v = result["verdict"]
+    size = result["size"]
+    lines: list[RenderableType] = [
+        Text(f"{size['transitions']} transitions, {size['episodes']} episodes, {size['n_actions']} actions")
+    ]
+    if "coverage" in result:
+        cov, ends, prop, dist = (
+            result["coverage"],
+            result["episode_ends"],
+            result["propensities"],
+            result["distributions"],
+        )
+        k = result["config"]["k"]
+        table = _table("dataset audit", "measure", "value")
+        for label, value in (
+            ("visited states", f"{cov['visited_states']} ({cov['state_mode']})"),
+            (f"transitions in states logged >= {k} times", f"{cov['covered_share']:.1%}"),
+            (f"... with >= 2 actions logged >= {k} times", f"{cov['choice_share']:.1%}"),
+            (f"visited states with an action logged < {k} times", f"{cov['states_with_thin_action']:.1%}"),
+            ("logged action counts", " ".join(str(c) for c in cov["action_counts"])),
+            ("reward mean / std", f"{dist['reward']['mean']:.3g} / {dist['reward']['std']:.3g}"),
+            ("episode return mean", f"{dist['episode_return']['mean']:.2f}"),
+            ("episode length mean", f"{dist['episode_length']['mean']:.1f}"),
+            ("ends: terminated / truncated / unended",
+             f"{ends['termination']} / {ends['truncation']} / {ends['unended']}"),
+            ("ends: goal / hazard", f"{ends['goal']} / {ends['hazard']}"),
+            ("min propensity / share < 0.05", f"{prop['min']:.3f} / {prop['share_below_0.05']:.1%}"),
+        ):  # fmt: skip
+            table.add_row(label, value)
+        lines.append(table)
+        lines += [Text.assemble(("sanity: ", "yellow"), finding) for finding in result["sanity"]]
+    lines.append(Text.assemble("verdict: ", (v["verdict"], f"bold {AUDIT_COLORS.get(v['verdict'], 'red')}")))
+    lines += [Text(f"  - {reason}") for reason in v["reasons"]]
+    return Group(*lines)
+
+
+def ope(result: dict[str, Any]) -> RenderableType:
+    """Off-policy estimates per policy and estimator, the truth first, then the validation summary."""
+    table = _table("off-policy evaluation (95% bootstrap CIs)", "policy", "estimate", "return", "cost", left=2)
+    for name, r in result["policies"].items():
+        truth = r["truth"]
+        table.add_row(name, "truth", f"{truth['return']['mean']:.2f}",
+                      f"{truth['cost']['mean']:.3f}" if "cost" in truth else "-")  # fmt: skip
+        est = r["estimates"]
+        for e in est["return"]:
+            cost = est.get("cost", {}).get(e)
+            table.add_row("", e, format_interval(est["return"][e], digits=2), format_interval(cost, digits=3),
+                          end_section=e == list(est["return"])[-1])  # fmt: skip
+    lines: list[RenderableType] = [table]
+    ess = ", ".join(f"{n} {r['weights']['ess_episodes']:.1f}" for n, r in result["policies"].items())
+    lines.append(Text(f"importance weights, effective episodes: {ess}"))
+    source = {r.get("truth_source", "rollouts") for r in result["policies"].values()}
+    lines.append(Text(f"truth: {', '.join(sorted(source))}"))
+    for key, by in result["validation"].items():
+        for est_name, v in by.items():
+            rc = "-" if v["rank_correlation"] is None else f"{v['rank_correlation']:.2f}"
+            covered = sum(v["ci_covers_truth"].values())
+            lines.append(
+                Text(f"{key} {est_name}: abs error {v['mean_abs_error']:.3f}, rank corr. {rc}, "
+                     f"interval covers truth {covered}/{len(v['ci_covers_truth'])}")
+            )  # fmt: skip
+    return Group(*lines)
+
+
+def sweep(results: dict[str, Any], name: str) -> RenderableType:
+    """A sweep's grouped table: mean [min, max] over seeds."""
+    table = _table(f"sweep {name}: {len(results['trials'])} trials, {results['backend']} backend",
+                   "regime", "learner", "alpha", "seeds", "normalized", "hazard %", left=2)  # fmt: skip
+    for e in results["table"]:
+        alpha = "-" if e["alpha"] is None else f"{e['alpha']:g}"
+        table.add_row(e["regime"], e["learner"], alpha, str(e["n_seeds"]),
+                      format_interval(e["normalized_score"], spread=True),
+                      format_interval(e["hazard_rate"], pct=True, spread=True))  # fmt: skip
+    return table

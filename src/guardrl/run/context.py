@@ -1,0 +1,91 @@
+"""What every stage of one run shares: its config, its folder, and its environment built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from guardrl.config import RunConfig
+from guardrl.data import Dataset
+from guardrl.envs import Tables, build_tables
+from guardrl.envs.gym_env import GymSimulator, load_callable
+from guardrl.errors import RunError
+from guardrl.run.folder import RunFolder
+
+
+@dataclass
+class RunContext:
+    """A run's config and folder, with its simulator and dataset loaded on first use and then reused."""
+
+    cfg: RunConfig
+    folder: RunFolder
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, folder: RunFolder | Any, cfg: RunConfig | None = None) -> RunContext:
+        """The run in ``folder``, with ``cfg`` or the folder's saved config."""
+        folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
+        return cls(cfg if cfg is not None else folder.read_config(), folder)
+
+    @property
+    def is_safegrid(self) -> bool:
+        return not self.cfg.env.is_gym
+
+    @property
+    def env_name(self) -> str:
+        return self.cfg.env.gym_id or "SafeGrid-v0"
+
+    @cached_property
+    def tables(self) -> Tables:
+        """SafeGrid's dynamics tables (SafeGrid runs only)."""
+        if not self.is_safegrid:
+            raise RunError(f"this run uses {self.cfg.env.gym_id}, not SafeGrid")
+        return build_tables(self.cfg.env.build())
+
+    @cached_property
+    def simulator(self) -> GymSimulator:
+        """The gymnasium environment of an ``env.gym_id`` run."""
+        return GymSimulator(self.cfg.env.gym_spec())
+
+    @property
+    def simulate(self) -> Any:
+        """What :func:`guardrl.evaluate.rollout` rolls policies out in: SafeGrid's tables or the gym env."""
+        return self.tables if self.is_safegrid else self.simulator.simulate
+
+    def behaviour_fn(self) -> Any:
+        """The user's behaviour policy of a gymnasium run: ``collect.behaviour`` called with its kwargs."""
+        c = self.cfg.collect
+        assert c.behaviour is not None
+        factory = load_callable(c.behaviour, "collect.behaviour")
+        try:
+            return factory(**c.behaviour_kwargs)
+        except TypeError as exc:
+            raise RunError(f"collect.behaviour_kwargs: {c.behaviour} rejects them ({exc})") from None
+
+    @property
+    def dataset(self) -> Dataset:
+        """The run's dataset, read from the folder once."""
+        if "dataset" not in self._cache:
+            self._cache["dataset"] = self.folder.load_dataset()
+        return self._cache["dataset"]
+
+    def use_dataset(self, ds: Dataset) -> None:
+        """Remember a dataset just written, so later stages do not read it back."""
+        self._cache["dataset"] = ds
+
+    @property
+    def grid_size(self) -> int | None:
+        """The grid side for the one-hot cell encoder, or None for raw observations (``train.encoder``)."""
+        return None if self.cfg.train.encoder == "mlp" or not self.is_safegrid else self.tables.layout.size
+
+    def obs_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Input scaling bounds: SafeGrid's grid, or the logged range of each feature."""
+        if self.is_safegrid:
+            return np.zeros(2), np.full(2, float(self.tables.layout.size - 1))
+        ds = self.dataset
+        both = np.concatenate([ds.observations, ds.next_observations])
+        low, high = both.min(axis=0).astype(np.float64), both.max(axis=0).astype(np.float64)
+        return low, np.where(high > low, high, low + 1.0)  # a constant feature must not divide by zero

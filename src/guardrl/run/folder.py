@@ -1,0 +1,130 @@
+"""The run folder: the one place where an artifact's file name is spelled.
+
+Layout::
+
+    config.yaml            the full RunConfig (every stage reads it from here)
+    dataset/               transitions.parquet + metadata.json (guardrl dataset format)
+    audit.json             dataset audit: coverage, distributions, sanity findings, verdict
+    policies/<name>.pt     TorchScript greedy policy; .onnx the same as ONNX; .scores.pt its action scores
+    policies/<name>.json   model card: learner config, dataset hash, versions, input/output
+    training.json          learning curves, wall time and gradient steps/s per learner
+    metrics.json           evaluation: per-policy rollouts with CIs, exact values, mismatch, support
+    ope.json               off-policy estimates of return and cost, the truth, and their validation
+    gate.json              PASS / CAUTION / FAIL per candidate with reasons
+    report.html            everything above in one self-contained page
+    plots/<name>.png       visitation, rewards, returns, safety, learning curves, OPE vs truth
+    serve/audit.jsonl      the policy server's decision log
+    rollout_sim/<policy>.json|.md   a staged-rollout replay
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guardrl.errors import RunError
+
+if TYPE_CHECKING:
+    from guardrl.config import RunConfig
+    from guardrl.data.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths of one run's artifacts, and readers that say which command makes a missing one."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def audit(self) -> Path:
+        return self.root / "audit.json"
+
+    @property
+    def policies(self) -> Path:
+        return self.root / "policies"
+
+    def policy(self, name: str) -> Path:
+        """The TorchScript greedy policy ``name``."""
+        return self.policies / f"{name}.pt"
+
+    def card(self, name: str) -> Path:
+        """The model card of policy ``name``."""
+        return self.policies / f"{name}.json"
+
+    @property
+    def training(self) -> Path:
+        return self.root / "training.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def ope(self) -> Path:
+        return self.root / "ope.json"
+
+    @property
+    def gate(self) -> Path:
+        return self.root / "gate.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    def plot(self, name: str) -> Path:
+        return self.plots / f"{name}.png"
+
+    @property
+    def serve_log(self) -> Path:
+        return self.root / "serve" / "audit.jsonl"
+
+    def rollout_sim(self, policy: str, suffix: str) -> Path:
+        return self.root / "rollout_sim" / f"{policy}{suffix}"
+
+    def is_run(self) -> bool:
+        return self.config.is_file()
+
+    # ------------------------------------------------------------ readers
+
+    def require(self, path: Path, command: str) -> Path:
+        """``path`` if it exists, else a RunError naming the command that writes it."""
+        if not path.exists():
+            raise RunError(f"{path}: missing; run `guardrl {command} {self.root}` first")
+        return path
+
+    def read_config(self) -> RunConfig:
+        from guardrl.config import load_config
+
+        if not self.config.is_file():
+            raise RunError(f"{self.config}: missing; run `guardrl collect` (or `guardrl run`) first")
+        return load_config(self.config)
+
+    def load_dataset(self) -> Dataset:
+        from guardrl.data.dataset import load_dataset
+
+        return load_dataset(self.require(self.dataset, "collect"))
+
+    def read_json(self, path: Path, command: str) -> Any:
+        """A JSON artifact, or a RunError naming the command that writes it."""
+        return json.loads(self.require(path, command).read_text(encoding="utf-8"))
+
+    def read_optional(self, path: Path) -> Any:
+        """A JSON artifact, or None when the stage that writes it has not run."""
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -1,0 +1,422 @@
+"""The stages of a run: collect -> audit -> train -> evaluate -> OPE -> gate -> report.
+
+Each stage takes the run's :class:`RunContext`, reads what earlier stages wrote into the run folder, and writes
+its own artifacts (see :mod:`guardrl.run.folder`). The gate only reads evidence; it never rolls anything out.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import guardrl
+from guardrl import report
+from guardrl._io import atomic_write_dir, atomic_write_json, atomic_write_text
+from guardrl.config import RunConfig, save_config, to_dict
+from guardrl.data import Dataset, collect
+from guardrl.data.audit import Support, audit
+from guardrl.data.collect import collect_gym
+from guardrl.envs import TablePolicy, Tables, evaluate_exact, states_to_obs
+from guardrl.errors import RunError
+from guardrl.evaluate import MismatchThresholds, mismatch_rate, normalized_score, rollout
+from guardrl.evaluate.gate import Evidence, OPEEvidence, gate
+from guardrl.evaluate.metrics import Estimate
+from guardrl.evaluate.target import TargetPolicy
+from guardrl.evaluate.validation import ope_validation
+from guardrl.progress import make_progress
+from guardrl.run.context import RunContext
+from guardrl.run.folder import RunFolder
+from guardrl.run.imported import imported_logs
+from guardrl.run.references import References, build_references
+
+# ---------------------------------------------------------------- collect
+
+
+def stage_collect(ctx: RunContext, overwrite: bool = False) -> Dataset:
+    """Log (or copy in the imported) behaviour dataset into the run's ``dataset/`` and plot its coverage."""
+    cfg, folder = ctx.cfg, ctx.folder
+    c = cfg.collect
+    if c.dataset is not None:
+        ds = imported_logs(ctx, Path(c.dataset))
+    elif not ctx.is_safegrid:
+        provenance = {
+            "environment": cfg.env.gym_id, "gym_kwargs": dict(cfg.env.gym_kwargs),
+            "behaviour": c.behaviour, "behaviour_kwargs": dict(c.behaviour_kwargs),
+        }  # fmt: skip
+        ds = collect_gym(ctx.simulator, ctx.behaviour_fn(), c.n_episodes, c.seed, provenance)
+    else:
+        ds = collect(ctx.tables, c.regime, c.n_episodes, c.seed)
+    ds.save(folder.dataset, overwrite=overwrite)
+    ctx.use_dataset(ds)
+    if ctx.is_safegrid:
+        _plot_visitation(ds, ctx.tables, folder.plot("state_visitation"))
+    report.reward_histogram(ds.rewards, ds.episode_returns(), folder.plot("rewards"))
+    return ds
+
+
+def _plot_visitation(ds: Dataset, tables: Tables, path: Path) -> None:
+    lay = tables.layout
+    xy = np.rint(ds.observations).astype(np.int64)
+    counts = np.zeros((lay.size, lay.size), dtype=np.int64)
+    np.add.at(counts, (xy[:, 1], xy[:, 0]), 1)
+    report.visitation_heatmap(counts, lay.hazards, lay.start, lay.goal, path)
+
+
+# ---------------------------------------------------------------- audit
+
+
+def stage_audit(ctx: RunContext) -> dict[str, Any]:
+    """Audit the run's dataset; write ``audit.json`` where the gate and the report read it."""
+    result = audit(ctx.dataset, ctx.cfg.audit)
+    atomic_write_json(ctx.folder.audit, result)
+    return result
+
+
+# ---------------------------------------------------------------- train
+
+
+def _exact_monitor(tables: Tables) -> Any:
+    """Exact value of a greedy policy over all grid cells (learning curves only; never used to select)."""
+    all_obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
+
+    def monitor(predict: Any) -> dict[str, float]:
+        values = evaluate_exact(TablePolicy.deterministic(tables, predict(all_obs)))
+        return {"expected_return": values.expected_return, "hazard_prob": values.hazard_prob}
+
+    return monitor
+
+
+def stage_train(ctx: RunContext, show_progress: bool = True) -> dict[str, Any]:
+    """Train every configured learner on the run's dataset; export policies, model cards and curves."""
+    from guardrl.train import ObsBounds, export_policy, export_scores, train_all
+
+    cfg, folder, ds = ctx.cfg, ctx.folder, ctx.dataset
+    monitor = _exact_monitor(ctx.tables) if ctx.is_safegrid else None
+    bounds = ObsBounds(*ctx.obs_bounds())
+    results = train_all(ds, cfg.train, bounds, monitor, show_progress=show_progress, grid_size=ctx.grid_size)
+    training: dict[str, Any] = {}
+    for name, res in results.items():
+        files = export_policy(res.algo, folder.policies, name)
+        files["scores"], kind = export_scores(res.algo, folder.policies, name)
+        card = model_card(name, ctx, files)
+        card["scores"] = {"file": files["scores"].name, "kind": kind}
+        atomic_write_json(folder.card(name), card)
+        training[name] = {
+            "seconds": res.seconds, "n_steps": res.n_steps, "steps_per_second": res.steps_per_second,
+            "curve": res.curve, "monitor": res.monitor,
+        }  # fmt: skip
+    atomic_write_json(folder.training, training)
+    report.learning_curves(
+        {n: t["curve"] for n, t in training.items()},
+        {n: t["monitor"] for n, t in training.items()},
+        folder.plot("learning_curves"),
+        optimal=build_references(ctx).optimal_return if ctx.is_safegrid else None,
+    )
+    return results
+
+
+def model_card(name: str, ctx: RunContext, files: dict[str, Path]) -> dict[str, Any]:
+    """What a deployed policy needs to be understood: its learner, data, inputs, outputs and versions."""
+    import d3rlpy
+    import torch
+
+    cfg, ds = ctx.cfg, ctx.dataset
+    meaning = (
+        f"{cfg.env.gym_id} observation, encoded as in dataset provenance; scaling is inside the model"
+        if cfg.env.is_gym
+        else "raw (x, y) cell; scaling is inside the model"
+    )
+    return {
+        "policy": name,
+        "learner_config": to_dict(getattr(cfg.train, name)),
+        "train_seed": cfg.train.seed,
+        "dataset_sha256": ds.content_hash(),
+        "dataset_provenance": ds.provenance,
+        "files": {k: p.name for k, p in files.items()},
+        "input": {"name": "observation", "shape": ["batch", ds.obs_dim], "dtype": "float32", "meaning": meaning},
+        "output": {"name": "action", "shape": ["batch"], "dtype": "int64", "n_actions": ds.n_actions},
+        "versions": {"guardrl": guardrl.__version__, "d3rlpy": d3rlpy.__version__, "torch": torch.__version__},
+    }
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def learned_policies(ctx: RunContext) -> dict[str, Any]:
+    """The run's exported policies, loaded once (``TorchScriptPolicy`` per learner)."""
+    from guardrl.train import TorchScriptPolicy
+
+    if "learned" not in ctx._cache:
+        ctx._cache["learned"] = {
+            name: TorchScriptPolicy(ctx.folder.require(ctx.folder.policy(name), "train"))
+            for name in ctx.cfg.train.learners
+        }
+    return ctx._cache["learned"]
+
+
+def references(ctx: RunContext) -> References:
+    """The run's reference policies, built once."""
+    if "references" not in ctx._cache:
+        ctx._cache["references"] = build_references(ctx)
+    return ctx._cache["references"]
+
+
+def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
+    """Roll out reference and learned policies on held-out seeds (exact values too on SafeGrid);
+    write ``metrics.json`` and plots."""
+    cfg, folder, ds = ctx.cfg, ctx.folder, ctx.dataset
+    ecfg = cfg.evaluate
+    thresholds = MismatchThresholds(ok=ecfg.mismatch_ok, red=ecfg.mismatch_red)
+    refs = references(ctx)
+    rows: dict[str, list[tuple[Any, float]]] = {r.name: r.mixture for r in refs}
+    greedy_on_logs: dict[str, np.ndarray] = {}
+    exact: dict[str, dict[str, float]] = {r.name: r.exact for r in refs if r.exact is not None}
+    if "optimal" in refs.items:
+        target = refs.items["optimal"].target
+        assert target is not None
+        greedy_on_logs["optimal"] = target.greedy(ds.observations)
+    for name, policy in learned_policies(ctx).items():
+        rows[name] = [(policy, 1.0)]
+        greedy_on_logs[name] = policy.greedy(ds.observations)
+        if ctx.is_safegrid:
+            exact[name] = _exact_of_greedy(ctx.tables, policy.greedy)
+
+    support = Support.from_dataset(ds, cfg.audit)
+    policies: dict[str, Any] = {}
+    with make_progress(show_progress) as progress:
+        task = progress.add_task("evaluate: rollouts", total=len(rows))
+        results = {}
+        for name, mixture in rows.items():
+            progress.update(task, description=f"evaluate: {name}")
+            results[name] = rollout(ctx.simulate, mixture, ecfg, step_check=support.unsupported)
+            progress.advance(task)
+    for name, res in results.items():
+        entry: dict[str, Any] = {k: v.to_dict() for k, v in res.summary.items()}
+        policies[name] = entry
+        entry["n_episodes"] = int(res.returns.shape[0])
+        entry["per_seed"] = res.per_seed()
+        rollout_rate = res.flagged_steps / max(res.total_steps, 1)
+        entry["unsupported"] = {"rollout_rate": rollout_rate, "rollout_flag": thresholds.flag(rollout_rate)}
+        if name in exact:
+            entry["exact"] = exact[name]
+        if name in greedy_on_logs:
+            rate = mismatch_rate(greedy_on_logs[name], ds.actions)
+            entry["mismatch"] = {"rate": rate, "flag": thresholds.flag(rate)}
+            logs_rate = float(support.unsupported(ds.observations, greedy_on_logs[name]).mean())
+            entry["unsupported"].update({"logs_rate": logs_rate, "logs_flag": thresholds.flag(logs_rate)})
+    r_rand = refs.random_return if refs.random_return is not None else policies["random"]["return"]["mean"]
+    if refs.optimal_return is not None:
+        scale = 100.0 / (refs.optimal_return - r_rand)
+        for entry in policies.values():
+            entry["normalized_score"] = Estimate.from_dict(entry["return"]).scaled(r_rand, scale).to_dict()
+            if "exact" in entry:
+                entry["exact"]["normalized_score"] = normalized_score(
+                    entry["exact"]["expected_return"], r_rand, refs.optimal_return
+                )
+        return_range = refs.optimal_return - r_rand
+    else:
+        returns = ds.episode_returns()
+        return_range = float(returns.max() - returns.min()) if len(returns) else 0.0
+    metrics: dict[str, Any] = {
+        "guardrl_version": guardrl.__version__,
+        "environment": ctx.env_name,
+        "dataset_sha256": ds.content_hash(),
+        "evaluation": to_dict(ecfg),
+        "return_range": return_range if return_range > 0 else 1.0,
+        "unsupported_k": cfg.audit.k,
+        "policies": policies,
+    }
+    if "optimal" in policies:
+        metrics["mismatch_floor"] = policies["optimal"]["mismatch"]["rate"]
+    if "bc" in policies and "cql" in policies:
+        metrics["cql_vs_bc_hazard"] = _compare_hazard(policies["cql"], policies["bc"])
+    atomic_write_json(folder.metrics, metrics)
+    report.returns_with_ci(
+        {n: p["return"] for n, p in policies.items()}, folder.plot("returns"), optimal=refs.optimal_return
+    )
+    report.safety_bars(
+        {n: p["hazard_rate"] for n, p in policies.items()},
+        {n: p["goal_rate"] for n, p in policies.items()},
+        folder.plot("safety"),
+    )
+    return metrics
+
+
+def _exact_of_greedy(tables: Tables, greedy: Any) -> dict[str, float]:
+    """Exact values of a greedy policy on SafeGrid: its action in every cell, then dynamic programming."""
+    all_obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
+    return evaluate_exact(TablePolicy.deterministic(tables, np.asarray(greedy(all_obs)))).to_dict()
+
+
+def _compare_hazard(cql: dict[str, Any], bc: dict[str, Any]) -> str:
+    c, b = cql["hazard_rate"], bc["hazard_rate"]
+    if c["high"] < b["low"]:
+        return "cql lower (95% CIs disjoint)"
+    if c["mean"] < b["mean"]:
+        return "cql lower on the point estimate, CIs overlap"
+    if c["low"] > b["high"]:
+        return "cql higher (95% CIs disjoint)"
+    return "cql not lower on the point estimate, CIs overlap"
+
+
+def read_metrics(folder: RunFolder) -> dict[str, Any]:
+    """The evaluation of a run, or an error naming ``guardrl evaluate``."""
+    return folder.read_json(folder.metrics, "evaluate")
+
+
+# ---------------------------------------------------------------- off-policy evaluation
+
+
+def ope_targets(ctx: RunContext) -> dict[str, TargetPolicy]:
+    """Policies to evaluate from the logs: the learned ones, and with ``ope.validate`` the references."""
+    targets = {name: TargetPolicy(name, p.greedy) for name, p in learned_policies(ctx).items()}
+    if ctx.cfg.ope.validate:
+        refs = references(ctx)
+        if "behaviour" not in refs.items:
+            raise RunError("ope.validate: the behaviour reference needs logs collected by guardrl, not imported")
+        targets.update({r.name: r.target for r in refs if r.target is not None})
+    return targets
+
+
+def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
+    """Estimate each policy's return and cost from the logs alone, compare with the truth, write ``ope.json``.
+
+    The truth is exact on SafeGrid (dynamic programming on the target policy) and the evaluation stage's
+    rollouts elsewhere; nothing is rolled out here."""
+    from guardrl.evaluate.ope import evaluate_policy
+
+    cfg, folder, ds = ctx.cfg, ctx.folder, ctx.dataset
+    low, high = ctx.obs_bounds()
+    exact = {r.name: r.exact for r in references(ctx)} if ctx.is_safegrid else {}
+    metrics = None if ctx.is_safegrid else read_metrics(folder)
+    results: dict[str, Any] = {}
+    targets = ope_targets(ctx)
+    estimates = {}
+    with make_progress(show_progress) as progress:
+        task = progress.add_task("ope", total=len(targets))
+        for name, target in targets.items():
+            progress.update(task, description=f"ope: {name}")
+            estimates[name] = evaluate_policy(ds, target, cfg.ope, low, high, grid_size=ctx.grid_size)
+            progress.advance(task)
+    for name, target in targets.items():
+        est = estimates[name]
+        if ctx.is_safegrid:
+            values = exact.get(name) or _exact_of_greedy(ctx.tables, target.greedy)
+            point = {"return": values["expected_return"], "cost": values["hazard_prob"]}
+            est["truth"] = {k: {"mean": v, "low": v, "high": v} for k, v in point.items()}
+            est["truth_source"] = "exact (dynamic programming)"
+        else:
+            assert metrics is not None
+            entry = metrics["policies"][name]
+            est["truth"] = {"return": entry["return"], "cost": entry["hazard_rate"]}
+            est["truth_source"] = "rollouts (evaluate stage)"
+        results[name] = est
+    out = {"config": to_dict(cfg.ope), "policies": results, "validation": ope_validation(results)}
+    atomic_write_json(folder.ope, out)
+    report.ope_vs_truth(results, folder.plot("ope_vs_truth"))
+    return out
+
+
+# ---------------------------------------------------------------- gate
+
+
+def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
+    """The gate's inputs, read from the run folder: evidence per candidate, the audit verdict, the return
+    range. Candidates are the learned policies and the references that OPE validated."""
+    folder = ctx.folder
+    metrics = read_metrics(folder)
+    audit_result = folder.read_optional(folder.audit)
+    ope = (folder.read_optional(folder.ope) or {}).get("policies", {})
+    learners = list(ctx.cfg.train.learners)
+    names = learners + [n for n in ope if n not in learners]
+    candidates = []
+    for name in names:
+        p = metrics["policies"].get(name)
+        if p is None and name not in learners:
+            raise RunError(f"{folder.metrics}: no evaluation of {name!r}; run `guardrl evaluate {folder.root}` again")
+        p = p or {}
+        candidates.append(
+            Evidence(
+                name=name,
+                hazard=Estimate.from_dict(p["hazard_rate"]) if "hazard_rate" in p else None,
+                ret=Estimate.from_dict(p["return"]) if "return" in p else None,
+                ope=OPEEvidence.from_dict(ope[name]) if name in ope else None,
+                unsupported_rate=p.get("unsupported", {}).get("rollout_rate"),
+                is_bc=name == "bc",
+            )
+        )
+    verdict = audit_result["verdict"]["verdict"] if audit_result else None
+    return candidates, verdict, float(metrics["return_range"])
+
+
+def stage_gate(ctx: RunContext) -> dict[str, Any]:
+    """PASS / CAUTION / FAIL for every candidate from the run's evidence; write ``gate.json``."""
+    out = gate(*gate_evidence(ctx), ctx.cfg.gate)
+    atomic_write_json(ctx.folder.gate, out)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def stage_report(ctx: RunContext) -> Path:
+    """Write ``report.html``: one self-contained page with every artifact of the run."""
+    folder = ctx.folder
+    html = report.render_html(
+        title=f"guardrl run {ctx.cfg.name}",
+        config=to_dict(ctx.cfg),
+        audit=folder.read_optional(folder.audit),
+        training=folder.read_optional(folder.training),
+        metrics=folder.read_optional(folder.metrics),
+        ope=folder.read_optional(folder.ope),
+        gate=folder.read_optional(folder.gate),
+        plots=folder.plots,
+    )
+    atomic_write_text(folder.report, html)
+    return folder.report
+
+
+# ---------------------------------------------------------------- whole run
+
+STAGES = ("collect", "audit", "train", "evaluate", "ope", "gate", "report")
+
+
+def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: bool = True) -> tuple[Path, dict]:
+    """Collect, audit, train, evaluate, OPE, gate and report into ``runs_dir/cfg.name``.
+
+    The run is built in a temporary sibling folder and moved into place at the end, so a failed run never
+    leaves a half-written folder, and with ``overwrite`` the previous run survives until the new one is done.
+    """
+    run_dir = Path(runs_dir) / cfg.name
+    if run_dir.exists() and not overwrite:
+        raise RunError(f"{run_dir} already exists; pass --overwrite or choose another --name")
+    out: dict[str, Any] = {}
+
+    def fill(tmp: Path) -> None:
+        ctx = RunContext(cfg, RunFolder(tmp))
+        timings: dict[str, float] = {}
+
+        def timed(name: str, stage: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            result = stage(ctx, **kwargs)
+            timings[name] = time.perf_counter() - t0
+            return result
+
+        save_config(cfg, ctx.folder.config)
+        timed("collect", stage_collect)
+        timed("audit", stage_audit)
+        timed("train", stage_train, show_progress=show_progress)
+        metrics = timed("evaluate", stage_evaluate, show_progress=show_progress)
+        timed("ope", stage_ope, show_progress=show_progress)
+        timed("gate", stage_gate)
+        if cfg.report:
+            timed("report", stage_report)
+        metrics["timings_seconds"] = timings
+        atomic_write_json(ctx.folder.metrics, metrics)
+        out["metrics"] = metrics
+
+    atomic_write_dir(run_dir, fill, overwrite=overwrite)
+    return run_dir, out["metrics"]
