@@ -41,7 +41,7 @@ def summary(metrics: dict[str, Any]) -> RenderableType:
         )
         mismatch = p.get("mismatch")
         logs.add_row(name, f"{mismatch['rate']:.1%}" if mismatch else "-", _unsupported(p.get("unsupported")))
-    lines: list[RenderableType] = [safety, score, logs]
+    lines: list[RenderableType] = [safety, Text(""), score, Text(""), logs, Text("")]
     lines.append(Text("mismatch and unsupported-action rates: < 10% ok, 10-20% caution, > 20% red"))
     if "mismatch_floor" in metrics:
         lines.append(Text(f"mismatch floor (exact optimum vs logged actions): {metrics['mismatch_floor']:.1%}"))
