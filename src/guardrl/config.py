@@ -274,11 +274,15 @@ def load_config(path: Path | None) -> RunConfig:
     """Read a YAML run config (missing keys take the built-in defaults); ``None`` gives the defaults."""
     if path is None:
         return RunConfig()
-    path = Path(path)
+    return load_yaml(RunConfig, Path(path), "config file")
+
+
+def load_yaml(cls: type, path: Path, what: str) -> Any:
+    """Config dataclass ``cls`` from a YAML file (an empty file gives the defaults); every error names the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{path}: no such {what}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if data is None:
@@ -286,7 +290,7 @@ def load_config(path: Path | None) -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     try:
-        return from_dict(RunConfig, data)
+        return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

@@ -16,10 +16,6 @@ class ConfigError(GuardrlError, ValueError):
     """A config file or value that cannot be used; the message names the field."""
 
 
-class UsageError(GuardrlError, ValueError):
-    """A command-line argument that cannot be used; the message names it."""
-
-
 class RunError(GuardrlError, RuntimeError):
     """A stage cannot run on the given run folder (missing artifacts, existing run...)."""
 

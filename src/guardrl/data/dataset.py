@@ -113,6 +113,13 @@ class Dataset:
         """True on each episode's last transition."""
         return self.terminations | self.truncations
 
+    def observation_range(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per-feature (low, high) over observations and next observations, for input scaling; a constant
+        feature gets ``high = low + 1`` so that scaling never divides by zero."""
+        both = np.concatenate([self.observations, self.next_observations])
+        low, high = both.min(axis=0).astype(np.float64), both.max(axis=0).astype(np.float64)
+        return low, np.where(high > low, high, low + 1.0)
+
     def episode_returns(self) -> NDArray[np.float64]:
         return np.add.reduceat(self.rewards, self.episode_starts) if len(self) else np.zeros(0)
 

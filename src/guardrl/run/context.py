@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -65,12 +66,16 @@ class RunContext:
         except TypeError as exc:
             raise RunError(f"collect.behaviour_kwargs: {c.behaviour} rejects them ({exc})") from None
 
+    def memo(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()`` the first time ``key`` is asked for in this run, the same object after that."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
     @property
     def dataset(self) -> Dataset:
         """The run's dataset, read from the folder once."""
-        if "dataset" not in self._cache:
-            self._cache["dataset"] = self.folder.load_dataset()
-        return self._cache["dataset"]
+        return self.memo("dataset", self.folder.load_dataset)
 
     def use_dataset(self, ds: Dataset) -> None:
         """Remember a dataset just written, so later stages do not read it back."""
@@ -85,7 +90,4 @@ class RunContext:
         """Input scaling bounds: SafeGrid's grid, or the logged range of each feature."""
         if self.is_safegrid:
             return np.zeros(2), np.full(2, float(self.tables.layout.size - 1))
-        ds = self.dataset
-        both = np.concatenate([ds.observations, ds.next_observations])
-        low, high = both.min(axis=0).astype(np.float64), both.max(axis=0).astype(np.float64)
-        return low, np.where(high > low, high, low + 1.0)  # a constant feature must not divide by zero
+        return self.dataset.observation_range()

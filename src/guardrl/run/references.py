@@ -65,6 +65,7 @@ def table_target(policy: TablePolicy, deterministic: bool) -> TargetPolicy:
 def _safegrid(ctx: RunContext) -> References:
     tables = ctx.tables
     refs: dict[str, Reference] = {}
+    optimal, optimal_values = solve_optimal(tables)
     if ctx.cfg.collect.dataset is None:  # imported logs: the behaviour policy is not known
         mixture = [(c.policy(tables), c.fraction) for c in REGIMES[ctx.cfg.collect.regime]]
         mixed = np.sum([f * stationary(p).probs for p, f in mixture], axis=0)
@@ -74,7 +75,7 @@ def _safegrid(ctx: RunContext) -> References:
         refs["behaviour"] = Reference("behaviour", mixture, table_target(per_step, False), exact)
     for policy, deterministic in (
         (uniform_policy(tables), False),
-        (stationary(solve_optimal(tables)[0]), True),  # row 0 of the optimum: same exact values
+        (stationary(optimal), True),  # row 0 of the optimum: same exact values
         (hazard_seeking_policy(tables), True),
     ):
         refs[policy.name] = Reference(
@@ -82,7 +83,7 @@ def _safegrid(ctx: RunContext) -> References:
         )
     return References(
         refs,
-        optimal_return=solve_optimal(tables)[1].expected_return,
+        optimal_return=optimal_values.expected_return,
         random_return=refs["random"].exact["expected_return"] if refs["random"].exact else None,
     )
 

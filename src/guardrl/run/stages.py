@@ -80,11 +80,10 @@ def stage_audit(ctx: RunContext) -> dict[str, Any]:
 
 def _exact_monitor(tables: Tables) -> Any:
     """Exact value of a greedy policy over all grid cells (learning curves only; never used to select)."""
-    all_obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
 
     def monitor(predict: Any) -> dict[str, float]:
-        values = evaluate_exact(TablePolicy.deterministic(tables, predict(all_obs)))
-        return {"expected_return": values.expected_return, "hazard_prob": values.hazard_prob}
+        values = _exact_of_greedy(tables, predict)
+        return {"expected_return": values["expected_return"], "hazard_prob": values["hazard_prob"]}
 
     return monitor
 
@@ -113,7 +112,7 @@ def stage_train(ctx: RunContext, show_progress: bool = True) -> dict[str, Any]:
         {n: t["curve"] for n, t in training.items()},
         {n: t["monitor"] for n, t in training.items()},
         folder.plot("learning_curves"),
-        optimal=build_references(ctx).optimal_return if ctx.is_safegrid else None,
+        optimal=references(ctx).optimal_return if ctx.is_safegrid else None,
     )
     return results
 
@@ -149,19 +148,18 @@ def learned_policies(ctx: RunContext) -> dict[str, Any]:
     """The run's exported policies, loaded once (``TorchScriptPolicy`` per learner)."""
     from guardrl.train import TorchScriptPolicy
 
-    if "learned" not in ctx._cache:
-        ctx._cache["learned"] = {
-            name: TorchScriptPolicy(ctx.folder.require(ctx.folder.policy(name), "train"))
-            for name in ctx.cfg.train.learners
-        }
-    return ctx._cache["learned"]
+    folder = ctx.folder
+    return ctx.memo(
+        "learned",
+        lambda: {
+            name: TorchScriptPolicy(folder.require(folder.policy(name), "train")) for name in ctx.cfg.train.learners
+        },
+    )
 
 
 def references(ctx: RunContext) -> References:
     """The run's reference policies, built once."""
-    if "references" not in ctx._cache:
-        ctx._cache["references"] = build_references(ctx)
-    return ctx._cache["references"]
+    return ctx.memo("references", lambda: build_references(ctx))
 
 
 def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:

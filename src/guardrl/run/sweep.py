@@ -34,7 +34,7 @@ import yaml
 
 from guardrl import report
 from guardrl._io import atomic_write_dir, atomic_write_json, atomic_write_text
-from guardrl.config import RunConfig, from_dict, save_config, to_dict
+from guardrl.config import RunConfig, from_dict, load_yaml, save_config, to_dict
 from guardrl.errors import ConfigError, OutputExistsError
 from guardrl.progress import make_progress
 from guardrl.run.context import RunContext
@@ -88,19 +88,7 @@ class SweepConfig:
 
 
 def load_sweep_config(path: Path) -> SweepConfig:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such sweep config") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    try:
-        return from_dict(SweepConfig, data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_yaml(SweepConfig, Path(path), "sweep config")
 
 
 def trial_config(base: RunConfig, trial: dict[str, Any]) -> RunConfig:

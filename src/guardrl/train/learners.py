@@ -38,13 +38,6 @@ class ObsBounds:
     low: np.ndarray
     high: np.ndarray
 
-    @classmethod
-    def from_arrays(cls, *arrays: np.ndarray) -> ObsBounds:
-        stacked = np.concatenate(arrays, axis=0)
-        low, high = stacked.min(axis=0).astype(np.float64), stacked.max(axis=0).astype(np.float64)
-        high = np.where(high > low, high, low + 1.0)  # a constant feature must not divide by zero
-        return cls(low, high)
-
 
 class GridEncoder(nn.Module):
     """One-hot of the grid cell, then an MLP: a tabular input for (x, y) grid observations.

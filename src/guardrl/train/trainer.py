@@ -163,12 +163,9 @@ def train_all(
     grid_size: int | None = None,
 ) -> dict[str, TrainResult]:
     """Train every learner named in ``cfg.learners`` on ``dataset``."""
-    learner_cfgs = learner_configs(cfg)
-    unknown = [name for name in cfg.learners if name not in learner_cfgs]
-    if unknown:
-        raise ValueError(f"train.learners: unknown learner(s) {unknown}; available: {sorted(learner_cfgs)}")
+    learner_cfgs = learner_configs(cfg)  # TrainConfig refuses unknown learner names when it is built
     arrays = TransitionArrays.from_dataset(dataset)
-    bounds = bounds or ObsBounds.from_arrays(dataset.observations, dataset.next_observations)
+    bounds = bounds or ObsBounds(*dataset.observation_range())
     children = np.random.SeedSequence(cfg.seed).generate_state(len(cfg.learners))
     results: dict[str, TrainResult] = {}
     with make_progress(show_progress) as progress:
