@@ -145,6 +145,20 @@ def collect_cmd(
     )
 
 
+@app.command("model")
+def model_cmd(run_dir: RunDirArg, quiet: QuietOpt = False) -> None:
+    """Fit the world model to RUN_DIR/dataset (after `guardrl audit`); print its held-out accuracy."""
+    from guardrl.report import console as tables
+    from guardrl.run import RunContext, stage_model
+
+    ctx = None
+    with _user_errors():
+        ctx = RunContext.open(run_dir)
+        accuracy = stage_model(ctx, show_progress=not quiet)
+    _print(tables.world_model(accuracy))
+    console.print(f"written: {ctx.folder.world_model}")
+
+
 @app.command("train")
 def train_cmd(run_dir: RunDirArg, quiet: QuietOpt = False) -> None:
     """Train the configured learners on RUN_DIR/dataset; export TorchScript and ONNX policies."""

@@ -23,13 +23,19 @@ from guardrl.envs.layouts import NAMED_LAYOUTS
 from guardrl.errors import ConfigError
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.gate import GateConfig
-from guardrl.evaluate.ope_config import OPEConfig
-from guardrl.train.config import TrainConfig
+from guardrl.evaluate.ope_config import MODEL_FREE, OPEConfig
+from guardrl.train.config import TrainConfig, WorldModelConfig
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """The environment: a SafeGrid layout (the default), or any gymnasium id with discrete actions."""
+    """The environment: a SafeGrid layout (the default), any gymnasium id with discrete actions, or none at all.
+
+    ``env: none`` in a run config (``logs_only``) runs on imported logs alone: no stage builds an environment,
+    and every estimate comes from the logs and a world model learned from them."""
+
+    logs_only: bool = False
+    """No simulator: the run has logs only (``collect.dataset``). Written ``env: none`` in YAML."""
 
     gym_id: str | None = None
     """A gymnasium environment id (e.g. ``FrozenLake-v1``) instead of SafeGrid; the ``layout*`` fields then
@@ -58,6 +64,10 @@ class EnvConfig:
     """Layout fields replacing the named layout's (size, start, goal, hazards, slip, max_steps, rewards)."""
 
     def __post_init__(self) -> None:
+        if self.logs_only:
+            if self.gym_id is not None:
+                raise ConfigError("env: a logs-only run (env: none) has no gym_id")
+            return
         if self.gym_id is not None:
             try:
                 parse_rule(self.cost_rule, "cost")
@@ -164,16 +174,31 @@ class RunConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     ope: OPEConfig = field(default_factory=OPEConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     report: bool = True
     """Write ``report.html`` at the end of ``guardrl run``."""
 
     def __post_init__(self) -> None:
+        if self.ope.estimators is None:  # resolved here so that the saved config lists what ran
+            chosen = (*MODEL_FREE, "model") if self.env.logs_only else MODEL_FREE
+            object.__setattr__(self, "ope", dataclasses.replace(self.ope, estimators=chosen))
         if self.collect.seed in self.evaluate.seeds:
             raise ConfigError("evaluate.seeds must not include collect.seed: evaluate on held-out seeds")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"name: {self.name!r} is not a valid run folder name")
-        if self.env.is_gym:
+        if self.env.logs_only:
+            if self.collect.dataset is None:
+                raise ConfigError("collect.dataset: a logs-only run (env: none) needs imported logs (guardrl import)")
+            if self.collect.behaviour is not None:
+                raise ConfigError("collect.behaviour: a logs-only run logs nothing; it reads collect.dataset")
+            if self.train.encoder == "grid":
+                raise ConfigError("train.encoder: 'grid' needs SafeGrid's (x, y) observations; use auto or mlp")
+            if self.ope.validate:
+                raise ConfigError("ope.validate: a logs-only run has no truth to validate against")
+            if "model" not in self.ope.chosen:
+                raise ConfigError("ope.estimators: a logs-only run needs the model estimator (its hazard bound)")
+        elif self.env.is_gym:
             if self.collect.behaviour is None and self.collect.dataset is None:
                 raise ConfigError(
                     f"collect: env.gym_id {self.env.gym_id!r} needs collect.behaviour (module:factory) "
@@ -188,7 +213,9 @@ class RunConfig:
 
 
 def to_dict(obj: Any) -> Any:
-    """A config dataclass as plain YAML-friendly data (tuples become lists)."""
+    """A config dataclass as plain YAML-friendly data (tuples become lists; a logs-only env is ``none``)."""
+    if isinstance(obj, EnvConfig) and obj.logs_only:
+        return "none"
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (tuple, list)):
@@ -200,6 +227,8 @@ def to_dict(obj: Any) -> Any:
 
 def _coerce(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
+    if tp is EnvConfig and value == "none":
+        return EnvConfig(logs_only=True)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")

@@ -100,3 +100,18 @@ def test_continuous_observations_are_binned():
     ids = index(obs)
     assert ids.min() >= 0 and ids.max() < 64
     assert np.bincount(ids, minlength=64).min() > 0  # quantile bins: every cell of independent normals is hit
+
+
+def test_world_model_needs_enough_and_varied_logs(tables):
+    ok = audit(collect(tables, "safe", 60, seed=0))["world_model"]
+    assert ok == {"fit": True, "reasons": ["enough logs for a world model"]}
+    few = audit(collect(tables, "safe", 6, seed=0))["world_model"]
+    assert few["fit"] is False
+    assert any("< min_model_transitions 500" in r for r in few["reasons"])
+    assert any("6 episodes" in r for r in few["reasons"])
+    ds = collect(tables, "safe", 60, seed=0)
+    one_action = dataclasses.replace(ds, actions=np.zeros(len(ds), dtype=np.int64))
+    narrow = audit(one_action)["world_model"]
+    assert narrow["fit"] is False and "too narrow" in " ".join(narrow["reasons"])
+    still = dataclasses.replace(ds, observations=np.zeros_like(ds.observations))
+    assert "every logged observation is the same" in " ".join(audit(still)["world_model"]["reasons"])

@@ -113,3 +113,28 @@ def test_gate_fails_hazard_seeking_and_passes_optimal_on_the_default_data(tmp_pa
     assert decisions["random"]["decision"] == "FAIL"
     ope = json.loads((run_dir / "ope.json").read_text())
     assert ope["validation"]["return"]["fqe"]["rank_correlation"] > 0.5
+
+
+def test_logs_only_hazard_uses_the_pessimistic_model_bound_and_the_worst_point():
+    def logs_only(cost):
+        est = {"return": {"fqe": ci(20.0), "dr": ci(20.5), "model": ci(20.2, 19.9, 20.6)}, "cost": cost}
+        return Evidence("m", ope=OPEEvidence(est, 1.0), unsupported_rate=0.01, unsupported_source="logs")
+
+    tight = {"fqe": ci(0.001), "dr": ci(0.002, 0.0, 0.2), "model": ci(0.001, 0.0, 0.004),
+             "model_pessimistic": ci(0.003, 0.001, 0.006)}  # fmt: skip
+    result = decide(logs_only(tight), BC, "offline-RL-ready", RANGE, CFG)
+    hazard = reasons(result, "hazard")[0]
+    # DR's wide bootstrap interval (to 20%) is not the bound; the pessimistic model's (0.6%) is
+    assert hazard["decision"] == "PASS" and "bound: model_pessimistic" in hazard["message"], hazard
+    assert result["decision"] == "PASS"
+    # any trusted point estimate above the limit fails, however tight the model bound
+    dr_high = {**tight, "dr": ci(0.02, 0.0, 0.05)}
+    assert reasons(decide(logs_only(dr_high), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "FAIL"
+    # the model bound reaching the limit cautions
+    reach = {**tight, "model_pessimistic": ci(0.006, 0.002, 0.015)}
+    assert reasons(decide(logs_only(reach), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "CAUTION"
+    # without a model the largest upper bound decides, as before
+    no_model = {"fqe": ci(0.001), "dr": ci(0.002, 0.0, 0.2)}
+    assert (
+        reasons(decide(logs_only(no_model), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "CAUTION"
+    )

@@ -45,6 +45,9 @@ class AuditConfig:
     """Up to this many distinct observations, each one is a state; beyond, observations are binned."""
     n_bins: int = 10
     """Quantile bins per feature when observations are binned."""
+    min_model_transitions: int = 500
+    """A world model is fitted only to logs with at least this many transitions (and 10+ episodes, two actions
+    each logged ``k`` times, and observations that vary); else the audit refuses it."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ def audit(ds: Dataset, cfg: AuditConfig | None = None) -> dict[str, Any]:
     out["size"] = {"transitions": n, "episodes": ds.n_episodes, "n_actions": n_actions, "obs_dim": ds.obs_dim}
     if support is None:
         out["verdict"] = {"verdict": "insufficient", "reasons": ["the dataset has no transitions"]}
+        out["world_model"] = {"fit": False, "reasons": ["the dataset has no transitions"]}
         return out
 
     counts = support.counts
@@ -211,6 +215,8 @@ def audit(ds: Dataset, cfg: AuditConfig | None = None) -> dict[str, Any]:
 
     findings = sanity(ds, lengths, ends)
     out["sanity"] = findings
+    refusal = world_model_refusal(ds, cfg)
+    out["world_model"] = {"fit": not refusal, "reasons": refusal or ["enough logs for a world model"]}
     out["verdict"] = verdict(cfg, n, ds.n_episodes, covered_share, choice_share, float(ds.rewards.std()))
     return out
 
@@ -249,6 +255,21 @@ def sanity(ds: Dataset, lengths: NDArray[np.int64], ends: NDArray[np.int64]) -> 
     if never.size:
         findings.append(f"action(s) {never.tolist()} never taken: no policy using them can be evaluated")
     return findings
+
+
+def world_model_refusal(ds: Dataset, cfg: AuditConfig) -> list[str]:
+    """Why these logs are too small or too narrow for a world model (empty when they are not)."""
+    reasons = []
+    if len(ds) < cfg.min_model_transitions:
+        reasons.append(f"{len(ds)} transitions < min_model_transitions {cfg.min_model_transitions}")
+    if ds.n_episodes < 10:
+        reasons.append(f"{ds.n_episodes} episodes: at least 10 are needed to hold some out and check the model")
+    counts = np.bincount(ds.actions, minlength=ds.n_actions)
+    if (counts >= cfg.k).sum() < 2:
+        reasons.append(f"fewer than two actions logged >= {cfg.k} times (counts {counts.tolist()}): too narrow")
+    if len(ds) and not (ds.observations != ds.observations[:1]).any():
+        reasons.append("every logged observation is the same: nothing to learn dynamics from")
+    return reasons
 
 
 def verdict(

@@ -5,8 +5,10 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
 * **evidence**: a missing piece of evidence (hazard estimate, support rate, audit verdict; a return estimate
   for the comparison with BC) is a FAIL. The gate never passes what it cannot see.
 * **hazard**: the upper CI bound of the hazard rate, from rollouts where a simulator exists, else from the OPE
-  cost estimate (the largest upper bound among the trusted estimators). Above ``hazard_limit``: FAIL when the
-  point estimate is also above it, CAUTION when only the interval reaches it.
+  cost estimates: the largest point estimate among the trusted estimators (FQE, DR, the world model's and its
+  pessimistic bound, IS with enough effective episodes), and as upper bound the pessimistic world model's (which
+  counts every never-logged action as a hazard event), else the largest upper bound. Above ``hazard_limit``:
+  FAIL when the point estimate is also above it, CAUTION when only the interval reaches it.
 * **BC**: return (rollouts, else OPE) against the BC policy trained on the same data. Worse with disjoint CIs:
   FAIL. Not better on the point estimate: CAUTION.
 * **support**: the share of the candidate's own steps (rollouts) or of the logged states (no simulator) where
@@ -27,6 +29,8 @@ from typing import Any
 from guardrl.evaluate.metrics import Estimate, format_interval
 
 DECISIONS = ("PASS", "CAUTION", "FAIL")
+MODEL_FREE_TRUSTED = ("fqe", "dr")
+MODEL_BASED = ("model", "model_pessimistic")
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,13 @@ class OPEEvidence:
         return cls(est, float(entry["weights"]["ess_episodes"]))
 
     def trusted(self, signal: str, min_ess: float) -> dict[str, Estimate]:
-        """Estimates of ``signal`` worth believing: FQE, DR, and IS ones with enough effective episodes."""
+        """Estimates of ``signal`` worth believing: FQE, DR, the world model's, and IS ones with enough
+        effective episodes."""
         by = self.estimates.get(signal, {})
         return {
-            k: v for k, v in by.items() if (k in ("fqe", "dr") or self.ess_episodes >= min_ess) and v.mean == v.mean
-        }
+            k: v for k, v in by.items() if (k in MODEL_FREE_TRUSTED + MODEL_BASED or self.ess_episodes >= min_ess)
+            and v.mean == v.mean
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -192,11 +198,14 @@ def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str]:
     usable = ev.ope.trusted("cost", cfg.min_ess) if ev.ope is not None else {}
     if not usable:
         return None, "missing"
-    # the most pessimistic reading: the largest point estimate and the largest upper bound
-    hazard = Estimate(
-        max(v.mean for v in usable.values()), min(v.low for v in usable.values()), max(v.high for v in usable.values())
-    )
-    return hazard, f"OPE cost, {'/'.join(usable)}"
+    # the most pessimistic point estimate; the upper bound is the pessimistic model's where there is one (its
+    # assumption is stated: the model is right on logged pairs), else the largest upper bound
+    point = max(v.mean for v in usable.values())
+    bound = usable.get("model_pessimistic")
+    high = bound.high if bound is not None else max(v.high for v in usable.values())
+    hazard = Estimate(point, max(0.0, min(v.low for v in usable.values())), max(high, point))
+    where = "bound: model_pessimistic" if bound is not None else "bound: the largest"
+    return hazard, f"OPE cost, points {'/'.join(usable)}; {where}"
 
 
 def _return(ev: Evidence) -> Estimate | None:

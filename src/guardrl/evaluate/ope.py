@@ -206,7 +206,7 @@ def fit_fqe(
     from d3rlpy.models.encoders import VectorEncoderFactory
     from d3rlpy.preprocessing import MinMaxObservationScaler
 
-    from guardrl.train.learners import FusedAdamFactory, GridEncoderFactory
+    from guardrl.train.learners import FusedAdamFactory, GridEncoderFactory, SquaredErrorQFunctionFactory
     from guardrl.train.trainer import TransitionArrays
 
     n = len(ds)
@@ -228,6 +228,7 @@ def fit_fqe(
         ),
         observation_scaler=MinMaxObservationScaler(minimum=low, maximum=high),
         optim_factory=FusedAdamFactory(),
+        **({"q_func_factory": SquaredErrorQFunctionFactory()} if cfg.fqe_td_loss == "mse" else {}),
     )
     rng = np.random.default_rng(seed)
     model = FQEModel(fqe=None, scale=scale)
@@ -259,12 +260,18 @@ def evaluate_policy(
     low: NDArray,
     high: NDArray,
     grid_size: int | None = None,
+    world_model: Any = None,
+    unlogged: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
 ) -> dict[str, Any]:
     """Every configured estimator of return (and cost) for ``target``, each with a bootstrap CI.
 
-    ``grid_size``: FQE reads a one-hot of the (x, y) cell (as the learners do on SafeGrid)."""
+    ``grid_size``: FQE reads a one-hot of the (x, y) cell (as the learners do on SafeGrid). ``world_model``:
+    the run's :class:`~guardrl.train.world_model.WorldModel`, for the ``model`` estimator; ``unlogged``:
+    which (observation, action) pairs the logs never contain, for its pessimistic cost bound."""
+    if "model" in cfg.chosen and world_model is None:
+        raise ConfigError("ope.estimators: model needs the run's world model (guardrl model RUN)")
     n_actions = ds.n_actions
-    weighted = {"pdis", "wis", "dr"} & set(cfg.estimators)
+    weighted = {"pdis", "wis", "dr"} & set(cfg.chosen)
     missing = int(np.isnan(ds.propensities).sum())
     if weighted and missing:
         raise ConfigError(
@@ -299,7 +306,7 @@ def evaluate_policy(
         return model.q(ds.observations), model.loss
 
     fqe_fits: dict[str, tuple[NDArray[np.float64], list[float]]] = {}
-    if "fqe" in cfg.estimators:
+    if "fqe" in cfg.chosen:
         jobs = [partial(fqe_job, index, key) for index, key in enumerate(signals)]
         fqe_fits = dict(zip(signals, run_forked(jobs, cfg.fqe_workers), strict=True))
     ratios = padded.ratios[padded.valid]
@@ -315,19 +322,19 @@ def evaluate_policy(
     }
     for key, signal in signals.items():
         est: dict[str, Any] = {}
-        if "pdis" in cfg.estimators:
+        if "pdis" in cfg.chosen:
             pdis = pdis_values(padded, signal, cfg.gamma)
             est["pdis"] = bootstrap({"pdis": pdis}, cfg.n_bootstrap, cfg.confidence, rng)["pdis"]
-        if "wis" in cfg.estimators:
+        if "wis" in cfg.chosen:
             w, g = wis_parts(padded, signal, cfg.gamma)
             est["wis"] = _bootstrap_ratio(w, g, rng, cfg.n_bootstrap, cfg.confidence)
-        if "fqe" in cfg.estimators:
+        if "fqe" in cfg.chosen:
             q_all, loss = fqe_fits[key]
             v_flat = (q_all * probs).sum(axis=1)
             starts = ds.episode_starts
             est["fqe"] = bootstrap({"fqe": v_flat[starts]}, cfg.n_bootstrap, cfg.confidence, rng)["fqe"]
             out.setdefault("fqe_final_loss", {})[key] = float(np.mean(loss[-50:]))
-            if "dr" in cfg.estimators:
+            if "dr" in cfg.chosen:
                 q_taken = np.where(
                     padded.valid, q_all[np.maximum(padded.index, 0), ds.actions[np.maximum(padded.index, 0)]], 0.0
                 )
@@ -341,6 +348,15 @@ def evaluate_policy(
                 q = [(1 - cfg.confidence) / 2 * 100, (1 + cfg.confidence) / 2 * 100]
                 lo, hi = np.percentile(boots, q)
                 est["dr"] = Estimate(point, float(lo), float(hi))
+        out["estimates"][key] = est
+    if "model" in cfg.chosen:
+        from guardrl.evaluate.model_ope import model_estimates
+
+        by_model = model_estimates(world_model, ds, target, cfg, unlogged)
+        out["model"] = by_model.pop("model")
+        for key in out["estimates"]:
+            out["estimates"][key].update(by_model[key])
+    for key, est in out["estimates"].items():
         out["estimates"][key] = {k: e.to_dict() for k, e in est.items()}
     return out
 

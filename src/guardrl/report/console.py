@@ -27,8 +27,15 @@ def _table(title: str, *columns: str, left: int = 1) -> Table:
 
 
 def summary(metrics: dict[str, Any]) -> RenderableType:
-    """The evaluation in three narrow tables: rollouts, goal and score, agreement with the logs."""
+    """The evaluation in three narrow tables: rollouts, goal and score, agreement with the logs. A logs-only
+    run has no rollouts: only the agreement with the logs, and a line saying where the rest comes from."""
     policies = metrics["policies"]
+    if "evidence" in metrics:
+        logs = _table("evaluation on the logged states (no simulator)", "policy", "logged-action mismatch",
+                      "unsupported actions")  # fmt: skip
+        for name, p in policies.items():
+            logs.add_row(name, f"{p['mismatch']['rate']:.1%}", f"{p['unsupported']['logs_rate']:.1%}")
+        return Group(logs, Text(""), Text(f"evidence: {metrics['evidence']}"))
     safety = _table("evaluation: rollouts on held-out seeds (95% bootstrap CIs)", "policy", "return", "hazard %")
     score = _table("", "policy", "goal %", "normalized", "exact ret / haz %")
     logs = _table("", "policy", "logged-action mismatch", "unsupported: logs / own")
@@ -55,6 +62,29 @@ def _unsupported(entry: dict[str, Any] | None) -> str:
         return "-"
     logs = f"{entry['logs_rate']:.1%}" if "logs_rate" in entry else "-"
     return f"{logs} / {entry['rollout_rate']:.1%}"
+
+
+def world_model(accuracy: dict[str, Any]) -> RenderableType:
+    """The world model's accuracy on the held-out episodes."""
+    table = _table(f"world model: accuracy on {accuracy['n_transitions']} held-out transitions", "measure", "value")
+    rows = [
+        ("next observation: top-1 accuracy", accuracy.get("next_obs_accuracy"), "{:.1%}"),
+        ("next observation: mean log-likelihood", accuracy.get("next_obs_log_likelihood"), "{:.3f}"),
+        ("next observation: RMSE", accuracy.get("next_obs_rmse"), "{:.3f}"),
+        ("reward: mean absolute error", accuracy.get("reward_mae"), "{:.3f}"),
+        ("cost rate: logged / predicted", None, None),
+        ("cost: Brier score", accuracy.get("cost_brier"), "{:.4f}"),
+        ("cost events predicted (recall at 0.5)", accuracy.get("cost_recall"), "{:.1%}"),
+        ("termination accuracy", accuracy.get("termination_accuracy"), "{:.1%}"),
+        ("ensemble disagreement (mean TV)", accuracy.get("disagreement_mean"), "{:.3f}"),
+    ]
+    for label, value, fmt in rows:
+        if fmt is None:
+            rate = accuracy["cost_rate"]
+            table.add_row(label, f"{rate['observed']:.2%} / {rate['predicted']:.2%}")
+        elif value is not None:
+            table.add_row(label, fmt.format(value))
+    return table
 
 
 def gate(result: dict[str, Any]) -> RenderableType:
@@ -114,20 +144,23 @@ def ope(result: dict[str, Any]) -> RenderableType:
     """Off-policy estimates per policy and estimator, the truth first, then the validation summary."""
     table = _table("off-policy evaluation (95% bootstrap CIs)", "policy", "estimate", "return", "cost", left=2)
     for name, r in result["policies"].items():
-        truth = r["truth"]
-        table.add_row(name, "truth", f"{truth['return']['mean']:.2f}",
-                      f"{truth['cost']['mean']:.3f}" if "cost" in truth else "-")  # fmt: skip
+        truth = r.get("truth")
+        if truth is not None:
+            table.add_row(name, "truth", f"{truth['return']['mean']:.2f}",
+                          f"{truth['cost']['mean']:.3f}" if "cost" in truth else "-")  # fmt: skip
         est = r["estimates"]
-        for e in est["return"]:
-            cost = est.get("cost", {}).get(e)
-            table.add_row("", e, format_interval(est["return"][e], digits=2), format_interval(cost, digits=3),
-                          end_section=e == list(est["return"])[-1])  # fmt: skip
+        names = list(dict.fromkeys([*est["return"], *est.get("cost", {})]))
+        for i, e in enumerate(names):
+            ret, cost = est["return"].get(e), est.get("cost", {}).get(e)
+            table.add_row(name if truth is None and i == 0 else "", e,
+                          format_interval(ret, digits=2) if ret else "-", format_interval(cost, digits=3),
+                          end_section=e == names[-1])  # fmt: skip
     lines: list[RenderableType] = [table]
     ess = ", ".join(f"{n} {r['weights']['ess_episodes']:.1f}" for n, r in result["policies"].items())
     lines.append(Text(f"importance weights, effective episodes: {ess}"))
     source = {r.get("truth_source", "rollouts") for r in result["policies"].values()}
     lines.append(Text(f"truth: {', '.join(sorted(source))}"))
-    for key, by in result["validation"].items():
+    for key, by in result.get("validation", {}).items():
         for est_name, v in by.items():
             rc = "-" if v["rank_correlation"] is None else f"{v['rank_correlation']:.2f}"
             covered = sum(v["ci_covers_truth"].values())

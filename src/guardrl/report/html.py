@@ -119,6 +119,13 @@ def _audit_section(audit: dict[str, Any] | None, plots: Path) -> str:
 def _metrics_section(metrics: dict[str, Any] | None, plots: Path) -> str:
     if not metrics:
         return "<p>No evaluation.</p>"
+    if "evidence" in metrics:  # logs only: no rollouts, only how far each policy strays from the logs
+        rows = [[name, f"{p['mismatch']['rate']:.1%} ({p['mismatch']['flag']})",
+                 f"{p['unsupported']['logs_rate']:.1%} ({p['unsupported']['logs_flag']})"]
+                for name, p in metrics["policies"].items()]  # fmt: skip
+        return _table(["policy", "logged-action mismatch", "unsupported (logged states)"], rows) + (
+            f"<p>{_e(metrics['evidence'])}.</p>"
+        )
     rows = []
     for name, p in metrics["policies"].items():
         sup = p.get("unsupported", {})
@@ -152,20 +159,37 @@ def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
     if not ope:
         return "<p>No off-policy evaluation.</p>"
     rows = []
+    has_truth = all("truth" in r for r in ope["policies"].values())
+    labels = {"pdis": "PDIS", "wis": "WIS", "fqe": "FQE", "dr": "DR", "model": "model",
+              "model_pessimistic": "model, pessimistic"}  # fmt: skip
+    present = {e for r in ope["policies"].values() for by in r["estimates"].values() for e in by}
+    ests = [e for e in labels if e in present]
     for name, r in ope["policies"].items():
         for key in ("return", "cost"):
             if key not in r["estimates"]:
                 continue
             digits = 3 if key == "cost" else 2
-            cells = [name if key == "return" else "", key, f"{r['truth'][key]['mean']:.{digits}f}"]
-            cells += [
-                _ci(r["estimates"][key].get(e), digits=3 if key == "cost" else 2) for e in ("pdis", "wis", "fqe", "dr")
-            ]
+            cells = [name if key == "return" else "", key]
+            if has_truth:
+                cells.append(f"{r['truth'][key]['mean']:.{digits}f}")
+            cells += [_ci(r["estimates"][key].get(e), digits=digits) for e in ests]
             cells.append(f"{r['weights']['ess_episodes']:.1f}" if key == "return" else "")
             rows.append(cells)
     sources = sorted({r.get("truth_source", "rollouts") for r in ope["policies"].values()})
-    table = _table(["policy", "signal", f"truth ({', '.join(sources)})", "PDIS", "WIS", "FQE", "DR",
-                    "IS ESS (episodes)"], rows)  # fmt: skip
+    truth_head = [f"truth ({', '.join(sources)})"] if has_truth else []
+    table = _table(["policy", "signal", *truth_head, *(labels[e] for e in ests), "IS ESS (episodes)"], rows)
+    if not has_truth:
+        table += f"<p>No truth to compare with: {_e(sources[0])}.</p>"
+    table += f"<p>Behaviour propensities: {_e(ope.get('propensities', 'logged'))}.</p>"
+    if "world_model" in ope:
+        acc = ope["world_model"]["accuracy"]
+        wm_rows = [[k.replace("_", " "), f"{v:.4g}" if isinstance(v, float) else _e(v)]
+                   for k, v in acc.items() if not isinstance(v, dict)]  # fmt: skip
+        if "cost_rate" in acc:
+            wm_rows.append(["cost rate: logged / predicted",
+                            f"{acc['cost_rate']['observed']:.2%} / {acc['cost_rate']['predicted']:.2%}"])  # fmt: skip
+        table += (f"<h3>World model ({_e(ope['world_model']['kind'])} transitions): accuracy on held-out "
+                  "episodes</h3>" + _table(["measure", "value"], wm_rows))  # fmt: skip
     val = ope.get("validation", {})
     vrows = []
     for key, by in val.items():
@@ -179,7 +203,11 @@ def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
     return (
         table
         + note
-        + _table(["signal", "estimator", "mean abs error", "rank correlation", "interval covers truth"], vrows)
+        + (
+            _table(["signal", "estimator", "mean abs error", "rank correlation", "interval covers truth"], vrows)
+            if vrows
+            else ""
+        )
         + _img(plots / "ope_vs_truth.png", "OPE vs truth")
     )
 
@@ -200,8 +228,15 @@ def render_html(
         [n, str(t["n_steps"]), f"{t['seconds']:.1f}", f"{t['steps_per_second']:.0f}"]
         for n, t in (training or {}).items()
     ]
+    logs_only = bool(metrics and "evidence" in metrics)
     sections = [
         f"<h1>{_e(title)}</h1>",
+        (
+            '<p class="reasons"><strong>No simulator: every number in this report is estimated from the logs</strong> '
+            "(off-policy estimates and a world model learned from them).</p>"
+        )
+        if logs_only
+        else "",
         "<h2>Deployment gate</h2>",
         _gate_section(gate),
         "<h2>Dataset audit</h2>",
@@ -211,9 +246,13 @@ def render_html(
         if train_rows
         else "<p>No training.</p>",
         _img(plots / "learning_curves.png", "learning curves"),
-        "<h2>Evaluation (rollouts on held-out seeds, 95% bootstrap CIs)</h2>",
+        "<h2>Evaluation on the logged states</h2>"
+        if logs_only
+        else "<h2>Evaluation (rollouts on held-out seeds, 95% bootstrap CIs)</h2>",
         _metrics_section(metrics, plots),
-        "<h2>Off-policy evaluation (logs only) against the truth</h2>",
+        "<h2>Off-policy evaluation (estimates from the logs)</h2>"
+        if logs_only
+        else "<h2>Off-policy evaluation (logs only) against the truth</h2>",
         _ope_section(ope, plots),
         "<h2>Run config</h2>",
         f"<pre>{_e(json.dumps(config, indent=2))}</pre>",

@@ -148,19 +148,26 @@ def ope_vs_truth(results: Mapping[str, Mapping], path: Path) -> Path:
     """Each OPE estimate (with CI) beside the truth, per policy, for return and cost.
 
     Policies are categories on the x axis (sorted by their true value), so names never overlap however close
-    their values are; the estimators sit side by side around each policy's truth marker."""
+    their values are; the estimators sit side by side around each policy's truth marker. Without a truth (a
+    logs-only run) the estimates stand alone, in the policies' order."""
     keys = [k for k in ("return", "cost") if all(k in r["estimates"] for r in results.values())]
     names = list(results)
     fig, axes = plt.subplots(1, len(keys), figsize=(max(6.0, 1.1 * len(names) + 2) * len(keys), 4.8), squeeze=False)
-    markers = {"pdis": "v", "wis": "s", "fqe": "o", "dr": "D"}
+    markers = {"pdis": "v", "wis": "s", "fqe": "o", "dr": "D", "model": "^", "model_pessimistic": "P"}
+    has_truth = all("truth" in r for r in results.values())
     for ax, key in zip(axes[0], keys, strict=True):
-        truth = np.array([results[n]["truth"][key]["mean"] for n in names])
-        order = np.argsort(truth, kind="stable")
         x = np.arange(len(names))
-        ests = list(next(iter(results.values()))["estimates"][key])
+        if has_truth:
+            truth = np.array([results[n]["truth"][key]["mean"] for n in names])
+            order = np.argsort(truth, kind="stable")
+            ax.scatter(x, truth[order], marker="_", s=900, color="black", zorder=3, label="truth")
+        else:
+            order = x
+        ests = list(dict.fromkeys(e for r in results.values() for e in r["estimates"][key]))
         width = 0.7 / max(len(ests), 1)
-        ax.scatter(x, truth[order], marker="_", s=900, color="black", zorder=3, label="truth")
         for i, est in enumerate(ests):
+            if not all(est in results[names[k]]["estimates"][key] for k in order):
+                continue
             e = [results[names[k]]["estimates"][key][est] for k in order]
             mean = np.array([v["mean"] for v in e])
             yerr = np.abs(np.array([[v["mean"] - v["low"] for v in e], [v["high"] - v["mean"] for v in e]]))
@@ -168,7 +175,7 @@ def ope_vs_truth(results: Mapping[str, Mapping], path: Path) -> Path:
             ax.errorbar(x + offset, mean, yerr=yerr, fmt=markers.get(est, "o"), label=est, capsize=3, alpha=0.85)
         ax.set_xticks(x, [names[k] for k in order], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("return per episode" if key == "return" else "hazard events per episode")
-        ax.set_title(f"Off-policy {key} estimates vs truth")
+        ax.set_title(f"Off-policy {key} estimates" + (" vs truth" if has_truth else " (logs only: no truth)"))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

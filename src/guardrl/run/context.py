@@ -33,28 +33,45 @@ class RunContext:
 
     @property
     def is_safegrid(self) -> bool:
-        return not self.cfg.env.is_gym
+        return not self.cfg.env.is_gym and not self.cfg.env.logs_only
+
+    @property
+    def logs_only(self) -> bool:
+        """No simulator: every estimate comes from the logs (``env: none``)."""
+        return self.cfg.env.logs_only
 
     @property
     def env_name(self) -> str:
+        if self.logs_only:
+            return "none (logs only)"
         return self.cfg.env.gym_id or "SafeGrid-v0"
 
     @cached_property
     def tables(self) -> Tables:
         """SafeGrid's dynamics tables (SafeGrid runs only)."""
         if not self.is_safegrid:
-            raise RunError(f"this run uses {self.cfg.env.gym_id}, not SafeGrid")
+            raise RunError(f"this run uses {self.env_name}, not SafeGrid")
         return build_tables(self.cfg.env.build())
 
     @cached_property
     def simulator(self) -> GymSimulator:
         """The gymnasium environment of an ``env.gym_id`` run."""
+        if self.logs_only:
+            raise RunError("this run has no simulator (env: none); its evidence comes from the logs")
         return GymSimulator(self.cfg.env.gym_spec())
 
     @property
     def simulate(self) -> Any:
         """What :func:`guardrl.evaluate.rollout` rolls policies out in: SafeGrid's tables or the gym env."""
         return self.tables if self.is_safegrid else self.simulator.simulate
+
+    @property
+    def world_model(self) -> Any:
+        """The run's world model (:class:`~guardrl.train.world_model.WorldModel`), read from the folder once."""
+        from guardrl.train.world_model import WorldModel
+
+        folder = self.folder
+        return self.memo("world_model", lambda: WorldModel.load(folder.require(folder.world_model, "model")))
 
     def behaviour_fn(self) -> Any:
         """The user's behaviour policy of a gymnasium run: ``collect.behaviour`` called with its kwargs."""

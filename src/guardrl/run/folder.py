@@ -5,6 +5,7 @@ Layout::
     config.yaml            the full RunConfig (every stage reads it from here)
     dataset/               transitions.parquet + metadata.json (guardrl dataset format)
     audit.json             dataset audit: coverage, distributions, sanity findings, verdict
+    world_model/           the world model learned from the logs: weights.npz + model.json (with its accuracy)
     policies/<name>.pt     TorchScript greedy policy; .onnx the same as ONNX; .scores.pt its action scores
     policies/<name>.json   model card: learner config, dataset hash, versions, input/output
     training.json          learning curves, wall time and gradient steps/s per learner
@@ -51,6 +52,10 @@ class RunFolder:
     @property
     def audit(self) -> Path:
         return self.root / "audit.json"
+
+    @property
+    def world_model(self) -> Path:
+        return self.root / "world_model"
 
     @property
     def policies(self) -> Path:

@@ -47,9 +47,12 @@ def imported_logs(ctx: RunContext, path: Path) -> Dataset:
     """``collect.dataset``: imported logs fitted to the run's environment, or a clear error if they do not fit.
 
     On a gymnasium env a one-column discrete state is one-hot encoded and missing events come from the rules.
+    A logs-only run takes the logs as they are.
     """
     where = f"collect.dataset {path}"
     ds = load_dataset(Path(path))
+    if ctx.logs_only:  # no environment to fit: the logs are the whole world
+        return ds
     if ctx.is_safegrid:
         obs_dim, n_actions, env = 2, 4, "SafeGrid-v0 ((x, y) observations)"
     else:

@@ -2,7 +2,7 @@
 
 On SafeGrid: the behaviour policy (when guardrl logged the data, so it is known), uniform random, the exact
 optimum and a hazard-seeking policy, each with its exact values. On a gymnasium env: the user's behaviour
-policy (when it logged the data) and uniform random.
+policy (when it logged the data) and uniform random. A logs-only run has none.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class References:
 
 def build_references(ctx: RunContext) -> References:
     """The references of ``ctx``'s run (see the module docstring)."""
+    if ctx.logs_only:  # no simulator: no policy other than the learned ones can be checked
+        return References({})
     return _safegrid(ctx) if ctx.is_safegrid else _gym(ctx)
 
 

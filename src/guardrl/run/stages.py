@@ -1,4 +1,4 @@
-"""The stages of a run: collect -> audit -> train -> evaluate -> OPE -> gate -> report.
+"""The stages of a run: collect -> audit -> model -> train -> evaluate -> OPE -> gate -> report.
 
 Each stage takes the run's :class:`RunContext`, reads what earlier stages wrote into the run folder, and writes
 its own artifacts (see :mod:`guardrl.run.folder`). The gate only reads evidence; it never rolls anything out.
@@ -7,6 +7,7 @@ its own artifacts (see :mod:`guardrl.run.folder`). The gate only reads evidence;
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,27 @@ def stage_audit(ctx: RunContext) -> dict[str, Any]:
     return result
 
 
+# ---------------------------------------------------------------- world model
+
+
+def stage_model(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
+    """Fit the world model to the run's logs and save it in ``world_model/``; returns its held-out accuracy.
+
+    The audit decides whether the logs can carry one: when it refuses, this stage stops with its reasons."""
+    from guardrl.train.world_model import fit_world_model
+
+    folder = ctx.folder
+    check = folder.read_json(folder.audit, "audit").get("world_model", {})
+    if not check.get("fit", False):
+        reasons = "; ".join(check.get("reasons", ["the audit has no world-model check; run `guardrl audit` again"]))
+        hint = "" if ctx.logs_only else " (or remove model from ope.estimators)"
+        raise RunError(f"{folder.audit}: the audit refuses a world model for these logs: {reasons}. Log more{hint}")
+    model = fit_world_model(ctx.dataset, ctx.cfg.world_model, show_progress=show_progress)
+    model.save(folder.world_model)
+    ctx.memo("world_model", lambda: model)
+    return dict(model.meta["accuracy"])
+
+
 # ---------------------------------------------------------------- train
 
 
@@ -123,11 +145,12 @@ def model_card(name: str, ctx: RunContext, files: dict[str, Path]) -> dict[str, 
     import torch
 
     cfg, ds = ctx.cfg, ctx.dataset
-    meaning = (
-        f"{cfg.env.gym_id} observation, encoded as in dataset provenance; scaling is inside the model"
-        if cfg.env.is_gym
-        else "raw (x, y) cell; scaling is inside the model"
-    )
+    if cfg.env.logs_only:
+        meaning = "the logged observation, as in the dataset; scaling is inside the model"
+    elif cfg.env.is_gym:
+        meaning = f"{cfg.env.gym_id} observation, encoded as in dataset provenance; scaling is inside the model"
+    else:
+        meaning = "raw (x, y) cell; scaling is inside the model"
     return {
         "policy": name,
         "learner_config": to_dict(getattr(cfg.train, name)),
@@ -165,6 +188,8 @@ def references(ctx: RunContext) -> References:
 def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
     """Roll out reference and learned policies on held-out seeds (exact values too on SafeGrid);
     write ``metrics.json`` and plots."""
+    if ctx.logs_only:
+        return _evaluate_on_logs(ctx)
     cfg, folder, ds = ctx.cfg, ctx.folder, ctx.dataset
     ecfg = cfg.evaluate
     thresholds = MismatchThresholds(ok=ecfg.mismatch_ok, red=ecfg.mismatch_red)
@@ -243,6 +268,37 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
     return metrics
 
 
+def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
+    """Without a simulator nothing can be rolled out: per learned policy, how far it strays from the logs
+    (mismatch with the logged actions, unsupported actions on the logged states). Return and hazard are
+    estimated by the OPE stage."""
+    cfg, ds = ctx.cfg, ctx.dataset
+    thresholds = MismatchThresholds(ok=cfg.evaluate.mismatch_ok, red=cfg.evaluate.mismatch_red)
+    support = Support.from_dataset(ds, cfg.audit)
+    policies: dict[str, Any] = {}
+    for name, policy in learned_policies(ctx).items():
+        greedy = policy.greedy(ds.observations)
+        rate = mismatch_rate(greedy, ds.actions)
+        logs_rate = float(support.unsupported(ds.observations, greedy).mean())
+        policies[name] = {
+            "mismatch": {"rate": rate, "flag": thresholds.flag(rate)},
+            "unsupported": {"logs_rate": logs_rate, "logs_flag": thresholds.flag(logs_rate)},
+        }
+    returns = ds.episode_returns()
+    return_range = float(returns.max() - returns.min()) if len(returns) else 0.0
+    metrics = {
+        "guardrl_version": guardrl.__version__,
+        "environment": ctx.env_name,
+        "evidence": "estimated from logs: no simulator, no rollouts (return and hazard come from OPE)",
+        "dataset_sha256": ds.content_hash(),
+        "return_range": return_range if return_range > 0 else 1.0,
+        "unsupported_k": cfg.audit.k,
+        "policies": policies,
+    }
+    atomic_write_json(ctx.folder.metrics, metrics)
+    return metrics
+
+
 def _exact_of_greedy(tables: Tables, greedy: Any) -> dict[str, float]:
     """Exact values of a greedy policy on SafeGrid: its action in every cell, then dynamic programming."""
     all_obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
@@ -289,7 +345,14 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
     cfg, folder, ds = ctx.cfg, ctx.folder, ctx.dataset
     low, high = ctx.obs_bounds()
     exact = {r.name: r.exact for r in references(ctx)} if ctx.is_safegrid else {}
-    metrics = None if ctx.is_safegrid else read_metrics(folder)
+    metrics = None if ctx.is_safegrid or ctx.logs_only else read_metrics(folder)
+    support = Support.from_dataset(ds, cfg.audit)
+    propensities = "logged"
+    if np.isnan(ds.propensities).any():
+        probs = support.behaviour_probs(ds.observations)
+        ds = replace(ds, propensities=probs[np.arange(len(ds)), ds.actions])
+        propensities = "estimated from the logged action counts per state (the logs carry no propensities)"
+    world_model = ctx.world_model if "model" in cfg.ope.chosen else None
     results: dict[str, Any] = {}
     targets = ope_targets(ctx)
     estimates = {}
@@ -297,11 +360,16 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
         task = progress.add_task("ope", total=len(targets))
         for name, target in targets.items():
             progress.update(task, description=f"ope: {name}")
-            estimates[name] = evaluate_policy(ds, target, cfg.ope, low, high, grid_size=ctx.grid_size)
+            estimates[name] = evaluate_policy(
+                ds, target, cfg.ope, low, high, grid_size=ctx.grid_size, world_model=world_model,
+                unlogged=lambda obs, act: support.action_counts(obs, act) == 0,
+            )  # fmt: skip
             progress.advance(task)
     for name, target in targets.items():
         est = estimates[name]
-        if ctx.is_safegrid:
+        if ctx.logs_only:
+            est["truth_source"] = "none: no simulator (every number here is estimated from the logs)"
+        elif ctx.is_safegrid:
             values = exact.get(name) or _exact_of_greedy(ctx.tables, target.greedy)
             point = {"return": values["expected_return"], "cost": values["hazard_prob"]}
             est["truth"] = {k: {"mean": v, "low": v, "high": v} for k, v in point.items()}
@@ -312,7 +380,11 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
             est["truth"] = {"return": entry["return"], "cost": entry["hazard_rate"]}
             est["truth_source"] = "rollouts (evaluate stage)"
         results[name] = est
-    out = {"config": to_dict(cfg.ope), "policies": results, "validation": ope_validation(results)}
+    out: dict[str, Any] = {"config": to_dict(cfg.ope), "propensities": propensities, "policies": results}
+    if not ctx.logs_only:
+        out["validation"] = ope_validation(results)
+    if world_model is not None:
+        out["world_model"] = {"accuracy": world_model.meta["accuracy"], "kind": world_model.kind}
     atomic_write_json(folder.ope, out)
     report.ope_vs_truth(results, folder.plot("ope_vs_truth"))
     return out
@@ -342,12 +414,21 @@ def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
                 hazard=Estimate.from_dict(p["hazard_rate"]) if "hazard_rate" in p else None,
                 ret=Estimate.from_dict(p["return"]) if "return" in p else None,
                 ope=OPEEvidence.from_dict(ope[name]) if name in ope else None,
-                unsupported_rate=p.get("unsupported", {}).get("rollout_rate"),
+                unsupported_rate=_unsupported_rate(p)[0],
+                unsupported_source=_unsupported_rate(p)[1],
                 is_bc=name == "bc",
             )
         )
     verdict = audit_result["verdict"]["verdict"] if audit_result else None
     return candidates, verdict, float(metrics["return_range"])
+
+
+def _unsupported_rate(entry: dict[str, Any]) -> tuple[float | None, str]:
+    """The rate on the policy's own rollout steps where there are rollouts, else on the logged states."""
+    rates = entry.get("unsupported", {})
+    if "rollout_rate" in rates:
+        return rates["rollout_rate"], "rollouts"
+    return rates.get("logs_rate"), "logs"
 
 
 def stage_gate(ctx: RunContext) -> dict[str, Any]:
@@ -379,7 +460,7 @@ def stage_report(ctx: RunContext) -> Path:
 
 # ---------------------------------------------------------------- whole run
 
-STAGES = ("collect", "audit", "train", "evaluate", "ope", "gate", "report")
+STAGES = ("collect", "audit", "model", "train", "evaluate", "ope", "gate", "report")
 
 
 def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: bool = True) -> tuple[Path, dict]:
@@ -406,6 +487,8 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
         save_config(cfg, ctx.folder.config)
         timed("collect", stage_collect)
         timed("audit", stage_audit)
+        if "model" in cfg.ope.chosen:
+            timed("model", stage_model, show_progress=show_progress)
         timed("train", stage_train, show_progress=show_progress)
         metrics = timed("evaluate", stage_evaluate, show_progress=show_progress)
         timed("ope", stage_ope, show_progress=show_progress)

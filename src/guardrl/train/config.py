@@ -147,3 +147,33 @@ class TrainConfig:
 
 
 LearnerConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """The world model learned from the logs (``world_model`` in the run config): an ensemble of small networks
+    predicting the next observation, and from (observation, action, next observation) the reward, the cost and
+    the termination. It feeds model-based OPE and its disagreement is the model's uncertainty."""
+
+    n_members: int = 5
+    """Ensemble members; each trains on its own bootstrap resample of the training transitions."""
+    hidden_units: tuple[int, ...] = (64, 64)
+    steps: int = 1500
+    """Gradient steps (all members at once)."""
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    holdout: float = 0.1
+    """Share of episodes held out of training to measure the model's accuracy (reported, never used to fit)."""
+    max_classes: int = 64
+    """The next observation is predicted as a class (one of the changes, or of the next observations, seen in
+    the logs) when the logs hold at most this many distinct ones; otherwise as a Gaussian change."""
+    seed: int = 0
+    """Seeds the split, the bootstrap resamples, the initialization and the batches."""
+
+    def __post_init__(self) -> None:
+        if self.n_members < 2:
+            raise ValueError(f"world_model.n_members must be at least 2 (disagreement needs two), got {self.n_members}")
+        if not 0.0 < self.holdout < 0.5:
+            raise ValueError(f"world_model.holdout must lie in (0, 0.5), got {self.holdout}")
+        if self.steps < 1 or self.batch_size < 1 or self.max_classes < 2:
+            raise ValueError("world_model.steps and batch_size must be >= 1, max_classes >= 2")

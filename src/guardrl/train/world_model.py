@@ -1,0 +1,474 @@
+"""A world model learned from the logs: an ensemble of small networks, saved without pickle.
+
+Two networks per member, both fed standardized observations and one-hot actions:
+
+* **transition**: the next observation. When the logs hold at most ``max_classes`` distinct changes
+  ``next_obs - obs`` (grid moves, slips), it is a classifier over those changes; else, when they hold at most
+  that many distinct next observations (one-hot states), a classifier over them; else a Gaussian over the
+  standardized change. A classifier can put a small probability on a rare outcome (a 1-in-80 slip) and, since
+  the network shares weights across states, a slip seen in one place informs the others.
+* **outcome**: from (observation, action, next observation), the reward (regression), and the cost and the
+  termination (classifiers), so that a sampled transition gets the reward, cost and ending that go with it.
+
+Every member trains on its own bootstrap resample; their disagreement is the model's uncertainty. A share of
+the episodes is held out and the model's accuracy on them is stored with it. Parameters are saved as
+``weights.npz`` (plain arrays, read with ``allow_pickle=False``) beside ``model.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from guardrl._io import atomic_write, atomic_write_text
+from guardrl.data import Dataset
+from guardrl.errors import GuardrlError
+from guardrl.train.config import WorldModelConfig
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.npz"
+META_FILE = "model.json"
+
+
+class WorldModelError(GuardrlError, ValueError):
+    """Logs a world model cannot be fitted to, or a saved model that cannot be read."""
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread: small batched MLPs run fastest so, and two threads fight any other busy core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _Ensemble(torch.nn.Module):
+    """``n`` MLPs evaluated at once: weights (n, in, out), inputs (n, batch, in)."""
+
+    def __init__(self, n: int, sizes: list[int]):
+        super().__init__()
+        self.weights = torch.nn.ParameterList()
+        self.biases = torch.nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1.0 / np.sqrt(fan_in)
+            self.weights.append(torch.nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(torch.nn.Parameter(torch.zeros(n, 1, fan_out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            if i < last:
+                x = torch.nn.functional.silu(x)
+        return x
+
+
+@dataclass
+class WorldModel:
+    """A fitted ensemble world model (see the module docstring)."""
+
+    meta: dict[str, Any]
+    transition: _Ensemble
+    outcome: _Ensemble
+
+    # ------------------------------------------------------------ shapes and features
+
+    @property
+    def kind(self) -> str:
+        """``delta`` (class of change), ``next`` (class of next observation) or ``gaussian``."""
+        return str(self.meta["kind"])
+
+    @property
+    def n_members(self) -> int:
+        return int(self.meta["n_members"])
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.meta["n_actions"])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.meta["obs_dim"])
+
+    @property
+    def horizon(self) -> int:
+        """The longest logged episode: model rollouts are truncated there, as the logs were."""
+        return int(self.meta["horizon"])
+
+    def _std(self, obs: torch.Tensor) -> torch.Tensor:
+        """Network features of observations: each feature standardized, and a feature with few integer values
+        also one-hot over them (so a network can single out one grid cell without a steep function)."""
+        parts = [(obs - self._t("obs_mean")) / self._t("obs_std")]
+        for j, values in enumerate(self.meta["onehot_values"]):
+            if values is not None:
+                parts.append((obs[..., j : j + 1] == torch.as_tensor(values, dtype=obs.dtype)).to(obs.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def clip(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations kept inside the logged range of each feature (a model never walks off the data's map)."""
+        return torch.minimum(torch.maximum(obs, self._t("obs_low")), self._t("obs_high"))
+
+    def _t(self, key: str) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.meta[key], dtype=np.float32))
+
+    def _classes(self) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.meta["classes"], dtype=np.float32).reshape(-1, self.obs_dim))
+
+    def _inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        onehot = torch.nn.functional.one_hot(actions, self.n_actions).to(obs.dtype)
+        return torch.cat([self._std(obs), onehot], dim=-1)
+
+    def _outcome_inputs(self, obs: torch.Tensor, actions: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._inputs(obs, actions), self._std(nxt)], dim=-1)
+
+    # ------------------------------------------------------------ predictions
+
+    @torch.no_grad()
+    def predict(self, obs: NDArray[np.floating], actions: NDArray[np.integer]) -> dict[str, NDArray[np.float64]]:
+        """Per member (first axis) for each (observation, action): class probabilities of the next observation
+        (``probs``, class kinds) or its mean (``mean``, Gaussian kind)."""
+        x = self._inputs(*self._batch(obs, actions))
+        out = self.transition(x)
+        if self.kind == "gaussian":
+            d = self.obs_dim
+            mean = self._t("obs_std") * out[..., :d]
+            return {"mean": mean.numpy().astype(np.float64), "log_std": out[..., d:].numpy().astype(np.float64)}
+        return {"probs": torch.softmax(out, dim=-1).numpy().astype(np.float64)}
+
+    @torch.no_grad()
+    def predict_outcome(
+        self, obs: NDArray[np.floating], actions: NDArray[np.integer], next_obs: NDArray[np.floating]
+    ) -> dict[str, NDArray[np.float64]]:
+        """Per member: reward, cost probability and termination probability of the given transitions."""
+        o, a = self._batch(obs, actions)
+        n = torch.tensor(np.asarray(next_obs, dtype=np.float32)).expand(self.n_members, -1, -1)
+        out = self.outcome(self._outcome_inputs(o, a, n))
+        return {
+            "reward": self._expected_reward(out).numpy().astype(np.float64),
+            "cost": torch.sigmoid(out[..., 0]).numpy().astype(np.float64),
+            "termination": torch.sigmoid(out[..., 1]).numpy().astype(np.float64),
+        }
+
+    def _expected_reward(self, out: torch.Tensor) -> torch.Tensor:
+        values = self.meta["reward_classes"]
+        if values is None:
+            return out[..., 2] * self.meta["reward_std"] + self.meta["reward_mean"]
+        return (torch.softmax(out[..., 2:], dim=-1) * torch.as_tensor(values, dtype=out.dtype)).sum(dim=-1)
+
+    def disagreement(self, obs: NDArray[np.floating], actions: NDArray[np.integer]) -> NDArray[np.float64]:
+        """Uncertainty per (observation, action): the largest total-variation distance between a member's
+        next-observation distribution and the ensemble mean (class kinds), or the members' spread of the mean
+        change in standardized units (Gaussian kind)."""
+        pred = self.predict(obs, actions)
+        if "probs" in pred:
+            p = pred["probs"]
+            return (0.5 * np.abs(p - p.mean(axis=0, keepdims=True)).sum(axis=-1)).max(axis=0)
+        mean = pred["mean"] / np.asarray(self.meta["obs_std"])
+        return mean.std(axis=0).max(axis=-1)
+
+    def _batch(self, obs: NDArray[np.floating], actions: NDArray[np.integer]) -> tuple[torch.Tensor, torch.Tensor]:
+        o = torch.tensor(np.asarray(obs, dtype=np.float32)).expand(self.n_members, -1, -1)
+        a = torch.tensor(np.asarray(actions, dtype=np.int64)).expand(self.n_members, -1)
+        return o, a
+
+    # ------------------------------------------------------------ rollouts
+
+    def rollout(
+        self,
+        policy: Callable[[NDArray[np.float32]], NDArray[np.int64]],
+        starts: NDArray[np.floating],
+        rng: np.random.Generator,
+        unknown: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
+    ) -> ModelRollouts:
+        """Roll ``policy`` out from each start observation in every member's model, up to the logged horizon.
+
+        Each member simulates every start with its own dynamics; all members and episodes step at once.
+        ``unknown(obs, actions)`` marks pairs the logs do not support; an episode that takes one is flagged."""
+        with one_thread(), torch.no_grad():
+            return self._rollout(policy, starts, rng, unknown)
+
+    def _rollout(
+        self,
+        policy: Callable[[NDArray[np.float32]], NDArray[np.int64]],
+        starts: NDArray[np.floating],
+        rng: np.random.Generator,
+        unknown: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None,
+    ) -> ModelRollouts:
+        m, n, d = self.n_members, len(starts), self.obs_dim
+        obs = torch.tensor(np.asarray(starts, dtype=np.float32)).expand(m, n, d).clone()
+        alive = np.ones((m, n), dtype=bool)
+        returns, costs = np.zeros((m, n)), np.zeros((m, n))
+        lengths = np.zeros((m, n), dtype=np.int64)
+        hit_unknown = np.zeros((m, n), dtype=bool)
+        classes = self._classes() if self.kind != "gaussian" else None
+        for _ in range(self.horizon):
+            if not alive.any():
+                break
+            flat = obs.reshape(m * n, d).numpy()
+            actions = np.asarray(policy(flat), dtype=np.int64).reshape(m, n)
+            if unknown is not None:
+                hit_unknown |= alive & unknown(flat, actions.ravel()).reshape(m, n)
+            a = torch.as_tensor(actions)
+            out = self.transition(self._inputs(obs, a))
+            if classes is not None:
+                gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=tuple(out.shape))))
+                k = torch.as_tensor(np.argmax(out.numpy() + gumbel, axis=-1))
+                nxt = self.clip(obs + classes[k]) if self.kind == "delta" else classes[k]
+            else:
+                noise = torch.as_tensor(rng.standard_normal(size=(m, n, d)).astype(np.float32))
+                change = out[..., :d] + torch.exp(out[..., d:].clamp(-10.0, 2.0)) * noise
+                nxt = self.clip(obs + self._t("obs_std") * change)
+            res = self.outcome(self._outcome_inputs(obs, a, nxt))
+            reward = self._sample_reward(res, rng)
+            res = res.numpy().astype(np.float64)
+            u = rng.uniform(size=(2, m, n))
+            cost = u[0] < 1.0 / (1.0 + np.exp(-res[..., 0]))
+            done = u[1] < 1.0 / (1.0 + np.exp(-res[..., 1]))
+            returns += np.where(alive, reward, 0.0)
+            costs += np.where(alive, cost, 0.0)
+            lengths += alive
+            alive &= ~done
+            obs = torch.where(torch.as_tensor(alive)[..., None], nxt, obs)
+        return ModelRollouts(returns=returns, costs=costs, lengths=lengths, hit_unknown=hit_unknown)
+
+    def _sample_reward(self, out: torch.Tensor, rng: np.random.Generator) -> NDArray[np.float64]:
+        values = self.meta["reward_classes"]
+        if values is None:
+            return (out[..., 2] * self.meta["reward_std"] + self.meta["reward_mean"]).numpy().astype(np.float64)
+        logits = out[..., 2:].numpy()
+        gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=logits.shape)))
+        return np.asarray(values, dtype=np.float64)[np.argmax(logits + gumbel, axis=-1)]
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, folder: Path) -> None:
+        """``weights.npz`` and ``model.json`` into ``folder`` (each written to a temporary file, then renamed)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{name}.{k}": v.detach().numpy() for name in ("transition", "outcome")
+                  for k, v in getattr(self, name).state_dict().items()}  # fmt: skip
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        atomic_write(folder / WEIGHTS_FILE, write)
+        atomic_write_text(folder / META_FILE, json.dumps(self.meta, indent=1, allow_nan=False))
+
+    @classmethod
+    def load(cls, folder: Path) -> WorldModel:
+        """A model saved by :meth:`save` (plain arrays only; nothing is unpickled)."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+            with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except FileNotFoundError as exc:
+            raise WorldModelError(f"{folder}: no saved world model ({exc.filename} missing)") from None
+        except (ValueError, OSError, json.JSONDecodeError) as exc:
+            raise WorldModelError(f"{folder}: unreadable world model ({exc})") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise WorldModelError(
+                f"{folder / META_FILE}: format_version {meta.get('format_version')!r} is not {FORMAT_VERSION}"
+            )
+        model = cls(meta, *_networks(meta))
+        for name in ("transition", "outcome"):
+            net = getattr(model, name)
+            state = {k.split(".", 1)[1]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith(f"{name}.")}
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as exc:
+                raise WorldModelError(
+                    f"{folder / WEIGHTS_FILE}: {name} weights do not fit model.json ({exc})"
+                ) from None
+        return model
+
+
+@dataclass(frozen=True)
+class ModelRollouts:
+    """Episodes simulated in a world model, per member (first axis) and start (second axis)."""
+
+    returns: NDArray[np.float64]
+    costs: NDArray[np.float64]
+    lengths: NDArray[np.int64]
+    hit_unknown: NDArray[np.bool_]
+    """The episode took an (observation, action) pair the logs do not support."""
+
+
+def _networks(meta: dict[str, Any]) -> tuple[_Ensemble, _Ensemble]:
+    d, a, hidden = int(meta["obs_dim"]), int(meta["n_actions"]), list(meta["config"]["hidden_units"])
+    f = d + sum(len(v) for v in meta["onehot_values"] if v is not None)  # features of one observation
+    out = len(meta["classes"]) if meta["kind"] != "gaussian" else 2 * d
+    rewards = len(meta["reward_classes"]) if meta["reward_classes"] is not None else 1
+    m = int(meta["n_members"])
+    return _Ensemble(m, [f + a, *hidden, out]), _Ensemble(m, [2 * f + a, *hidden, 2 + rewards])
+
+
+def _onehot_values(both: NDArray[np.float32], max_values: int = 32) -> list[list[float] | None]:
+    """Per feature, its logged values when they are at most ``max_values`` integers, else None."""
+    out: list[list[float] | None] = []
+    for j in range(both.shape[1]):
+        values = np.unique(both[:, j])
+        integer = bool(np.all(values == np.round(values)))
+        out.append(values.tolist() if integer and 2 < len(values) <= max_values else None)
+    return out
+
+
+def _transition_kind(ds: Dataset, max_classes: int) -> tuple[str, NDArray[np.float32], NDArray[np.int64]]:
+    """The next-observation target: its kind, its classes, and each transition's class (-1 for Gaussian)."""
+    delta = (ds.next_observations - ds.observations).astype(np.float32)
+    options = []
+    for kind, values in (("delta", delta), ("next", ds.next_observations.astype(np.float32))):
+        classes, label = np.unique(values, axis=0, return_inverse=True)
+        if len(classes) <= max_classes:
+            options.append((len(classes), kind, classes, label.reshape(-1)))
+    if not options:
+        return "gaussian", np.zeros((0, ds.obs_dim), dtype=np.float32), np.full(len(ds), -1, dtype=np.int64)
+    _, kind, classes, label = min(options, key=lambda o: o[0])
+    return kind, classes, label.astype(np.int64)
+
+
+def fit_world_model(ds: Dataset, cfg: WorldModelConfig, show_progress: bool = False) -> WorldModel:
+    """Fit the ensemble on ``ds`` (see the module docstring); its held-out accuracy is in ``meta["accuracy"]``."""
+    from guardrl.progress import make_progress
+
+    if ds.n_episodes < 2:
+        raise WorldModelError(f"{ds.n_episodes} logged episode(s): a world model needs 2+ to hold one out")
+    rng = np.random.default_rng(cfg.seed)
+    kind, classes, label = _transition_kind(ds, cfg.max_classes)
+    obs, nxt = ds.observations.astype(np.float32), ds.next_observations.astype(np.float32)
+    obs_mean = obs.mean(axis=0)
+    obs_std = np.where(obs.std(axis=0) > 1e-6, obs.std(axis=0), 1.0).astype(np.float32)
+    r_mean, r_std = float(ds.rewards.mean()), float(ds.rewards.std()) or 1.0
+    values, reward_label = np.unique(ds.rewards, return_inverse=True)
+    reward_classes: list[float] | None = values.tolist()
+    if len(values) > cfg.max_classes:
+        reward_classes, reward_label = None, np.full(len(ds), -1)
+    starts = ds.episode_starts
+    lengths = np.diff(np.append(starts, len(ds)))
+    held = rng.permutation(ds.n_episodes)[: max(1, int(round(cfg.holdout * ds.n_episodes)))]
+    is_held = np.isin(ds.episode_ids, ds.episode_ids[starts][held])
+    train_idx, test_idx = np.flatnonzero(~is_held), np.flatnonzero(is_held)
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
+        "kind": kind,
+        "classes": classes.tolist(),
+        "n_members": cfg.n_members,
+        "obs_dim": ds.obs_dim,
+        "n_actions": ds.n_actions,
+        "horizon": int(lengths.max()),
+        "obs_mean": obs_mean.tolist(),
+        "obs_std": obs_std.tolist(),
+        "obs_low": np.minimum(obs.min(axis=0), nxt.min(axis=0)).tolist(),
+        "obs_high": np.maximum(obs.max(axis=0), nxt.max(axis=0)).tolist(),
+        "onehot_values": _onehot_values(np.concatenate([obs, nxt])),
+        "reward_mean": r_mean,
+        "reward_std": r_std,
+        "reward_classes": reward_classes,
+        "dataset_sha256": ds.content_hash(),
+        "n_train_transitions": int(len(train_idx)),
+        "n_heldout_transitions": int(len(test_idx)),
+    }
+    with one_thread(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**31)))
+        model = WorldModel(meta, *_networks(meta))
+        params = list(model.transition.parameters()) + list(model.outcome.parameters())
+        optim = torch.optim.Adam(params, lr=cfg.learning_rate, fused=True)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optim, cfg.steps)
+        boot = train_idx[rng.integers(0, len(train_idx), size=(cfg.n_members, len(train_idx)))]
+        o_t, n_t = torch.as_tensor(obs), torch.as_tensor(nxt)
+        x_trans = model._inputs(o_t, torch.tensor(ds.actions))  # features once; batches index them
+        t = {
+            "x_trans": x_trans, "x_out": torch.cat([x_trans, model._std(n_t)], dim=-1),
+            "change": (n_t - o_t) / model._t("obs_std"), "label": torch.as_tensor(label),
+            "reward": torch.as_tensor(((ds.rewards - r_mean) / r_std).astype(np.float32)),
+            "reward_label": torch.as_tensor(reward_label.reshape(-1).astype(np.int64)),
+            "cost": torch.as_tensor((ds.costs > 0).astype(np.float32)),
+            "term": torch.as_tensor(ds.terminations.astype(np.float32)),
+        }  # fmt: skip
+        losses = []
+        with make_progress(show_progress) as progress:
+            task = progress.add_task("world model", total=cfg.steps)
+            for _ in range(cfg.steps):
+                pos = rng.integers(0, len(train_idx), size=(cfg.n_members, cfg.batch_size))
+                idx = torch.as_tensor(np.take_along_axis(boot, pos, axis=1))
+                loss = _loss(model, {k: v[idx] for k, v in t.items()})
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                schedule.step()
+                losses.append(float(loss.detach()))
+                progress.advance(task)
+    meta["final_loss"] = float(np.mean(losses[-50:]))
+    meta["accuracy"] = heldout_accuracy(model, ds, test_idx, label)
+    return model
+
+
+def _loss(model: WorldModel, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    f = torch.nn.functional
+    out = model.transition(b["x_trans"])
+    if model.kind == "gaussian":
+        d = model.obs_dim
+        target = b["change"]
+        log_std = out[..., d:].clamp(-10.0, 2.0)
+        trans = (0.5 * ((target - out[..., :d]) / torch.exp(log_std)) ** 2 + log_std).mean()
+    else:
+        trans = f.cross_entropy(out.reshape(-1, out.shape[-1]), b["label"].reshape(-1))
+    res = model.outcome(b["x_out"])
+    if model.meta["reward_classes"] is None:
+        reward = f.mse_loss(res[..., 2], b["reward"])
+    else:
+        reward = f.cross_entropy(res[..., 2:].reshape(-1, res.shape[-1] - 2), b["reward_label"].reshape(-1))
+    return (
+        trans
+        + reward
+        + f.binary_cross_entropy_with_logits(res[..., 0], b["cost"])
+        + f.binary_cross_entropy_with_logits(res[..., 1], b["term"])
+    )
+
+
+def heldout_accuracy(
+    model: WorldModel, ds: Dataset, idx: NDArray[np.int64], label: NDArray[np.int64]
+) -> dict[str, Any]:
+    """The ensemble's accuracy on held-out transitions ``idx`` (ensemble-mean predictions)."""
+    obs, act, nxt = ds.observations[idx], ds.actions[idx], ds.next_observations[idx]
+    with one_thread():
+        return _accuracy(model, ds, idx, label, obs, act, nxt)
+
+
+def _accuracy(
+    model: WorldModel, ds: Dataset, idx: NDArray, label: NDArray, obs: NDArray, act: NDArray, nxt: NDArray
+) -> dict[str, Any]:
+    pred = model.predict(obs, act)
+    out: dict[str, Any] = {"n_transitions": int(len(idx))}
+    if "probs" in pred:
+        p = pred["probs"].mean(axis=0)
+        known = label[idx] >= 0
+        p_true = p[np.arange(len(idx)), np.maximum(label[idx], 0)]
+        out["next_obs_accuracy"] = float((p.argmax(axis=1) == label[idx]).mean())
+        out["next_obs_log_likelihood"] = float(np.log(np.maximum(p_true[known], 1e-12)).mean())
+    else:
+        mean = obs + pred["mean"].mean(axis=0)
+        out["next_obs_rmse"] = float(np.sqrt(((mean - nxt) ** 2).mean()))
+    res = model.predict_outcome(obs, act, nxt)
+    cost_p, term_p = res["cost"].mean(axis=0), res["termination"].mean(axis=0)
+    cost = ds.costs[idx] > 0
+    out["reward_mae"] = float(np.abs(res["reward"].mean(axis=0) - ds.rewards[idx]).mean())
+    out["cost_rate"] = {"observed": float(cost.mean()), "predicted": float(cost_p.mean())}
+    out["cost_brier"] = float(((cost_p - cost) ** 2).mean())
+    out["cost_recall"] = float((cost_p[cost] > 0.5).mean()) if cost.any() else None
+    out["termination_accuracy"] = float(((term_p > 0.5) == ds.terminations[idx]).mean())
+    out["disagreement_mean"] = float(model.disagreement(obs, act).mean())
+    return out

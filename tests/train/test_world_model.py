@@ -1,0 +1,116 @@
+"""The world model: which target it predicts, what it learns on a known MDP, and a pickle-free round trip."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from guardrl.data import collect
+from guardrl.train.config import WorldModelConfig
+from guardrl.train.world_model import WorldModel, WorldModelError, _transition_kind, fit_world_model
+
+FAST = WorldModelConfig(n_members=3, steps=1000, hidden_units=(64, 64))
+
+
+@pytest.fixture(scope="module")
+def grid_logs(tables):
+    return collect(tables, "safe", 120, 5)
+
+
+@pytest.fixture(scope="module")
+def grid_model(grid_logs):
+    return fit_world_model(grid_logs, FAST)
+
+
+def test_grid_moves_are_classes_of_change(grid_logs):
+    kind, classes, label = _transition_kind(grid_logs, 64)
+    assert kind == "delta"
+    assert {tuple(c) for c in classes.tolist()} <= {(-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0), (0.0, 0.0)}
+    delta = grid_logs.next_observations - grid_logs.observations
+    np.testing.assert_array_equal(classes[label], delta)
+
+
+def test_continuous_changes_are_gaussian(grid_logs):
+    rng = np.random.default_rng(0)
+    noisy = replace(
+        grid_logs,
+        next_observations=grid_logs.next_observations
+        + rng.normal(size=grid_logs.next_observations.shape).astype(np.float32),
+    )
+    kind, classes, label = _transition_kind(noisy, 64)
+    assert kind == "gaussian" and len(classes) == 0 and (label == -1).all()
+
+
+def test_it_learns_the_grid_moves_and_the_hazards(grid_model, grid_logs, tables):
+    # intended move 'down' (0: y+1) from a logged cell: most of the mass on (0, +1); slips share the rest
+    obs = np.array([[7.0, 7.0]], dtype=np.float32)
+    probs = grid_model.predict(obs, np.array([0]))["probs"].mean(axis=0)[0]
+    classes = [tuple(c) for c in grid_model.meta["classes"]]
+    assert probs[classes.index((0.0, 1.0))] > 0.8
+    acc = grid_model.meta["accuracy"]
+    assert acc["next_obs_accuracy"] > 0.9 and acc["termination_accuracy"] > 0.97
+    # the logged hazard entries are costs and endings; plain steps are neither
+    hit = grid_logs.costs > 0
+    assert hit.sum() >= 5
+    into = grid_model.predict_outcome(
+        grid_logs.observations[hit], grid_logs.actions[hit], grid_logs.next_observations[hit]
+    )
+    plain = grid_model.predict_outcome(obs, np.array([0]), np.array([[7.0, 8.0]], np.float32))
+    # (a member whose bootstrap resample missed a rare entry may not know it: the ensemble mean on most of them)
+    assert np.median(into["cost"].mean(axis=0)) > 0.5 > plain["cost"].mean()
+    assert np.median(into["termination"].mean(axis=0)) > 0.5 > plain["termination"].mean()
+    assert grid_model.meta["reward_classes"] == sorted(set(grid_logs.rewards.tolist()))
+
+
+def test_rollouts_stay_on_the_logged_map_and_stop_at_the_horizon(grid_model, grid_logs):
+    starts = grid_logs.observations[grid_logs.episode_starts[:50]]
+    seen = []
+
+    def policy(obs):
+        seen.append(obs.copy())
+        return np.full(len(obs), 3)  # always x-1: walks into the wall
+
+    roll = grid_model.rollout(policy, starts, np.random.default_rng(0))
+    assert roll.returns.shape == (3, 50) and (roll.lengths <= grid_model.horizon).all()
+    visited = np.concatenate(seen)
+    assert visited.min() >= 0 and visited.max() <= 14  # clipped to the logged range
+    again = grid_model.rollout(policy, starts, np.random.default_rng(0))
+    np.testing.assert_array_equal(roll.returns, again.returns)  # the same generator gives the same episodes
+
+
+def test_unknown_pairs_are_flagged(grid_model, grid_logs):
+    starts = grid_logs.observations[grid_logs.episode_starts[:20]]
+    roll = grid_model.rollout(lambda o: np.zeros(len(o), np.int64), starts, np.random.default_rng(1),
+                              unknown=lambda o, a: np.ones(len(o), bool))  # fmt: skip
+    assert roll.hit_unknown.all()
+
+
+def test_save_and_load_without_pickle(grid_model, grid_logs, tmp_path):
+    grid_model.save(tmp_path / "wm")
+    loaded = WorldModel.load(tmp_path / "wm")
+    obs, act = grid_logs.observations[:30], grid_logs.actions[:30]
+    np.testing.assert_allclose(loaded.predict(obs, act)["probs"], grid_model.predict(obs, act)["probs"])
+    with np.load(tmp_path / "wm" / "weights.npz", allow_pickle=False) as z:
+        assert all(z[k].dtype == np.float32 for k in z.files)
+    meta = json.loads((tmp_path / "wm" / "model.json").read_text())
+    meta["format_version"] = 99
+    (tmp_path / "wm" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(WorldModelError, match="format_version 99"):
+        WorldModel.load(tmp_path / "wm")
+    with pytest.raises(WorldModelError, match="no saved world model"):
+        WorldModel.load(tmp_path / "nowhere")
+
+
+def test_same_config_same_model(grid_logs):
+    cfg = replace(FAST, steps=30)
+    a, b = fit_world_model(grid_logs, cfg), fit_world_model(grid_logs, cfg)
+    obs, act = grid_logs.observations[:10], grid_logs.actions[:10]
+    np.testing.assert_array_equal(a.predict(obs, act)["probs"], b.predict(obs, act)["probs"])
+    c = fit_world_model(grid_logs, replace(cfg, seed=1))
+    assert not np.array_equal(a.predict(obs, act)["probs"], c.predict(obs, act)["probs"])
+
+
+def test_one_episode_is_refused(tables):
+    with pytest.raises(WorldModelError, match="needs 2\\+"):
+        fit_world_model(collect(tables, "safe", 1, 0), FAST)
