@@ -60,7 +60,6 @@ def model_estimates(
     roll = model.rollout(target.greedy, picks, rng, unknown=unlogged)
     binary = bool(np.isin(roll.costs, (0.0, 1.0)).all())
     cost = member_interval(roll.costs, cfg.confidence, binary)
-    pessimistic = np.maximum(roll.costs, roll.hit_unknown.astype(np.float64))
     out: dict[str, Any] = {
         "return": {"model": member_interval(roll.returns, cfg.confidence)},
         "cost": {"model": cost},
@@ -72,6 +71,7 @@ def model_estimates(
         },
     }
     if unlogged is not None:
+        pessimistic = np.maximum(roll.costs, roll.hit_unknown.astype(np.float64))
         out["cost"]["model_pessimistic"] = member_interval(pessimistic, cfg.confidence, binary)
         out["model"]["unlogged_episode_share"] = float(roll.hit_unknown.mean())
     return out

@@ -226,10 +226,9 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
         if name in exact:
             entry["exact"] = exact[name]
         if name in greedy_on_logs:
-            rate = mismatch_rate(greedy_on_logs[name], ds.actions)
-            entry["mismatch"] = {"rate": rate, "flag": thresholds.flag(rate)}
-            logs_rate = float(support.unsupported(ds.observations, greedy_on_logs[name]).mean())
-            entry["unsupported"].update({"logs_rate": logs_rate, "logs_flag": thresholds.flag(logs_rate)})
+            mismatch, on_logs = _agreement_with_logs(greedy_on_logs[name], ds, support, thresholds)
+            entry["mismatch"] = mismatch
+            entry["unsupported"].update(on_logs)
     r_rand = refs.random_return if refs.random_return is not None else policies["random"]["return"]["mean"]
     if refs.optimal_return is not None:
         scale = 100.0 / (refs.optimal_return - r_rand)
@@ -241,8 +240,7 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
                 )
         return_range = refs.optimal_return - r_rand
     else:
-        returns = ds.episode_returns()
-        return_range = float(returns.max() - returns.min()) if len(returns) else 0.0
+        return_range = _logged_return_range(ds)
     metrics: dict[str, Any] = {
         "guardrl_version": guardrl.__version__,
         "environment": ctx.env_name,
@@ -277,15 +275,9 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
     support = Support.from_dataset(ds, cfg.audit)
     policies: dict[str, Any] = {}
     for name, policy in learned_policies(ctx).items():
-        greedy = policy.greedy(ds.observations)
-        rate = mismatch_rate(greedy, ds.actions)
-        logs_rate = float(support.unsupported(ds.observations, greedy).mean())
-        policies[name] = {
-            "mismatch": {"rate": rate, "flag": thresholds.flag(rate)},
-            "unsupported": {"logs_rate": logs_rate, "logs_flag": thresholds.flag(logs_rate)},
-        }
-    returns = ds.episode_returns()
-    return_range = float(returns.max() - returns.min()) if len(returns) else 0.0
+        mismatch, on_logs = _agreement_with_logs(policy.greedy(ds.observations), ds, support, thresholds)
+        policies[name] = {"mismatch": mismatch, "unsupported": on_logs}
+    return_range = _logged_return_range(ds)
     metrics = {
         "guardrl_version": guardrl.__version__,
         "environment": ctx.env_name,
@@ -297,6 +289,25 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
     }
     atomic_write_json(ctx.folder.metrics, metrics)
     return metrics
+
+
+def _agreement_with_logs(
+    greedy: np.ndarray, ds: Dataset, support: Support, thresholds: MismatchThresholds
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """How far a policy's greedy actions on the logged states stray from the logs: the mismatch with the logged
+    actions, and the share of unsupported actions, each with its traffic light."""
+    rate = mismatch_rate(greedy, ds.actions)
+    logs_rate = float(support.unsupported(ds.observations, greedy).mean())
+    return {"rate": rate, "flag": thresholds.flag(rate)}, {
+        "logs_rate": logs_rate,
+        "logs_flag": thresholds.flag(logs_rate),
+    }
+
+
+def _logged_return_range(ds: Dataset) -> float:
+    """The spread of the logged episode returns (the return range when no optimum is known)."""
+    returns = ds.episode_returns()
+    return float(returns.max() - returns.min()) if len(returns) else 0.0
 
 
 def _exact_of_greedy(tables: Tables, greedy: Any) -> dict[str, float]:
@@ -408,14 +419,15 @@ def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
         if p is None and name not in learners:
             raise RunError(f"{folder.metrics}: no evaluation of {name!r}; run `guardrl evaluate {folder.root}` again")
         p = p or {}
+        unsupported_rate, unsupported_source = _unsupported_rate(p)
         candidates.append(
             Evidence(
                 name=name,
                 hazard=Estimate.from_dict(p["hazard_rate"]) if "hazard_rate" in p else None,
                 ret=Estimate.from_dict(p["return"]) if "return" in p else None,
                 ope=OPEEvidence.from_dict(ope[name]) if name in ope else None,
-                unsupported_rate=_unsupported_rate(p)[0],
-                unsupported_source=_unsupported_rate(p)[1],
+                unsupported_rate=unsupported_rate,
+                unsupported_source=unsupported_source,
                 is_bc=name == "bc",
             )
         )

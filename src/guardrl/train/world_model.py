@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from guardrl._io import atomic_write, atomic_write_text
 from guardrl.data import Dataset
+from guardrl.envs import sample_actions
 from guardrl.errors import GuardrlError
 from guardrl.train.config import WorldModelConfig
 
@@ -81,6 +82,7 @@ class WorldModel:
     meta: dict[str, Any]
     transition: _Ensemble
     outcome: _Ensemble
+    _tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ shapes and features
 
@@ -106,31 +108,34 @@ class WorldModel:
         """The longest logged episode: model rollouts are truncated there, as the logs were."""
         return int(self.meta["horizon"])
 
-    def _std(self, obs: torch.Tensor) -> torch.Tensor:
+    def _features(self, obs: torch.Tensor) -> torch.Tensor:
         """Network features of observations: each feature standardized, and a feature with few integer values
         also one-hot over them (so a network can single out one grid cell without a steep function)."""
         parts = [(obs - self._t("obs_mean")) / self._t("obs_std")]
         for j, values in enumerate(self.meta["onehot_values"]):
             if values is not None:
-                parts.append((obs[..., j : j + 1] == torch.as_tensor(values, dtype=obs.dtype)).to(obs.dtype))
+                parts.append((obs[..., j : j + 1] == self._t("onehot_values", j)).to(obs.dtype))
         return torch.cat(parts, dim=-1)
 
     def clip(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations kept inside the logged range of each feature (a model never walks off the data's map)."""
         return torch.minimum(torch.maximum(obs, self._t("obs_low")), self._t("obs_high"))
 
-    def _t(self, key: str) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(self.meta[key], dtype=np.float32))
-
-    def _classes(self) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(self.meta["classes"], dtype=np.float32).reshape(-1, self.obs_dim))
+    def _t(self, key: str, j: int | None = None) -> torch.Tensor:
+        """``meta[key]`` (or its item ``j``) as a float32 tensor, converted on first use: rollouts ask for it on
+        every step."""
+        name = key if j is None else f"{key}[{j}]"
+        if name not in self._tensors:
+            value = self.meta[key] if j is None else self.meta[key][j]
+            self._tensors[name] = torch.as_tensor(np.asarray(value, dtype=np.float32))
+        return self._tensors[name]
 
     def _inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         onehot = torch.nn.functional.one_hot(actions, self.n_actions).to(obs.dtype)
-        return torch.cat([self._std(obs), onehot], dim=-1)
+        return torch.cat([self._features(obs), onehot], dim=-1)
 
     def _outcome_inputs(self, obs: torch.Tensor, actions: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._inputs(obs, actions), self._std(nxt)], dim=-1)
+        return torch.cat([self._inputs(obs, actions), self._features(nxt)], dim=-1)
 
     # ------------------------------------------------------------ predictions
 
@@ -211,7 +216,7 @@ class WorldModel:
         returns, costs = np.zeros((m, n)), np.zeros((m, n))
         lengths = np.zeros((m, n), dtype=np.int64)
         hit_unknown = np.zeros((m, n), dtype=bool)
-        classes = self._classes() if self.kind != "gaussian" else None
+        classes = self._t("classes").reshape(-1, d) if self.kind != "gaussian" else None
         for _ in range(self.horizon):
             if not alive.any():
                 break
@@ -222,8 +227,7 @@ class WorldModel:
             a = torch.as_tensor(actions)
             out = self.transition(self._inputs(obs, a))
             if classes is not None:
-                gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=tuple(out.shape))))
-                k = torch.as_tensor(np.argmax(out.numpy() + gumbel, axis=-1))
+                k = torch.as_tensor(_draw(out, rng))
                 nxt = self.clip(obs + classes[k]) if self.kind == "delta" else classes[k]
             else:
                 noise = torch.as_tensor(rng.standard_normal(size=(m, n, d)).astype(np.float32))
@@ -244,11 +248,9 @@ class WorldModel:
 
     def _sample_reward(self, out: torch.Tensor, rng: np.random.Generator) -> NDArray[np.float64]:
         values = self.meta["reward_classes"]
-        if values is None:
-            return (out[..., 2] * self.meta["reward_std"] + self.meta["reward_mean"]).numpy().astype(np.float64)
-        logits = out[..., 2:].numpy()
-        gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=logits.shape)))
-        return np.asarray(values, dtype=np.float64)[np.argmax(logits + gumbel, axis=-1)]
+        if values is None:  # a regressed reward is its own expectation
+            return self._expected_reward(out).numpy().astype(np.float64)
+        return np.asarray(values, dtype=np.float64)[_draw(out[..., 2:], rng)]
 
     # ------------------------------------------------------------ persistence
 
@@ -293,6 +295,12 @@ class WorldModel:
                     f"{folder / WEIGHTS_FILE}: {name} weights do not fit model.json ({exc})"
                 ) from None
         return model
+
+
+def _draw(logits: torch.Tensor, rng: np.random.Generator) -> NDArray[np.int64]:
+    """One class per row of ``logits`` (..., K), drawn by guardrl's one categorical sampler."""
+    probs = torch.softmax(logits, dim=-1).numpy().astype(np.float64)
+    return sample_actions(probs.reshape(-1, probs.shape[-1]), rng).reshape(probs.shape[:-1])
 
 
 @dataclass(frozen=True)
@@ -391,7 +399,7 @@ def fit_world_model(ds: Dataset, cfg: WorldModelConfig, show_progress: bool = Fa
         o_t, n_t = torch.as_tensor(obs), torch.as_tensor(nxt)
         x_trans = model._inputs(o_t, torch.tensor(ds.actions))  # features once; batches index them
         t = {
-            "x_trans": x_trans, "x_out": torch.cat([x_trans, model._std(n_t)], dim=-1),
+            "x_trans": x_trans, "x_out": torch.cat([x_trans, model._features(n_t)], dim=-1),
             "change": (n_t - o_t) / model._t("obs_std"), "label": torch.as_tensor(label),
             "reward": torch.as_tensor(((ds.rewards - r_mean) / r_std).astype(np.float32)),
             "reward_label": torch.as_tensor(reward_label.reshape(-1).astype(np.int64)),
@@ -445,13 +453,9 @@ def heldout_accuracy(
     """The ensemble's accuracy on held-out transitions ``idx`` (ensemble-mean predictions)."""
     obs, act, nxt = ds.observations[idx], ds.actions[idx], ds.next_observations[idx]
     with one_thread():
-        return _accuracy(model, ds, idx, label, obs, act, nxt)
-
-
-def _accuracy(
-    model: WorldModel, ds: Dataset, idx: NDArray, label: NDArray, obs: NDArray, act: NDArray, nxt: NDArray
-) -> dict[str, Any]:
-    pred = model.predict(obs, act)
+        pred = model.predict(obs, act)
+        res = model.predict_outcome(obs, act, nxt)
+        disagreement = float(model.disagreement(obs, act).mean())
     out: dict[str, Any] = {"n_transitions": int(len(idx))}
     if "probs" in pred:
         p = pred["probs"].mean(axis=0)
@@ -462,7 +466,6 @@ def _accuracy(
     else:
         mean = obs + pred["mean"].mean(axis=0)
         out["next_obs_rmse"] = float(np.sqrt(((mean - nxt) ** 2).mean()))
-    res = model.predict_outcome(obs, act, nxt)
     cost_p, term_p = res["cost"].mean(axis=0), res["termination"].mean(axis=0)
     cost = ds.costs[idx] > 0
     out["reward_mae"] = float(np.abs(res["reward"].mean(axis=0) - ds.rewards[idx]).mean())
@@ -470,5 +473,5 @@ def _accuracy(
     out["cost_brier"] = float(((cost_p - cost) ** 2).mean())
     out["cost_recall"] = float((cost_p[cost] > 0.5).mean()) if cost.any() else None
     out["termination_accuracy"] = float(((term_p > 0.5) == ds.terminations[idx]).mean())
-    out["disagreement_mean"] = float(model.disagreement(obs, act).mean())
+    out["disagreement_mean"] = disagreement
     return out
