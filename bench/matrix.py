@@ -1,12 +1,14 @@
 """Quality matrix in the style of D4RL tables: dataset regime x learner x dataset seed.
 
 Each cell is a full ``guardrl run`` (collect 500 episodes with that seed, train every learner with the same seed,
-1,500 evaluation episodes on the held-out seeds 10001-10003). Per regime and learner the table gives the mean
-normalized score and hazard rate over seeds with a 95% CI across seeds (t interval), and per seed whether CQL's
-hazard CI upper bound lies below BC's hazard rate.
+1,500 evaluation episodes on the held-out seeds 10001-10003). Scores are **exact** (dynamic programming over the
+grid: no Monte Carlo noise): per regime and learner the table gives the mean exact normalized score and hazard
+probability over seeds with a 95% CI across seeds (t interval), and how many seeds meet the bar (normalized
+score >= 99 and hazard <= 0.5%). Per seed it also says whether CQL's rollout hazard CI upper bound lies below
+BC's rollout hazard rate.
 
-    .venv/bin/python bench/matrix.py                          # 4 regimes x 4 learners x 5 seeds (~5 min)
-    .venv/bin/python bench/matrix.py --regimes safe --seeds 0 1
+    .venv/bin/python bench/matrix.py                          # 4 regimes x 7 learners x 5 seeds (~25 min)
+    .venv/bin/python bench/matrix.py --regimes safe --seeds 100 101 --out /tmp/dev   # development seeds
 
 Writes ``bench/results/matrix.json`` and ``bench/results/matrix.md`` (or ``--out DIR``).
 """
@@ -59,10 +61,11 @@ def run_cell(regime: str, seed: int, learners: tuple[str, ...]) -> dict[str, Any
         t0 = time.perf_counter()
         _, metrics = run(cfg, Path(tmp), show_progress=False)
         seconds = time.perf_counter() - t0
-    out: dict[str, Any] = {"seconds": seconds, "policies": {}}
+    out: dict[str, Any] = {"seconds": seconds, "timings": metrics["timings_seconds"], "policies": {}}
     for name in ("behaviour", *learners):
         p = metrics["policies"][name]
         out["policies"][name] = {
+            "exact": p["exact"],
             "normalized_score": p["normalized_score"],
             "hazard_rate": p["hazard_rate"],
             "goal_rate": p["goal_rate"],
@@ -70,17 +73,25 @@ def run_cell(regime: str, seed: int, learners: tuple[str, ...]) -> dict[str, Any
     return out
 
 
+BAR_SCORE, BAR_HAZARD = 99.0, 0.005
+
+
+def meets_bar(exact: dict[str, float]) -> bool:
+    return exact["normalized_score"] >= BAR_SCORE and exact["hazard_prob"] <= BAR_HAZARD
+
+
 def summarize(cells: dict[str, dict[int, dict[str, Any]]], learners: tuple[str, ...]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for regime, by_seed in cells.items():
         rows: dict[str, Any] = {}
         for name in ("behaviour", *learners):
-            per_seed = [by_seed[s]["policies"][name] for s in sorted(by_seed)]
+            per_seed = [by_seed[s]["policies"][name]["exact"] for s in sorted(by_seed)]
             rows[name] = {
-                "normalized_score": across_seeds([p["normalized_score"]["mean"] for p in per_seed]),
-                "hazard_rate": across_seeds([p["hazard_rate"]["mean"] for p in per_seed]),
-                "per_seed_score": [p["normalized_score"]["mean"] for p in per_seed],
-                "per_seed_hazard": [p["hazard_rate"]["mean"] for p in per_seed],
+                "normalized_score": across_seeds([p["normalized_score"] for p in per_seed]),
+                "hazard_rate": across_seeds([p["hazard_prob"] for p in per_seed]),
+                "per_seed_score": [p["normalized_score"] for p in per_seed],
+                "per_seed_hazard": [p["hazard_prob"] for p in per_seed],
+                "bar_met": int(sum(meets_bar(p) for p in per_seed)),
             }
         if "bc" in learners and "cql" in learners:
             wins = [
@@ -103,8 +114,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"# Quality matrix ({res['date']}, {res['machine']})",
         "",
         f"Command: `{res['command']}`. Seeds {res['seeds']}; {res['total_seconds']:.0f} s in all.",
-        "Normalized score (0 = uniform random, 100 = exact optimum) and hazard rate (% of episodes), mean over",
-        "dataset seeds with a 95% t interval across seeds; each seed's policy is evaluated on 1,500 held-out episodes.",
+        "Exact normalized score (0 = uniform random, 100 = exact optimum) and exact hazard probability (%), by",
+        "dynamic programming; mean over dataset seeds with a 95% t interval across seeds.",
         "",
         "| regime | " + " | ".join(f"{n} score" for n in ("behaviour", *learners)) + " |",
         "|---|" + "---|" * (len(learners) + 1),
@@ -117,17 +128,33 @@ def markdown(res: dict[str, Any]) -> str:
     for regime, rows in res["summary"].items():
         cells = [fmt(rows[n]["hazard_rate"], 100) for n in ("behaviour", *learners)]
         lines.append(f"| {regime} | " + " | ".join(cells) + " |")
+    lines += ["", f"Seeds meeting the bar (exact score >= {BAR_SCORE:g} and hazard <= {100 * BAR_HAZARD:g}%):", ""]
+    lines += ["| regime | " + " | ".join(learners) + " |", "|---|" + "---|" * len(learners)]
+    for regime, rows in res["summary"].items():
+        n_seeds = len(rows[learners[0]]["per_seed_score"])
+        lines.append(f"| {regime} | " + " | ".join(f"{rows[n]['bar_met']}/{n_seeds}" for n in learners) + " |")
+    lines += ["", "Per seed, exact normalized score / hazard %:", ""]
+    for regime, rows in res["summary"].items():
+        for n in learners:
+            parts = [
+                f"{s:.1f}/{100 * h:.2f}"
+                for s, h in zip(rows[n]["per_seed_score"], rows[n]["per_seed_hazard"], strict=True)
+            ]
+            lines.append(f"- {regime} {n}: " + "; ".join(parts))
     if all("cql_hazard_ci_below_bc" in rows for rows in res["summary"].values()):
         lines += [
             "",
-            "Per seed: CQL normalized score / hazard % (BC hazard %); CQL hazard CI upper bound below BC's:",
+            "Rollouts (1,500 episodes) per seed: CQL normalized score / hazard % (BC hazard %); CQL's rollout hazard",
+            "CI upper bound below BC's rollout hazard:",
             "",
         ]
         for regime, rows in res["summary"].items():
-            cql, bc = rows["cql"], rows["bc"]
+            by_seed = res["cells"][regime]
             parts = [
-                f"{s:.1f} / {100 * h:.1f} ({100 * b:.1f})"
-                for s, h, b in zip(cql["per_seed_score"], cql["per_seed_hazard"], bc["per_seed_hazard"], strict=True)
+                f"{c['policies']['cql']['normalized_score']['mean']:.1f} / "
+                f"{100 * c['policies']['cql']['hazard_rate']['mean']:.1f} "
+                f"({100 * c['policies']['bc']['hazard_rate']['mean']:.1f})"
+                for c in by_seed.values()
             ]
             win = rows["cql_hazard_ci_below_bc"]
             lines.append(f"- **{regime}**: " + "; ".join(parts) + f" -> below BC on {win['count']}/{len(parts)}")
@@ -137,7 +164,7 @@ def markdown(res: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--regimes", nargs="+", default=["safe", "noisy", "mixed", "expert"])
-    parser.add_argument("--learners", nargs="+", default=["bc", "cql", "dqn", "bcq"])
+    parser.add_argument("--learners", nargs="+", default=["bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -150,7 +177,7 @@ def main() -> None:
             cells[regime][seed] = cell = run_cell(regime, seed, learners)
             pol = cell["policies"]
             scores = ", ".join(
-                f"{n} {pol[n]['normalized_score']['mean']:.1f}/{100 * pol[n]['hazard_rate']['mean']:.1f}%"
+                f"{n} {pol[n]['exact']['normalized_score']:.1f}/{100 * pol[n]['exact']['hazard_prob']:.2f}%"
                 for n in learners
             )
             print(f"{regime} seed {seed} ({cell['seconds']:.0f} s): {scores}", flush=True)

@@ -24,7 +24,7 @@ from guardrl.errors import ConfigError
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.gate import GateConfig
 from guardrl.evaluate.ope_config import MODEL_FREE, OPEConfig
-from guardrl.train.config import TrainConfig, WorldModelConfig
+from guardrl.train.config import DEFAULT_LEARNERS, GRID_LEARNERS, MODEL_LEARNERS, TrainConfig, WorldModelConfig
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,9 @@ class RunConfig:
         if self.ope.estimators is None:  # resolved here so that the saved config lists what ran
             chosen = (*MODEL_FREE, "model") if self.env.logs_only else MODEL_FREE
             object.__setattr__(self, "ope", dataclasses.replace(self.ope, estimators=chosen))
+        if self.train.learners is None:
+            learners = GRID_LEARNERS if not self.env.logs_only and not self.env.is_gym else DEFAULT_LEARNERS
+            object.__setattr__(self, "train", dataclasses.replace(self.train, learners=learners))
         if self.collect.seed in self.evaluate.seeds:
             raise ConfigError("evaluate.seeds must not include collect.seed: evaluate on held-out seeds")
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -210,6 +213,16 @@ class RunConfig:
                 raise ConfigError("ope.validate: reference policies with exact truth exist on SafeGrid only")
         elif self.collect.behaviour is not None:
             raise ConfigError("collect.behaviour: applies to gymnasium envs (env.gym_id); SafeGrid uses regime")
+
+    @property
+    def train_needs_world_model(self) -> bool:
+        """A learner plans in the world model (``mopo``, ``morel``)."""
+        return any(name in MODEL_LEARNERS for name in self.train.chosen)
+
+    @property
+    def needs_world_model(self) -> bool:
+        """The run fits a world model: the model estimator or a model-based learner uses it."""
+        return "model" in self.ope.chosen or self.train_needs_world_model
 
 
 def to_dict(obj: Any) -> Any:

@@ -19,8 +19,6 @@ fitted model's own error is not in the interval (the OPE-vs-truth validation mea
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from guardrl._d3rlpy import import_d3rlpy
 from guardrl._parallel import run_forked
 from guardrl.data import Dataset
 from guardrl.envs import sample_actions
@@ -38,8 +37,7 @@ from guardrl.evaluate.metrics import Estimate, bootstrap
 from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.evaluate.target import TargetPolicy
 
-with contextlib.redirect_stderr(io.StringIO()):  # d3rlpy's legacy gym import prints a banner
-    import d3rlpy
+d3rlpy = import_d3rlpy()
 
 
 @dataclass(frozen=True)

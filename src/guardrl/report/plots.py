@@ -124,6 +124,8 @@ def learning_curves(
     else:  # no exact monitor (gymnasium envs): the loss panel only
         fig, a1 = plt.subplots(1, 1, figsize=(6, 4))
     for name, curve in curves.items():
+        if "loss" not in curve:  # a tabular planner has no loss to plot
+            continue
         (color,) = _colors([name])
         a1.plot(curve["step"], curve["loss"], label=name, color=color)
     a1.set_yscale("log")

@@ -117,13 +117,19 @@ def stage_train(ctx: RunContext, show_progress: bool = True) -> dict[str, Any]:
     cfg, folder, ds = ctx.cfg, ctx.folder, ctx.dataset
     monitor = _exact_monitor(ctx.tables) if ctx.is_safegrid else None
     bounds = ObsBounds(*ctx.obs_bounds())
-    results = train_all(ds, cfg.train, bounds, monitor, show_progress=show_progress, grid_size=ctx.grid_size)
+    results = train_all(
+        ds, cfg.train, bounds, monitor, show_progress=show_progress, grid_size=ctx.grid_size,
+        audit_cfg=cfg.audit, world_model=ctx.world_model if cfg.train_needs_world_model else None,
+        hazard_budget=cfg.gate.hazard_limit,
+    )  # fmt: skip
     training: dict[str, Any] = {}
     for name, res in results.items():
         files = export_policy(res.algo, folder.policies, name)
         files["scores"], kind = export_scores(res.algo, folder.policies, name)
         card = model_card(name, ctx, files)
         card["scores"] = {"file": files["scores"].name, "kind": kind}
+        if getattr(res.algo, "info", None):  # a tabular planner: its table and its plan under the model
+            card["plan"] = res.algo.info
         atomic_write_json(folder.card(name), card)
         training[name] = {
             "seconds": res.seconds, "n_steps": res.n_steps, "steps_per_second": res.steps_per_second,
@@ -175,7 +181,7 @@ def learned_policies(ctx: RunContext) -> dict[str, Any]:
     return ctx.memo(
         "learned",
         lambda: {
-            name: TorchScriptPolicy(folder.require(folder.policy(name), "train")) for name in ctx.cfg.train.learners
+            name: TorchScriptPolicy(folder.require(folder.policy(name), "train")) for name in ctx.cfg.train.chosen
         },
     )
 
@@ -411,7 +417,7 @@ def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
     metrics = read_metrics(folder)
     audit_result = folder.read_optional(folder.audit)
     ope = (folder.read_optional(folder.ope) or {}).get("policies", {})
-    learners = list(ctx.cfg.train.learners)
+    learners = list(ctx.cfg.train.chosen)
     names = learners + [n for n in ope if n not in learners]
     candidates = []
     for name in names:
@@ -499,7 +505,7 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
         save_config(cfg, ctx.folder.config)
         timed("collect", stage_collect)
         timed("audit", stage_audit)
-        if "model" in cfg.ope.chosen:
+        if cfg.needs_world_model:
             timed("model", stage_model, show_progress=show_progress)
         timed("train", stage_train, show_progress=show_progress)
         metrics = timed("evaluate", stage_evaluate, show_progress=show_progress)

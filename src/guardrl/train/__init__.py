@@ -6,10 +6,10 @@ so reading a run config or starting the command line does not pay for them.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 from typing import TYPE_CHECKING, Any
+
+from guardrl._d3rlpy import import_d3rlpy
 
 _EXPORTS = {
     "config": (
@@ -38,13 +38,10 @@ __all__ = [
 
 
 def quiet_legacy_gym() -> None:
-    """Import the legacy ``gym`` package with its "unmaintained" banner silenced.
-
-    d3rlpy 2.8.1 imports it, and its import prints the banner to stderr; guardrl only uses gymnasium. Called
-    before any module that imports d3rlpy is loaded through this package.
-    """
-    with contextlib.redirect_stderr(io.StringIO()):
-        import gym  # noqa: F401
+    """Import d3rlpy quietly (its legacy ``gym`` import prints a banner) and without scikit-learn, which only
+    its PRDC learner uses (:mod:`guardrl._d3rlpy`). Called before any module that imports d3rlpy is loaded
+    through this package."""
+    import_d3rlpy()
 
 
 def __getattr__(name: str) -> Any:

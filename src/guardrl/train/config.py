@@ -20,7 +20,15 @@ class LearnerConfigError(GuardrlError, ValueError):
 LRSchedule = Literal["constant", "cosine"]
 TDLoss = Literal["mse", "huber"]
 Encoder = Literal["auto", "grid", "mlp"]
-Learner = Literal["bc", "cql", "dqn", "bcq"]
+Learner = Literal["bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel"]
+TABULAR_LEARNERS: tuple[str, ...] = ("spibb", "mopo", "morel")
+"""Learners that plan over a table of states instead of training networks through d3rlpy."""
+MODEL_LEARNERS: tuple[str, ...] = ("mopo", "morel")
+DEFAULT_LEARNERS: tuple[Learner, ...] = ("bc", "cql")
+"""The default where observations may be continuous (gymnasium envs, logs)."""
+GRID_LEARNERS: tuple[Learner, ...] = ("bc", "morel")
+"""The default on SafeGrid: MOReL met the quality bar on 24 of 24 development runs (bench/tabular_dev.py)."""
+"""Learners that plan in the run's world model (so a run with them fits one)."""
 LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
 TD_LOSSES: tuple[str, ...] = get_args(TDLoss)
 ENCODERS: tuple[str, ...] = get_args(Encoder)
@@ -113,15 +121,99 @@ class BCQConfig(QLearnerConfig):
 
 
 @dataclass(frozen=True)
+class PlannerConfig:
+    """Fields shared by the tabular learners (SPIBB, MOPO, MOReL), which plan by dynamic programming over the
+    logged states (distinct observation rows, or the audit's bins) instead of training networks."""
+
+    gamma: float = 0.99
+    """Discount of the planning backups (the evaluation is undiscounted)."""
+    horizon: int | None = None
+    """Backups per plan; ``None``: the longest logged episode."""
+    hazard_budget: bool = True
+    """Maximize return subject to expected hazard per episode <= the gate's ``hazard_limit`` (one config value
+    for both), with a Lagrange multiplier on the cost found by bisection; ``False``: maximize return only."""
+    max_states: int = 5000
+    """Largest table planned over; more states is refused with a clear error."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must lie in (0, 1], got {self.gamma}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+
+
+@dataclass(frozen=True)
+class SPIBBConfig(PlannerConfig):
+    """Π_b-SPIBB (Laroche, Trichelair & Tachet des Combes, ICML 2019) on the maximum-likelihood model of the
+    logs: a (state, action) pair logged fewer than ``n_wedge`` times keeps the behaviour policy's probability;
+    the rest of the state's probability goes to the best well-logged action. Deployed greedily (the action the
+    SPIBB policy gives the most probability), like every guardrl policy."""
+
+    n_wedge: int = 20
+    """N∧: pairs logged fewer times than this are bootstrapped (keep the behaviour's probability)."""
+    max_iterations: int = 50
+    """Policy-iteration rounds; it stops earlier when the policy no longer changes."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_wedge < 1 or self.max_iterations < 1:
+            raise ValueError("n_wedge and max_iterations must be >= 1")
+
+
+@dataclass(frozen=True)
+class MOPOConfig(PlannerConfig):
+    """MOPO-style planning (Yu et al., 2020) in the run's world model: the reward is lowered by ``penalty`` times
+    the logged reward range times the members' disagreement about the next state, and a cost is taken at its
+    upper bound over the members; a step to a state the logs never hold is valued as the worst logged reward
+    and counted as a hazard."""
+
+    penalty: float = 0.1
+    """λ: reward minus λ · (logged reward range) · disagreement (total variation, in [0, 1])."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.penalty < 0:
+            raise ValueError(f"penalty must be >= 0, got {self.penalty}")
+
+
+@dataclass(frozen=True)
+class MOReLConfig(PlannerConfig):
+    """MOReL-style planning (Kidambi et al., 2020) in the run's world model: a (state, action) pair the logs
+    hold fewer than ``min_count`` times, or on which the members disagree by more than ``max_disagreement``, is
+    unknown and leads to an absorbing halt with reward ``-halt_penalty`` (counted as a hazard); costs are taken
+    at their upper bound over the members."""
+
+    halt_penalty: float | None = None
+    """κ; ``None``: the logged reward range (max - min reward)."""
+    min_count: int | None = None
+    """``None``: the audit's ``k``, so the planner never takes an action the gate calls unsupported."""
+    max_disagreement: float = 0.5
+    """Largest member disagreement (total variation of next-state distributions) still called known."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.halt_penalty is not None and self.halt_penalty < 0:
+            raise ValueError(f"halt_penalty must be >= 0, got {self.halt_penalty}")
+        if self.min_count is not None and self.min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {self.min_count}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Which learners to train on the dataset, and how."""
 
-    learners: tuple[Learner, ...] = ("bc", "cql")
-    """Learners to train, in order: any of ``bc``, ``cql``, ``dqn``, ``bcq``."""
+    learners: tuple[Learner, ...] | None = None
+    """Learners to train, in order: any of ``bc``, ``cql``, ``dqn``, ``bcq`` (d3rlpy networks), ``spibb``,
+    ``mopo``, ``morel`` (tabular planners; the last two plan in the run's world model). ``None``: the run's
+    default, resolved when a run config loads: ``bc`` and ``morel`` on SafeGrid (whose cells MOReL plans over),
+    ``bc`` and ``cql`` elsewhere (observations may be continuous)."""
     bc: BCConfig = field(default_factory=BCConfig)
     cql: CQLConfig = field(default_factory=CQLConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     bcq: BCQConfig = field(default_factory=BCQConfig)
+    spibb: SPIBBConfig = field(default_factory=SPIBBConfig)
+    mopo: MOPOConfig = field(default_factory=MOPOConfig)
+    morel: MOReLConfig = field(default_factory=MOReLConfig)
     seed: int = 0
     """Seeds network initialization (torch, in a forked RNG) and batch sampling (numpy Generator)."""
     device: str = "cpu"
@@ -139,14 +231,21 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"train.encoder must be one of {list(ENCODERS)}, got {self.encoder!r}")
-        unknown = [name for name in self.learners if name not in LEARNERS]
+        unknown = [name for name in self.chosen if name not in LEARNERS]
         if unknown:
             raise ValueError(f"train.learners: unknown {unknown}; choose from {list(LEARNERS)}")
-        if len(set(self.learners)) != len(self.learners):
-            raise ValueError(f"train.learners: a learner is listed twice in {list(self.learners)}")
+        if len(set(self.chosen)) != len(self.chosen):
+            raise ValueError(f"train.learners: a learner is listed twice in {list(self.chosen)}")
+        if not self.chosen:
+            raise ValueError("train.learners: name at least one learner")
+
+    @property
+    def chosen(self) -> tuple[Learner, ...]:
+        """The learners to train (``bc`` and ``cql`` when unset; a run config resolves this at load)."""
+        return DEFAULT_LEARNERS if self.learners is None else self.learners
 
 
-LearnerConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig
+LearnerConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig | SPIBBConfig | MOPOConfig | MOReLConfig
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,24 @@ from guardrl._io import atomic_write
 
 
 def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
-    """Write ``<name>.pt`` (d3rlpy ``save_policy``) and ``<name>.onnx``; returns both paths.
+    """Write ``<name>.pt`` (d3rlpy ``save_policy``, or a tabular policy's traced module) and ``<name>.onnx``;
+    returns both paths.
 
     d3rlpy 2.8.1's own ONNX branch calls ``torch.onnx.export`` on a traced function, which torch >= 2.9's
     default (dynamo) exporter rejects; so the ONNX file is converted from the TorchScript file that
     ``save_policy`` wrote, with torch's TorchScript-based exporter. Both compute the same greedy action.
     """
+    from guardrl.train.tabular import TabularPolicy
+
     out_dir = Path(out_dir)
     pt_path, onnx_path = out_dir / f"{name}.pt", out_dir / f"{name}.onnx"
+    tabular = isinstance(algo, TabularPolicy)
+    observation_shape = algo.observation_shape if tabular else algo.impl.observation_shape
 
     def write_pt(tmp: Path) -> None:
+        if tabular:
+            _trace(algo.module(greedy=True), observation_shape).save(str(tmp))
+            return
         target = tmp.with_suffix(".pt")  # save_policy picks the format from the extension
         with warnings.catch_warnings():
             # tracing d3rlpy's scaler asserts on shapes; the trace is checked against the model in the tests
@@ -34,7 +42,7 @@ def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
 
     def write_onnx(tmp: Path) -> None:
         module = torch.jit.load(str(pt_path), map_location="cpu")
-        dummy = torch.zeros(1, *algo.impl.observation_shape, dtype=torch.float32)
+        dummy = torch.zeros(1, *observation_shape, dtype=torch.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
             torch.onnx.export(
@@ -53,6 +61,14 @@ def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
 
 
 SCORE_KINDS = ("q", "logprob")
+
+
+def _trace(module: torch.nn.Module, observation_shape: tuple[int, ...]) -> Any:
+    """TorchScript of ``module`` traced on a batch of two zero observations (parameters baked in)."""
+    dummy = torch.zeros(2, *observation_shape, dtype=torch.float32)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.trace(module.eval(), dummy, check_trace=False)
 
 
 def _scores_function(algo: Any) -> tuple[Any, str]:
@@ -91,7 +107,13 @@ def _scores_function(algo: Any) -> tuple[Any, str]:
 
 def export_scores(algo: Any, out_dir: Path, name: str) -> tuple[Path, str]:
     """Write ``<name>.scores.pt``: TorchScript of observations -> action scores; returns the path and kind."""
+    from guardrl.train.tabular import TabularPolicy
+
     path = Path(out_dir) / f"{name}.scores.pt"
+    if isinstance(algo, TabularPolicy):
+        traced = _trace(algo.module(greedy=False), algo.observation_shape)
+        atomic_write(path, lambda tmp: traced.save(str(tmp)))
+        return path, algo.kind
     fn, kind = _scores_function(algo)
     algo.impl.modules.freeze()  # tracing bakes parameters in as constants; save_policy freezes them too
     dummy = torch.zeros(2, *algo.impl.observation_shape, dtype=torch.float32)
@@ -129,9 +151,13 @@ class TorchScriptPolicy:
         self.module = torch.jit.load(str(self.path), map_location="cpu")
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        out = []
         with torch.no_grad():
-            out = self.module(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
-        return out.cpu().numpy().astype(np.int64).reshape(-1)
+            # in chunks: a tabular policy compares each observation with every logged state
+            for start in range(0, max(len(obs), 1), 8192):
+                out.append(self.module(torch.as_tensor(obs[start : start + 8192])).cpu().numpy())
+        return np.concatenate(out).astype(np.int64).reshape(-1)
 
     def __call__(self, obs: np.ndarray, steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return self.greedy(obs)

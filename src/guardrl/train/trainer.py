@@ -17,9 +17,10 @@ from d3rlpy.dataset import TransitionMiniBatch
 from rich.progress import Progress
 
 from guardrl.data import Dataset
+from guardrl.data.audit import AuditConfig
 from guardrl.errors import ConfigError
 from guardrl.progress import make_progress
-from guardrl.train.config import LearnerConfig, TrainConfig
+from guardrl.train.config import TABULAR_LEARNERS, LearnerConfig, TrainConfig
 from guardrl.train.learners import ObsBounds, build_algo
 
 Monitor = Callable[[Callable[[np.ndarray], np.ndarray]], dict[str, float]]
@@ -151,7 +152,10 @@ def train_learner(
 
 def learner_configs(cfg: TrainConfig) -> dict[str, LearnerConfig]:
     """Every learner guardrl can train, by name."""
-    return {"bc": cfg.bc, "cql": cfg.cql, "dqn": cfg.dqn, "bcq": cfg.bcq}
+    return {
+        "bc": cfg.bc, "cql": cfg.cql, "dqn": cfg.dqn, "bcq": cfg.bcq,
+        "spibb": cfg.spibb, "mopo": cfg.mopo, "morel": cfg.morel,
+    }  # fmt: skip
 
 
 def train_all(
@@ -161,15 +165,27 @@ def train_all(
     monitor: Monitor | None = None,
     show_progress: bool = True,
     grid_size: int | None = None,
+    audit_cfg: AuditConfig | None = None,
+    world_model: Any = None,
+    hazard_budget: float | None = None,
 ) -> dict[str, TrainResult]:
-    """Train every learner named in ``cfg.learners`` on ``dataset``."""
+    """Train every learner of ``cfg.chosen`` on ``dataset``.
+
+    The tabular learners take the audit's state index (``audit_cfg``), ``mopo`` and ``morel`` the run's
+    ``world_model``, and those with ``hazard_budget`` on plan under ``hazard_budget`` (the gate's limit)."""
     learner_cfgs = learner_configs(cfg)  # TrainConfig refuses unknown learner names when it is built
     arrays = TransitionArrays.from_dataset(dataset)
     bounds = bounds or ObsBounds(*dataset.observation_range())
-    children = np.random.SeedSequence(cfg.seed).generate_state(len(cfg.learners))
+    children = np.random.SeedSequence(cfg.seed).generate_state(len(cfg.chosen))
     results: dict[str, TrainResult] = {}
     with make_progress(show_progress) as progress:
-        for name, child_seed in zip(cfg.learners, children, strict=True):
+        for name, child_seed in zip(cfg.chosen, children, strict=True):
+            if name in TABULAR_LEARNERS:
+                results[name] = _train_tabular(
+                    name, learner_cfgs[name], dataset, audit_cfg or AuditConfig(), world_model, hazard_budget,
+                    monitor, progress,
+                )  # fmt: skip
+                continue
             results[name] = train_learner(
                 name,
                 learner_cfgs[name],
@@ -183,3 +199,29 @@ def train_all(
                 grid_size,
             )
     return results
+
+
+def _train_tabular(
+    name: str,
+    cfg: LearnerConfig,
+    dataset: Dataset,
+    audit_cfg: AuditConfig,
+    world_model: Any,
+    hazard_budget: float | None,
+    monitor: Monitor | None,
+    progress: Progress | None,
+) -> TrainResult:
+    from guardrl.train.config import PlannerConfig
+    from guardrl.train.tabular import train_tabular
+
+    assert isinstance(cfg, PlannerConfig)
+    policy, seconds = train_tabular(name, cfg, dataset, audit_cfg, world_model, hazard_budget, progress)
+    result = TrainResult(name=name, algo=policy, seconds=seconds, n_steps=int(policy.info.get("plans", 1)))
+    result.curve = {"step": [result.n_steps], **{k: [float(v)] for k, v in policy.info.items() if _number(v)}}
+    if monitor is not None:
+        result.monitor = {"step": [result.n_steps], **{k: [v] for k, v in monitor(result.predict).items()}}
+    return result
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
