@@ -25,6 +25,7 @@ def tiny_config():
         name="tiny",
         collect=CollectConfig(n_episodes=60, seed=3),
         train=TrainConfig(
+            learners=("bc", "cql"),
             bc=BCConfig(n_steps=40, batch_size=32),
             cql=CQLConfig(n_steps=40, batch_size=32),
             log_every=10,

@@ -247,7 +247,9 @@ class TrainConfig:
         return DEFAULT_LEARNERS if self.learners is None else self.learners
 
 
-LearnerConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig | SPIBBConfig | MOPOConfig | MOReLConfig
+NetworkConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig
+"""Configs of the learners trained as d3rlpy networks."""
+LearnerConfig = NetworkConfig | SPIBBConfig | MOPOConfig | MOReLConfig
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from guardrl.train.config import (
     BCQConfig,
     CQLConfig,
     DQNConfig,
-    LearnerConfig,
     LearnerConfigError,
+    NetworkConfig,
     QLearnerConfig,
 )
 
@@ -166,7 +166,7 @@ def _make(cls: Any, name: str, kwargs: dict[str, Any]) -> Any:
         raise LearnerConfigError(message) from None
 
 
-def build_algo(name: str, cfg: LearnerConfig, bounds: ObsBounds, device: str, grid_size: int | None = None) -> Any:
+def build_algo(name: str, cfg: NetworkConfig, bounds: ObsBounds, device: str, grid_size: int | None = None) -> Any:
     """Create the d3rlpy algorithm object for learner ``name`` (not yet built).
 
     With ``grid_size`` the network reads a one-hot of the (x, y) cell (:class:`GridEncoder`) instead of the raw

@@ -20,7 +20,7 @@ from guardrl.data import Dataset
 from guardrl.data.audit import AuditConfig
 from guardrl.errors import ConfigError
 from guardrl.progress import make_progress
-from guardrl.train.config import TABULAR_LEARNERS, LearnerConfig, TrainConfig
+from guardrl.train.config import TABULAR_LEARNERS, LearnerConfig, NetworkConfig, PlannerConfig, TrainConfig
 from guardrl.train.learners import ObsBounds, build_algo
 
 Monitor = Callable[[Callable[[np.ndarray], np.ndarray]], dict[str, float]]
@@ -100,7 +100,7 @@ def resolve_device(device: str) -> str:
 
 def train_learner(
     name: str,
-    cfg: LearnerConfig,
+    cfg: NetworkConfig,
     arrays: TransitionArrays,
     n_actions: int,
     bounds: ObsBounds,
@@ -186,9 +186,11 @@ def train_all(
                     monitor, progress,
                 )  # fmt: skip
                 continue
+            network_cfg = learner_cfgs[name]
+            assert not isinstance(network_cfg, PlannerConfig)  # the tabular learners went above
             results[name] = train_learner(
                 name,
-                learner_cfgs[name],
+                network_cfg,
                 arrays,
                 dataset.n_actions,
                 bounds,
@@ -211,7 +213,6 @@ def _train_tabular(
     monitor: Monitor | None,
     progress: Progress | None,
 ) -> TrainResult:
-    from guardrl.train.config import PlannerConfig
     from guardrl.train.tabular import train_tabular
 
     assert isinstance(cfg, PlannerConfig)
