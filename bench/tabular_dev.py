@@ -28,8 +28,8 @@ from guardrl._io import atomic_write_json, atomic_write_text
 from guardrl.config import RunConfig
 from guardrl.data import collect
 from guardrl.data.audit import AuditConfig
+from guardrl.data.behaviour import uniform_policy
 from guardrl.envs import TablePolicy, build_tables, evaluate_exact, solve_optimal, states_to_obs
-from guardrl.envs.layouts import N_ACTIONS
 from guardrl.evaluate import normalized_score
 from guardrl.train.config import MOPOConfig, MOReLConfig, SPIBBConfig
 from guardrl.train.tabular import train_model_planner, train_spibb
@@ -62,8 +62,7 @@ def main() -> None:
     base = RunConfig()
     tables = build_tables(base.env.build())
     _, opt = solve_optimal(tables)
-    uniform = TablePolicy(tables, np.full((1, tables.layout.n_states, N_ACTIONS), 1.0 / N_ACTIONS))
-    r_random = evaluate_exact(uniform).expected_return
+    r_random = evaluate_exact(uniform_policy(tables)).expected_return
     audit = AuditConfig()
     cells = settings()
     scores: dict[str, dict[str, list[tuple[float, float]]]] = {r: {k: [] for k in cells} for r in args.regimes}
@@ -77,11 +76,8 @@ def main() -> None:
                     policy = train_spibb(ds, cfg, audit, base.gate.hazard_limit)
                 else:
                     policy = train_model_planner(ds, cfg, audit, model, base.gate.hazard_limit, label.split()[0])
-                states = np.arange(tables.layout.n_states)
-                actions = policy.predict(states_to_obs(tables.layout, states))
-                probs = np.zeros((1, tables.layout.n_states, N_ACTIONS))
-                probs[0, states, actions] = 1.0
-                exact = evaluate_exact(TablePolicy(tables, probs))
+                grid_obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
+                exact = evaluate_exact(TablePolicy.deterministic(tables, policy.predict(grid_obs)))
                 score = normalized_score(exact.expected_return, r_random, opt.expected_return)
                 scores[regime][label].append((score, exact.hazard_prob))
             print(f"{regime} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)

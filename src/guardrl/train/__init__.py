@@ -37,19 +37,12 @@ __all__ = [
 ]  # fmt: skip
 
 
-def quiet_legacy_gym() -> None:
-    """Import d3rlpy quietly (its legacy ``gym`` import prints a banner) and without scikit-learn, which only
-    its PRDC learner uses (:mod:`guardrl._d3rlpy`). Called before any module that imports d3rlpy is loaded
-    through this package."""
-    import_d3rlpy()
-
-
 def __getattr__(name: str) -> Any:
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'guardrl.train' has no attribute {name!r}")
     if module != "config":
-        quiet_legacy_gym()
+        import_d3rlpy()  # quietly, without scikit-learn (see guardrl._d3rlpy)
     value = getattr(importlib.import_module(f"guardrl.train.{module}"), name)
     globals()[name] = value
     return value

@@ -63,12 +63,13 @@ def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
 SCORE_KINDS = ("q", "logprob")
 
 
-def _trace(module: torch.nn.Module, observation_shape: tuple[int, ...]) -> Any:
-    """TorchScript of ``module`` traced on a batch of two zero observations (parameters baked in)."""
+def _trace(fn: Any, observation_shape: tuple[int, ...]) -> Any:
+    """TorchScript of ``fn`` (a module or a function of observations) traced on a batch of two zero
+    observations, parameters baked in as constants."""
     dummy = torch.zeros(2, *observation_shape, dtype=torch.float32)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        return torch.jit.trace(module.eval(), dummy, check_trace=False)
+        return torch.jit.trace(fn, dummy, check_trace=False)
 
 
 def _scores_function(algo: Any) -> tuple[Any, str]:
@@ -111,20 +112,12 @@ def export_scores(algo: Any, out_dir: Path, name: str) -> tuple[Path, str]:
 
     path = Path(out_dir) / f"{name}.scores.pt"
     if isinstance(algo, TabularPolicy):
-        traced = _trace(algo.module(greedy=False), algo.observation_shape)
-        atomic_write(path, lambda tmp: traced.save(str(tmp)))
-        return path, algo.kind
-    fn, kind = _scores_function(algo)
-    algo.impl.modules.freeze()  # tracing bakes parameters in as constants; save_policy freezes them too
-    dummy = torch.zeros(2, *algo.impl.observation_shape, dtype=torch.float32)
-
-    def write(tmp: Path) -> None:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            traced = torch.jit.trace(fn, dummy, check_trace=False)
-        traced.save(str(tmp))
-
-    atomic_write(path, write)
+        fn, kind, shape = algo.module(greedy=False), algo.kind, algo.observation_shape
+    else:
+        fn, kind = _scores_function(algo)
+        algo.impl.modules.freeze()  # tracing bakes parameters in as constants; save_policy freezes them too
+        shape = algo.impl.observation_shape
+    atomic_write(path, lambda tmp: _trace(fn, shape).save(str(tmp)))
     return path, kind
 
 

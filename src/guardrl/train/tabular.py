@@ -279,12 +279,11 @@ def behaviour_policy(ds: Dataset, index: StateIndex, counts: NDArray[np.int64]) 
 
 
 def world_model_mdp(
-    model: Any, rows: NDArray[np.float32], start_rows: NDArray[np.float32], unknown_reward: float
-) -> tuple[TabularMDP, NDArray[np.float64], NDArray[np.float64]]:
-    """The world model's MDP over the observation ``rows`` (states): ensemble-mean transitions and rewards,
-    each cost at its largest member value; a predicted successor outside ``rows`` halts with
-    ``unknown_reward`` and a hazard. Also returns the members' disagreement per pair (S, A) and the members'
-    mean termination of each slot (for reporting)."""
+    model: Any, index: StateIndex, start_rows: NDArray[np.float32], unknown_reward: float
+) -> tuple[TabularMDP, NDArray[np.float64]]:
+    """The world model's MDP over the observation rows of an exact ``index`` (the states): ensemble-mean
+    transitions and rewards, each cost at its largest member value; a predicted successor outside the rows
+    halts with ``unknown_reward`` and a hazard. Also returns the members' disagreement per pair (S, A)."""
     from guardrl.train.world_model import one_thread
 
     if model.kind == "gaussian":
@@ -292,7 +291,8 @@ def world_model_mdp(
             "the world model predicts continuous next observations (Gaussian); mopo and morel plan over discrete "
             "observations only"
         )
-    index = StateIndex(exact=rows, edges=None)
+    rows = index.exact
+    assert rows is not None
     S, A, d = len(rows), model.n_actions, rows.shape[1]
     classes = np.asarray(model.meta["classes"], dtype=np.float32)
     K = len(classes)
@@ -323,7 +323,7 @@ def world_model_mdp(
     start = np.bincount(index(start_rows), minlength=S).astype(np.float64)
     if start.sum() == 0:
         raise TabularError("no logged episode starts in a known state")
-    return TabularMDP(next_state, prob, reward, cost, termination, start / start.sum()), disagreement, termination
+    return TabularMDP(next_state, prob, reward, cost, termination, start / start.sum()), disagreement
 
 
 # ---------------------------------------------------------------- the policy
@@ -438,7 +438,7 @@ def train_spibb(
     ds: Dataset, cfg: SPIBBConfig, audit_cfg: AuditConfig, budget: float | None, name: str = "spibb"
 ) -> TabularPolicy:
     """Π_b-SPIBB on the logs' maximum-likelihood model over the audit's states."""
-    index = Support.from_dataset(ds, audit_cfg).index
+    index = StateIndex.fit(ds.observations, audit_cfg)
     _check_size(name, index.n_states, cfg)
     r_min, _ = _reward_bounds(ds)
     mdp, counts = mle_mdp(ds, index, unknown_reward=r_min)
@@ -476,7 +476,8 @@ def train_model_planner(
     _check_size(name, len(rows), cfg)
     r_min, r_max = _reward_bounds(ds)
     span = max(r_max - r_min, 1e-9)
-    mdp, disagreement, _ = world_model_mdp(world_model, rows, ds.observations[ds.episode_starts], r_min)
+    index = StateIndex(exact=rows, edges=None)
+    mdp, disagreement = world_model_mdp(world_model, index, ds.observations[ds.episode_starts], r_min)
     horizon = _horizon(cfg, ds)
     info: dict[str, Any] = {}
     if isinstance(cfg, MOPOConfig):
@@ -511,7 +512,6 @@ def train_model_planner(
         return value_iteration(mdp, r, horizon, gamma)
 
     res = plan_with_budget(mdp, reward, plan, horizon, budget if cfg.hazard_budget else None)
-    index = StateIndex(exact=rows, edges=None)
     return TabularPolicy(index, res.scores, "q", _info(res, horizon, mdp) | info)
 
 
