@@ -151,7 +151,7 @@ class SPIBBConfig(PlannerConfig):
 
     n_wedge: int = 20
     """N∧: pairs logged fewer times than this are bootstrapped (keep the behaviour's probability). On development
-    seeds 100-107 (bench/tabular_dev.py) 20 met the bar on 22 of 24 runs, 10 on 21, 30 on 14."""
+    seeds 100-107 (bench/tabular_dev.py) 20 met the bar on 22 of 24 runs, 10 on 21, 30 on 12."""
     max_iterations: int = 50
     """Policy-iteration rounds; it stops earlier when the policy no longer changes."""
 
@@ -170,7 +170,7 @@ class MOPOConfig(PlannerConfig):
 
     penalty: float = 0.05
     """λ: reward minus λ · (logged reward range) · disagreement (total variation, in [0, 1]). On development
-    seeds 100-107 (bench/tabular_dev.py) 0.05 met the bar on 21 of 24 runs, 0.1 on 19, 0.3 on 15."""
+    seeds 100-107 (bench/tabular_dev.py) 0.05 met the bar on 21 of 24 runs, 0.1 on 18, 0.3 on 15."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
