@@ -325,6 +325,11 @@ def markdown(res: dict[str, Any]) -> str:
     r_opt, r_rand = policies["optimal"]["exact"]["expected_return"], policies["random"]["exact"]["expected_return"]
     t_train = t_rec["train_bc"]["seconds"] + t_rec["train_cql"]["seconds"]
     t_total = res["tutorial_total_seconds"]
+
+    def rate(learner: str) -> str:
+        steps = gr["steps_per_second"].get(learner)
+        return "– (not a default learner)" if steps is None else f"{steps:.0f}"
+
     lines = [
         f"# Pipeline benchmark ({res['date']}, {res['machine']})",
         "",
@@ -351,9 +356,8 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "| throughput | tutorial | guardrl |",
         "|---|---|---|",
-        f"| BC gradient steps/s (own config) | {tut['bc_steps_per_second']:.0f} | {gr['steps_per_second']['bc']:.0f} |",
-        f"| CQL gradient steps/s (own config) | {tut['cql_steps_per_second']:.0f} | "
-        f"{gr['steps_per_second']['cql']:.0f} |",
+        f"| BC gradient steps/s (own config) | {tut['bc_steps_per_second']:.0f} | {rate('bc')} |",
+        f"| CQL gradient steps/s (own config) | {tut['cql_steps_per_second']:.0f} | {rate('cql')} |",
         f"| env steps/s, collection | {tut['collect_env_steps_per_second']:,.0f} | "
         f"{res['vector_env']['env_steps_per_second']:,.0f} (vectorized, table policy) |",
         f"| env steps/s, evaluation | {tut['evaluate_env_steps_per_second']:,.0f} (predict per step) | – |",
@@ -387,7 +391,15 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the tutorial's step counts (smoke runs)")
     parser.add_argument("--fit-steps", type=int, default=2000, help="steps for the same-config fit() comparison")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--render", type=Path, help="only write the markdown of a saved pipeline.json")
     args = parser.parse_args()
+    if args.render is not None:
+        from guardrl._io import atomic_write_text
+
+        res = json.loads(args.render.read_text())
+        atomic_write_text(args.out / f"{args.render.stem}.md", markdown(res))
+        print(markdown(res))
+        return
     warm_up()
     ecfg = EvalConfig()
     stages: dict[str, dict[str, Any]] = {"tutorial": {}, "guardrl": {}}
@@ -406,7 +418,7 @@ def main() -> None:
     res = {
         "date": dt.date.today().isoformat(),
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-        "command": "python bench/pipeline.py" + (f" --scale {args.scale}" if args.scale != 1.0 else ""),
+        "command": ".venv/bin/python bench/pipeline.py" + (f" --scale {args.scale}" if args.scale != 1.0 else ""),
         "versions": {"d3rlpy": d3rlpy.__version__, "torch": torch.__version__, "numpy": np.__version__},
         "stages": stages,
         "tutorial_total_seconds": tutorial_total,

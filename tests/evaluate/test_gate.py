@@ -63,9 +63,18 @@ def test_missing_evidence_never_passes():
 def test_worse_than_bc_fails_and_disagreeing_ope_cautions():
     worse = Evidence("w", hazard=ci(0.0), ret=ci(5.0, 4.0, 6.0), ope=ope(5, 5), unsupported_rate=0.0)
     assert reasons(decide(worse, BC, "offline-RL-ready", RANGE, CFG), "bc")[0]["decision"] == "FAIL"
-    split = Evidence("s", hazard=ci(0.0), ret=ci(20.0, 19.0, 21.0), ope=ope(-10, 20), unsupported_rate=0.0)
+    # without a simulator, disagreeing trusted estimators caution (DR counts with enough effective episodes)
+    split = Evidence("s", ope=ope(20, 50, ess=50.0), unsupported_rate=0.0, unsupported_source="logs")
     result = decide(split, BC, "offline-RL-ready", RANGE, CFG)
     assert result["decision"] == "CAUTION" and "disagree" in reasons(result, "ope")[0]["message"]
+    # with one effective episode DR is not trusted: FQE alone is not an agreement
+    few = dataclasses.replace(split, ope=ope(20, 50, ess=1.0))
+    assert "fewer than two trustworthy" in reasons(decide(few, BC, "offline-RL-ready", RANGE, CFG), "ope")[0]["message"]
+    # with simulator rollouts the disagreement is reported, not decisive
+    rolled = dataclasses.replace(split, hazard=ci(0.0), ret=ci(20.0, 19.0, 21.0), unsupported_source="rollouts")
+    ope_reason = reasons(decide(rolled, BC, "offline-RL-ready", RANGE, CFG), "ope")[0]
+    assert ope_reason["decision"] == "PASS" and "disagree" in ope_reason["message"]
+    assert "informational" in ope_reason["message"]
 
 
 def test_audit_verdict_gates_everyone():
@@ -128,12 +137,24 @@ def test_logs_only_hazard_uses_the_pessimistic_model_bound_and_the_worst_point()
     assert hazard["decision"] == "PASS" and "bound: model_pessimistic" in hazard["message"], hazard
     assert result["decision"] == "PASS"
     # any trusted point estimate above the limit fails, however tight the model bound
+    fqe_high = {**tight, "fqe": ci(0.02)}
+    assert reasons(decide(logs_only(fqe_high), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "FAIL"
+    # DR's point counts only with enough effective episodes (one episode can hold nearly all the weight)
     dr_high = {**tight, "dr": ci(0.02, 0.0, 0.05)}
-    assert reasons(decide(logs_only(dr_high), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "FAIL"
+    assert reasons(decide(logs_only(dr_high), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "PASS"
+    many = dataclasses.replace(logs_only(dr_high), ope=OPEEvidence(logs_only(dr_high).ope.estimates, 50.0))
+    assert reasons(decide(many, BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "FAIL"
     # the model bound reaching the limit cautions
     reach = {**tight, "model_pessimistic": ci(0.006, 0.002, 0.015)}
     assert reasons(decide(logs_only(reach), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "CAUTION"
-    # without a model the largest upper bound decides, as before
+    # a tabular FQE's interval comes from refits: its upper end is a bound too, and the larger one decides
+    refit = {**tight, "fqe": ci(0.002, 0.0, 0.012)}
+    evidence = dataclasses.replace(
+        logs_only(refit), ope=OPEEvidence(logs_only(refit).ope.estimates, 1.0, fqe_refits=True)
+    )
+    hazard = reasons(decide(evidence, BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]
+    assert hazard["decision"] == "CAUTION" and "bound: model_pessimistic/fqe" in hazard["message"], hazard
+    # without a bound that carries its own error (no world model, a network FQE) the gate cannot PASS
     no_model = {"fqe": ci(0.001), "dr": ci(0.002, 0.0, 0.2)}
     assert (
         reasons(decide(logs_only(no_model), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "CAUTION"

@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 from guardrl.cli import app
 from guardrl.config import load_config
 from guardrl.data import collect
+from guardrl.evaluate.target import TargetPolicy
+from guardrl.run import RunContext
+from guardrl.run.stages import assess_candidates
 
 runner = CliRunner()
 
@@ -105,6 +108,18 @@ def test_logs_only_run_from_a_csv(tmp_path, tables, no_env):
     html = (run_dir / "report.html").read_text()
     assert "No simulator: every number in this report is estimated from the logs" in html
     assert "World model" in html and "truth (" not in html
+    assert "FQE: tabular over the audit&#x27;s" in html or "FQE: tabular over the audit's" in html
+
+    # other policies are judged by the same estimators and rules, against the run's BC
+    for r in ope["policies"].values():
+        assert r["fqe"]["function_class"].startswith("tabular over the audit's")
+        assert r["estimates"]["cost"]["fqe"]["low"] <= r["estimates"]["cost"]["fqe"]["high"]
+    ctx = RunContext.open(run_dir)
+    always_right = TargetPolicy("always_right", lambda obs: np.ones(len(obs), dtype=np.int64))
+    out = assess_candidates(ctx, {"always_right": always_right})["always_right"]
+    assert out["gate"]["policy"] == "always_right"
+    assert {r["rule"] for r in out["gate"]["reasons"]} == {"audit", "hazard", "bc", "support", "ope"}
+    assert set(out["ope"]["estimates"]["cost"]) == set(ope["policies"]["bc"]["estimates"]["cost"])
 
 
 def test_logs_only_stages_one_by_one(tmp_path, tables, no_env):

@@ -5,18 +5,21 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
 * **evidence**: a missing piece of evidence (hazard estimate, support rate, audit verdict; a return estimate
   for the comparison with BC) is a FAIL. The gate never passes what it cannot see.
 * **hazard**: the upper CI bound of the hazard rate, from rollouts where a simulator exists, else from the OPE
-  cost estimates: the largest point estimate among the trusted estimators (FQE, DR, the world model's and its
-  pessimistic bound, IS with enough effective episodes), and as upper bound the pessimistic world model's (which
-  counts every never-logged action as a hazard event), else the largest upper bound. Above ``hazard_limit``:
-  FAIL when the point estimate is also above it, CAUTION when only the interval reaches it.
+  cost estimates: the largest point estimate among the trusted estimators (FQE, the world model's and its
+  pessimistic bound; PDIS, WIS and DR with enough effective episodes), and as upper bound the largest upper end
+  among those whose intervals carry their own error (:meth:`OPEEvidence.bounds`: the pessimistic world model,
+  which counts every never-logged action as a hazard event, and the tabular FQE's refits), else the largest.
+  Above ``hazard_limit``: FAIL when the point estimate is also above it, CAUTION when only the interval reaches it.
 * **BC**: return (rollouts, else OPE) against the BC policy trained on the same data. Worse with disjoint CIs:
   FAIL. Not better on the point estimate: CAUTION.
 * **support**: the share of the candidate's own steps (rollouts) or of the logged states (no simulator) where
   it picks an action the logs barely contain. Without a simulator this is decisive: above ``unsupported_red``
   FAIL, from ``unsupported_ok`` CAUTION. With a simulator the rollouts are the stronger evidence, so the rate
   is reported with its traffic light but does not change the decision.
-* **OPE agreement**: FQE, DR, and the IS estimators whose effective sample size is at least ``min_ess``, must
-  agree within ``ope_tolerance`` of the return range. Disagreement: CAUTION. No trusted pair: CAUTION.
+* **OPE agreement**: FQE, the world model's estimate, and the importance-weighted estimators (PDIS, WIS, DR)
+  whose effective sample size is at least ``min_ess``, must agree within ``ope_tolerance`` of the return range.
+  Disagreement: CAUTION. No trusted pair: CAUTION. With simulator rollouts this is reported but not decisive
+  (the rollouts are the stronger evidence), as for the support rule.
 * **audit**: ``insufficient`` data fails every candidate; ``BC-only`` data gives every RL candidate a CAUTION.
 """
 
@@ -29,8 +32,8 @@ from typing import Any
 from guardrl.evaluate.metrics import Estimate, format_interval
 
 DECISIONS = ("PASS", "CAUTION", "FAIL")
-MODEL_FREE_TRUSTED = ("fqe", "dr")
-MODEL_BASED = ("model", "model_pessimistic")
+MODEL_TRUSTED = ("fqe", "model", "model_pessimistic")
+RETURN_PREFERENCE = ("fqe", "model", "dr", "wis", "pdis")
 
 
 @dataclass(frozen=True)
@@ -56,20 +59,36 @@ class OPEEvidence:
     estimates: dict[str, dict[str, Estimate]]
     ess_episodes: float
     """Effective sample size of the importance weights, in episodes."""
+    fqe_refits: bool = False
+    """FQE's interval comes from refits on resampled episodes (the tabular FQE), so it carries the fit's own
+    error; a network FQE's is over start states only."""
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> OPEEvidence:
         """From one policy's entry of ``ope.json``."""
         est = {sig: {k: Estimate.from_dict(v) for k, v in by.items()} for sig, by in entry["estimates"].items()}
-        return cls(est, float(entry["weights"]["ess_episodes"]))
+        refits = bool(entry.get("fqe", {}).get("refits"))
+        return cls(est, float(entry["weights"]["ess_episodes"]), refits)
+
+    def bounds(self, signal: str, min_ess: float) -> dict[str, Estimate]:
+        """The trusted estimates whose intervals carry their own estimation error, so that their upper ends
+        are bounds: the pessimistic world model (assumption: the model is right on logged pairs; never-logged
+        actions count as hazards) and the tabular FQE (assumption: the indexed states are Markov, episodes are
+        independent). DR's bootstrap interval is left out: with importance weights over long episodes it spans
+        most of the range and would decide every case alone."""
+        trusted = self.trusted(signal, min_ess)
+        keys = ("model_pessimistic",) + (("fqe",) if self.fqe_refits else ())
+        return {k: trusted[k] for k in keys if k in trusted}
 
     def trusted(self, signal: str, min_ess: float) -> dict[str, Estimate]:
-        """Estimates of ``signal`` worth believing: FQE, DR, the world model's, and IS ones with enough
-        effective episodes."""
+        """Estimates of ``signal`` worth believing: FQE and the world model's always; the importance-weighted
+        ones (PDIS, WIS and DR, whose correction terms carry the same weights) only with at least ``min_ess``
+        effective episodes. With fewer, one episode decides them: on the default data a single logged episode
+        that followed MOReL's route and then slipped into a hazard held 88% of the weight, and DR's return
+        estimate was 0.7 against a truth of 21.5."""
         by = self.estimates.get(signal, {})
         return {
-            k: v for k, v in by.items() if (k in MODEL_FREE_TRUSTED + MODEL_BASED or self.ess_episodes >= min_ess)
-            and v.mean == v.mean
+            k: v for k, v in by.items() if (k in MODEL_TRUSTED or self.ess_episodes >= min_ess) and v.mean == v.mean
         }  # fmt: skip
 
 
@@ -122,14 +141,19 @@ def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
         return _reason("FAIL", "hazard", f"{text} is above the limit {limit}")
     if hazard.high > cfg.hazard_limit:
         return _reason("CAUTION", "hazard", f"{text}: the upper bound reaches the limit {limit}")
+    if source.endswith("bound: the largest"):
+        return _reason(
+            "CAUTION", "hazard", f"{text}: no estimate whose interval carries its own error (the world model's "
+            "pessimistic bound, a tabular FQE) backs a PASS"
+        )  # fmt: skip
     return _reason("PASS", "hazard", f"{text} is within the limit {limit}")
 
 
-def bc_rule(ev: Evidence, bc: Evidence | None) -> Reason | None:
+def bc_rule(ev: Evidence, bc: Evidence | None, cfg: GateConfig) -> Reason | None:
     """The candidate's return against BC's on the same data (None for BC itself)."""
     if ev.is_bc:
         return None
-    mine, theirs = _return(ev), (_return(bc) if bc is not None else None)
+    mine, theirs = _return(ev, cfg), (_return(bc, cfg) if bc is not None else None)
     if mine is None or theirs is None:
         return _reason("FAIL", "evidence", "no return estimate for the candidate or for BC to compare with")
     text = f"return {format_interval(mine, digits=2)} vs BC {theirs.mean:.2f}"
@@ -158,7 +182,15 @@ def support_rule(ev: Evidence, cfg: GateConfig) -> Reason:
 
 
 def ope_rule(ev: Evidence, return_range: float, cfg: GateConfig) -> Reason:
-    """Trusted OPE return estimates must agree within ``ope_tolerance`` of the return range."""
+    """Trusted OPE return estimates must agree within ``ope_tolerance`` of the return range. Decisive only
+    without simulator rollouts: with them, the rollouts are the evidence and the agreement is reported."""
+    reason = _ope_agreement(ev, return_range, cfg)
+    if reason["decision"] != "PASS" and ev.hazard is not None and ev.ret is not None:
+        return _reason("PASS", "ope", f"{reason['message']}; informational: simulator rollouts are the evidence")
+    return reason
+
+
+def _ope_agreement(ev: Evidence, return_range: float, cfg: GateConfig) -> Reason:
     if ev.ope is None:
         return _reason("CAUTION", "ope", "no off-policy evaluation")
     points = {k: v.mean for k, v in ev.ope.trusted("return", cfg.min_ess).items()}
@@ -182,7 +214,7 @@ def decide(
 ) -> dict[str, Any]:
     """One candidate's decision: every rule's reason, and the worst of them."""
     rules = (
-        audit_rule(ev, audit_verdict), hazard_rule(ev, cfg), bc_rule(ev, bc), support_rule(ev, cfg),
+        audit_rule(ev, audit_verdict), hazard_rule(ev, cfg), bc_rule(ev, bc, cfg), support_rule(ev, cfg),
         ope_rule(ev, return_range, cfg),
     )  # fmt: skip
     reasons = [r for r in rules if r is not None]
@@ -198,24 +230,26 @@ def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str]:
     usable = ev.ope.trusted("cost", cfg.min_ess) if ev.ope is not None else {}
     if not usable:
         return None, "missing"
-    # the most pessimistic point estimate; the upper bound is the pessimistic model's where there is one (its
-    # assumption is stated: the model is right on logged pairs), else the largest upper bound
+    # the most pessimistic point estimate, and the largest upper end among the estimates that carry their own
+    # error (OPEEvidence.bounds, each with its assumption); without any, the largest upper end of all
+    assert ev.ope is not None
     point = max(v.mean for v in usable.values())
-    bound = usable.get("model_pessimistic")
-    high = bound.high if bound is not None else max(v.high for v in usable.values())
+    bounds = ev.ope.bounds("cost", cfg.min_ess) or usable
+    high = max(v.high for v in bounds.values())
     hazard = Estimate(point, max(0.0, min(v.low for v in usable.values())), max(high, point))
-    where = "bound: model_pessimistic" if bound is not None else "bound: the largest"
+    where = f"bound: {'/'.join(bounds)}" if bounds is not usable else "bound: the largest"
     return hazard, f"OPE cost, points {'/'.join(usable)}; {where}"
 
 
-def _return(ev: Evidence) -> Estimate | None:
+def _return(ev: Evidence, cfg: GateConfig) -> Estimate | None:
+    """Rollouts' return, else the first trusted OPE estimate in ``RETURN_PREFERENCE`` order."""
     if ev.ret is not None:
         return ev.ret
     if ev.ope is not None:
-        est = ev.ope.estimates["return"]
-        for key in ("dr", "fqe", "wis"):
-            if key in est:
-                return est[key]
+        trusted = ev.ope.trusted("return", cfg.min_ess)
+        for key in RETURN_PREFERENCE:
+            if key in trusted:
+                return trusted[key]
     return None
 
 

@@ -31,8 +31,10 @@ from numpy.typing import NDArray
 from guardrl._d3rlpy import import_d3rlpy
 from guardrl._parallel import run_forked
 from guardrl.data import Dataset
+from guardrl.data.audit import StateIndex
 from guardrl.envs import sample_actions
 from guardrl.errors import ConfigError
+from guardrl.evaluate.fqe_tabular import TabularFQE, fit_tabular_fqe
 from guardrl.evaluate.metrics import Estimate, bootstrap
 from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.evaluate.target import TargetPolicy
@@ -260,14 +262,17 @@ def evaluate_policy(
     grid_size: int | None = None,
     world_model: Any = None,
     unlogged: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
+    index: StateIndex | None = None,
 ) -> dict[str, Any]:
     """Every configured estimator of return (and cost) for ``target``, each with a bootstrap CI.
 
-    ``grid_size``: FQE reads a one-hot of the (x, y) cell (as the learners do on SafeGrid). ``world_model``:
-    the run's :class:`~guardrl.train.world_model.WorldModel`, for the ``model`` estimator; ``unlogged``:
-    which (observation, action) pairs the logs never contain, for its pessimistic cost bound."""
+    ``grid_size``: the network FQE reads a one-hot of the (x, y) cell (as the learners do on SafeGrid).
+    ``world_model``: the run's :class:`~guardrl.train.world_model.WorldModel`, for the ``model`` estimator;
+    ``unlogged``: which (observation, action) pairs the logs never contain, for its pessimistic cost bound.
+    ``index``: the audit's state index, for the tabular FQE."""
     if "model" in cfg.chosen and world_model is None:
         raise ConfigError("ope.estimators: model needs the run's world model (guardrl model RUN)")
+    tabular = fqe_is_tabular(cfg, index)
     n_actions = ds.n_actions
     weighted = {"pdis", "wis", "dr"} & set(cfg.chosen)
     missing = int(np.isnan(ds.propensities).sum())
@@ -285,9 +290,9 @@ def evaluate_policy(
     probs_next = None if target.probs_fn is None else target.probs(next_obs, n_actions, 0.0)
     flat_signals = {"return": ds.rewards, "cost": ds.costs}
 
-    def fqe_job(index: int, key: str) -> tuple[NDArray[np.float64], list[float]]:
+    def fqe_job(job: int, key: str) -> tuple[NDArray[np.float64], list[float]]:
         """Q(s, a) over the logged observations and the loss curve of the FQE for one signal."""
-        act_rng = np.random.default_rng([cfg.seed, 1, index])  # the fit's own stream: same result in any process
+        act_rng = np.random.default_rng([cfg.seed, 1, job])  # the fit's own stream: same result in any process
 
         def next_act(idx: NDArray[np.int64]) -> NDArray[np.int64]:
             if greedy_next is not None:
@@ -298,19 +303,32 @@ def evaluate_policy(
         def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
             return target.act(obs, act_rng, n_actions)
 
-        seed = int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
+        seed = int(np.random.SeedSequence([cfg.seed, job]).generate_state(1)[0])
         scale = cfg.fqe_cost_scale if key == "cost" else cfg.fqe_reward_scale
         model = fit_fqe(ds, flat_signals[key], act, cfg, low, high, seed, next_act, scale, grid_size)
         return model.q(ds.observations), model.loss
 
     fqe_fits: dict[str, tuple[NDArray[np.float64], list[float]]] = {}
-    if "fqe" in cfg.chosen:
-        jobs = [partial(fqe_job, index, key) for index, key in enumerate(signals)]
+    tabular_fits: dict[str, TabularFQE] = {}
+    if "fqe" in cfg.chosen and tabular:
+        assert index is not None
+        next_probs = target.probs(next_obs, n_actions, 0.0)
+        fills = {"return": float(ds.rewards.min()), "cost": float(ds.costs.max())}
+        for i, key in enumerate(signals):
+            tabular_fits[key] = fit_tabular_fqe(
+                ds, index, flat_signals[key], fills[key], next_probs, probs[ds.episode_starts], cfg.gamma,
+                cfg.fqe_refits, np.random.default_rng([cfg.seed, 3, i]),
+            )  # fmt: skip
+        q_states = index(ds.observations)
+        fqe_fits = {key: (fit.q[q_states], []) for key, fit in tabular_fits.items()}
+    elif "fqe" in cfg.chosen:
+        jobs = [partial(fqe_job, i, key) for i, key in enumerate(signals)]
         fqe_fits = dict(zip(signals, run_forked(jobs, cfg.fqe_workers), strict=True))
     ratios = padded.ratios[padded.valid]
     out: dict[str, Any] = {
         "policy": target.name,
         "epsilon": cfg.epsilon if target.probs_fn is None else None,
+        **({"fqe": fqe_description(cfg, index)} if "fqe" in cfg.chosen else {}),
         "weights": {
             "mean_ratio": float(ratios.mean()),
             "share_zero_weight_episodes": float((np.prod(padded.ratios, axis=1) == 0).mean()),
@@ -329,9 +347,15 @@ def evaluate_policy(
         if "fqe" in cfg.chosen:
             q_all, loss = fqe_fits[key]
             v_flat = (q_all * probs).sum(axis=1)
-            starts = ds.episode_starts
-            est["fqe"] = bootstrap({"fqe": v_flat[starts]}, cfg.n_bootstrap, cfg.confidence, rng)["fqe"]
-            out.setdefault("fqe_final_loss", {})[key] = float(np.mean(loss[-50:]))
+            if tabular:
+                fit = tabular_fits[key]
+                lo, hi = np.percentile(fit.boots, [(1 - cfg.confidence) / 2 * 100, (1 + cfg.confidence) / 2 * 100])
+                est["fqe"] = Estimate(float(fit.starts.mean()), float(lo), float(hi))
+                out.setdefault("fqe", {}).setdefault("unlogged_pairs", {})[key] = fit.unlogged_pairs
+            else:
+                starts = ds.episode_starts
+                est["fqe"] = bootstrap({"fqe": v_flat[starts]}, cfg.n_bootstrap, cfg.confidence, rng)["fqe"]
+                out.setdefault("fqe_final_loss", {})[key] = float(np.mean(loss[-50:]))
             if "dr" in cfg.chosen:
                 q_taken = np.where(
                     padded.valid, q_all[np.maximum(padded.index, 0), ds.actions[np.maximum(padded.index, 0)]], 0.0
@@ -357,6 +381,34 @@ def evaluate_policy(
     for key, est in out["estimates"].items():
         out["estimates"][key] = {k: e.to_dict() for k, e in est.items()}
     return out
+
+
+def fqe_is_tabular(cfg: OPEConfig, index: StateIndex | None) -> bool:
+    """Whether FQE uses the tabular function class (see ``OPEConfig.fqe_function_class``)."""
+    fits = index is not None and index.n_states <= cfg.fqe_max_states
+    if cfg.fqe_function_class == "tabular" and not fits:
+        states = "no state index" if index is None else f"{index.n_states} states"
+        raise ConfigError(
+            f"ope.fqe_function_class: tabular needs the audit's state index with at most ope.fqe_max_states="
+            f"{cfg.fqe_max_states} states ({states}); use network or auto"
+        )
+    return cfg.fqe_function_class != "network" and fits
+
+
+def fqe_description(cfg: OPEConfig, index: StateIndex | None) -> dict[str, Any]:
+    """What the FQE estimate is, for ``ope.json`` and the report."""
+    if fqe_is_tabular(cfg, index):
+        assert index is not None
+        kind = "exact rows" if index.exact is not None else "quantile bins"
+        return {
+            "function_class": f"tabular over the audit's {index.n_states} states ({kind}), solved exactly",
+            "interval": f"percentile bootstrap over {cfg.fqe_refits} refits on resampled episodes",
+            "refits": cfg.fqe_refits,
+        }
+    return {
+        "function_class": f"network {list(cfg.fqe_hidden_units)}, {cfg.fqe_steps} steps, {cfg.fqe_td_loss} loss",
+        "interval": "percentile bootstrap over start states (the fit's own error is not in it)",
+    }
 
 
 def _ess(w: NDArray[np.float64]) -> float:

@@ -181,6 +181,9 @@ def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
     if not has_truth:
         table += f"<p>No truth to compare with: {_e(sources[0])}.</p>"
     table += f"<p>Behaviour propensities: {_e(ope.get('propensities', 'logged'))}.</p>"
+    fqe = next((r["fqe"] for r in ope["policies"].values() if "fqe" in r), None)
+    if fqe is not None:
+        table += f"<p>FQE: {_e(fqe['function_class'])}; interval: {_e(fqe['interval'])}.</p>"
     if "world_model" in ope:
         acc = ope["world_model"]["accuracy"]
         wm_rows = [[k.replace("_", " "), f"{v:.4g}" if isinstance(v, float) else _e(v)]

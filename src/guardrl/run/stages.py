@@ -23,7 +23,7 @@ from guardrl.data.collect import collect_gym
 from guardrl.envs import TablePolicy, Tables, evaluate_exact, states_to_obs
 from guardrl.errors import RunError
 from guardrl.evaluate import MismatchThresholds, mismatch_rate, normalized_score, rollout
-from guardrl.evaluate.gate import Evidence, OPEEvidence, gate
+from guardrl.evaluate.gate import Evidence, OPEEvidence, decide, gate
 from guardrl.evaluate.metrics import Estimate
 from guardrl.evaluate.target import TargetPolicy
 from guardrl.evaluate.validation import ope_validation
@@ -352,17 +352,15 @@ def ope_targets(ctx: RunContext) -> dict[str, TargetPolicy]:
     return targets
 
 
-def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
-    """Estimate each policy's return and cost from the logs alone, compare with the truth, write ``ope.json``.
-
-    The truth is exact on SafeGrid (dynamic programming on the target policy) and the evaluation stage's
-    rollouts elsewhere; nothing is rolled out here."""
+def ope_estimates(
+    ctx: RunContext, targets: dict[str, TargetPolicy], show_progress: bool = False
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Every configured estimator for every target, from the run's logs; and where the propensities came from
+    (logged, or estimated from the logged action counts when the logs carry none)."""
     from guardrl.evaluate.ope import evaluate_policy
 
-    cfg, folder, ds = ctx.cfg, ctx.folder, ctx.dataset
+    cfg, ds = ctx.cfg, ctx.dataset
     low, high = ctx.obs_bounds()
-    exact = {r.name: r.exact for r in references(ctx)} if ctx.is_safegrid else {}
-    metrics = None if ctx.is_safegrid or ctx.logs_only else read_metrics(folder)
     support = Support.from_dataset(ds, cfg.audit)
     propensities = "logged"
     if np.isnan(ds.propensities).any():
@@ -370,8 +368,6 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
         ds = replace(ds, propensities=probs[np.arange(len(ds)), ds.actions])
         propensities = "estimated from the logged action counts per state (the logs carry no propensities)"
     world_model = ctx.world_model if "model" in cfg.ope.chosen else None
-    results: dict[str, Any] = {}
-    targets = ope_targets(ctx)
     estimates = {}
     with make_progress(show_progress) as progress:
         task = progress.add_task("ope", total=len(targets))
@@ -379,9 +375,24 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
             progress.update(task, description=f"ope: {name}")
             estimates[name] = evaluate_policy(
                 ds, target, cfg.ope, low, high, grid_size=ctx.grid_size, world_model=world_model,
-                unlogged=lambda obs, act: support.action_counts(obs, act) == 0,
+                unlogged=lambda obs, act: support.action_counts(obs, act) == 0, index=support.index,
             )  # fmt: skip
             progress.advance(task)
+    return estimates, propensities
+
+
+def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
+    """Estimate each policy's return and cost from the logs alone, compare with the truth, write ``ope.json``.
+
+    The truth is exact on SafeGrid (dynamic programming on the target policy) and the evaluation stage's
+    rollouts elsewhere; nothing is rolled out here."""
+    cfg, folder = ctx.cfg, ctx.folder
+    exact = {r.name: r.exact for r in references(ctx)} if ctx.is_safegrid else {}
+    metrics = None if ctx.is_safegrid or ctx.logs_only else read_metrics(folder)
+    world_model = ctx.world_model if "model" in cfg.ope.chosen else None
+    results: dict[str, Any] = {}
+    targets = ope_targets(ctx)
+    estimates, propensities = ope_estimates(ctx, targets, show_progress)
     for name, target in targets.items():
         est = estimates[name]
         if ctx.logs_only:
@@ -453,6 +464,27 @@ def stage_gate(ctx: RunContext) -> dict[str, Any]:
     """PASS / CAUTION / FAIL for every candidate from the run's evidence; write ``gate.json``."""
     out = gate(*gate_evidence(ctx), ctx.cfg.gate)
     atomic_write_json(ctx.folder.gate, out)
+    return out
+
+
+def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict[str, Any]:
+    """Off-policy estimates and the gate's decision for policies that are not the run's learners (a benchmark's
+    reference candidates), through the same estimators and rules, with the run's BC as their comparison.
+
+    Logs-only runs whose stages up to ``gate`` are done; returns ``{name: {"ope": ..., "gate": ...}}``."""
+    if not ctx.logs_only:
+        raise RunError("assess_candidates: logs-only runs only (with a simulator the gate reads rollouts)")
+    estimates, _ = ope_estimates(ctx, targets)
+    candidates, verdict, return_range = gate_evidence(ctx)
+    bc = next((c for c in candidates if c.is_bc), None)
+    ds = ctx.dataset
+    support = Support.from_dataset(ds, ctx.cfg.audit)
+    out: dict[str, Any] = {}
+    for name, target in targets.items():
+        rate = float(support.unsupported(ds.observations, target.greedy(ds.observations)).mean())
+        evidence = Evidence(name, ope=OPEEvidence.from_dict(estimates[name]), unsupported_rate=rate,
+                            unsupported_source="logs")  # fmt: skip
+        out[name] = {"ope": estimates[name], "gate": decide(evidence, bc, verdict, return_range, ctx.cfg.gate)}
     return out
 
 
