@@ -46,13 +46,16 @@ def test_values_are_the_logged_averages_and_the_interval_comes_from_refits():
     assert cost.unlogged_pairs == 0
 
 
-def test_a_pair_the_logs_never_contain_gets_the_pessimistic_fill():
-    ds = chain([0, 0, 0, 0])
+def test_an_unlogged_action_is_worth_the_logged_ones_and_an_unlogged_state_the_fill():
+    ds = chain([0, 1, 0, 0])
     cost = fit(ds, 1, ds.costs, fill=1.0)  # the target takes action 1, never logged
-    assert cost.q[0, 1] == 1.0 and cost.starts.mean() == 1.0
+    assert cost.q[1, 1] == pytest.approx(0.25)  # as action 0 there, the only one logged
+    assert cost.q[0, 1] == pytest.approx(0.25) and cost.starts.mean() == pytest.approx(0.25)
     assert cost.unlogged_pairs == 1  # (state 1, action 1) at the logged next observations
-    ret = fit(ds, 1, ds.rewards, fill=-5.0)
-    assert ret.starts.mean() == -5.0
+    # a next observation never logged as a state (the log stops without an ending) gets the fill
+    cut = Dataset(**{**ds.__dict__, "terminations": np.zeros(len(ds), bool)})
+    ret = fit(cut, 0, cut.rewards, fill=-5.0)
+    assert ret.q[1, 0] == pytest.approx(1.0 - 5.0) and ret.starts.mean() == pytest.approx(1.0 + 1.0 - 5.0)
 
 
 def test_evaluate_policy_uses_the_tabular_class_given_a_state_index():

@@ -12,10 +12,14 @@ is repeated on each resample, and the resample's start states are averaged. It t
 estimation error of the fitted values, not only the spread of start states. It does not carry the error of
 the function class: where a bin holds observations whose values differ, the average is all it knows.
 
-Pairs the logs never contain (or a resample happens to drop) have no evidence. They are valued pessimistically:
-for the return, the worst logged one-step reward, then the episode ends; for the cost, the largest logged
-one-step cost, then the episode ends. A policy that leaves the logged support is therefore not credited with
-what the logs cannot show.
+Pairs the logs never contain (or a resample happens to drop) have no evidence of their own. Such an action in a
+logged state is valued as what the logged actions there are worth on average (weighted by how often each was
+logged): FQE is an estimator, not a bound, and pessimism about unlogged actions is the world model's
+``model_pessimistic``, which the gate also reads. (Valuing them as a hazard instead made FQE the least accurate
+estimator of the OPE suite's development settings: with one pessimistic pair reachable by a slip, MOReL's
+return came out 11.0 against a true 21.7, and the exact optimum's upper hazard bound 77-99%.) A next
+observation never logged as a state gets ``fill``: the worst logged one-step reward, or the largest logged
+one-step cost, and the episode ends there.
 
 The backups follow the network FQE's conventions: the target's greedy action (or its probabilities, for a
 stochastic policy) at the next observation, a truncation ends the value like a terminal (observations carry no
@@ -60,7 +64,7 @@ def fit_tabular_fqe(
 ) -> TabularFQE:
     """Fit tabular FQE of one signal (``ds.rewards`` or ``ds.costs``) for a target policy.
 
-    ``fill``: the value of a pair without evidence (see the module docstring); ``next_probs`` (N, A): the
+    ``fill``: the value of a state without evidence (see the module docstring); ``next_probs`` (N, A): the
     target's action probabilities at each transition's next observation (the backup); ``start_probs``
     (episodes, A): its probabilities at each episode's first observation.
     """
@@ -99,7 +103,20 @@ def fit_tabular_fqe(
     present = pair[order][bounds]
     total = np.add.reduceat(weight[:, order], bounds, axis=1)  # (fits, present pairs)
     known = total > 0
-    q = np.full((n_boot + 1, n_pairs), fill)
+    counts = np.zeros((n_boot + 1, n_pairs))
+    counts[:, present] = total
+    state_counts = counts.reshape(n_boot + 1, n_states, n_actions).sum(axis=-1)
+
+    def complete(q_known: NDArray[np.float64]) -> NDArray[np.float64]:
+        """All pairs' values from the logged ones: an action never logged in a logged state is worth what the
+        logged actions there are worth on average (weighted by their counts); a state without any, ``fill``."""
+        full = np.zeros((n_boot + 1, n_pairs))
+        full[:, present] = np.where(known, q_known, 0.0)
+        weighted = (full * counts).reshape(n_boot + 1, n_states, n_actions).sum(axis=-1)
+        v_state = np.where(state_counts > 0, weighted / np.maximum(state_counts, 1e-12), fill)
+        return np.where(counts > 0, full, np.repeat(v_state, n_actions, axis=1))
+
+    q = complete(np.zeros_like(total))
     safe_next = np.maximum(nxt, 0)
     horizon = int(np.diff(np.append(ds.episode_starts, len(ds))).max())
     for _ in range(horizon):
@@ -107,8 +124,7 @@ def fit_tabular_fqe(
         v_next = np.where(nxt[None] < 0, fill, v_next)  # a next observation never logged as a state
         target = x[None] + gamma * np.where(done[None], 0.0, v_next[:, value_of_row])
         sums = np.add.reduceat((weight * target)[:, order], bounds, axis=1)
-        q = np.full((n_boot + 1, n_pairs), fill)
-        q[:, present] = np.where(known, sums / np.where(known, total, 1.0), fill)
+        q = complete(np.where(known, sums / np.where(known, total, 1.0), 0.0))
     q3 = q.reshape(n_boot + 1, n_states, n_actions)
     start_values = (q3[:, s[ds.episode_starts], :] * start_probs[None]).sum(axis=-1)  # (fits, episodes)
     boots = (mult[1:] * start_values[1:]).sum(axis=1) / n_eps

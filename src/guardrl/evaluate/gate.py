@@ -33,7 +33,10 @@ from guardrl.evaluate.metrics import Estimate, format_interval
 
 DECISIONS = ("PASS", "CAUTION", "FAIL")
 MODEL_TRUSTED = ("fqe", "model", "model_pessimistic")
-RETURN_PREFERENCE = ("fqe", "model", "dr", "wis", "pdis")
+RETURN_PREFERENCE = ("model", "fqe", "dr", "wis", "pdis")
+"""Which OPE return estimate the BC rule reads: the first trusted one. The world model's comes first: over the
+OPE suite's 108 development candidates it erred 1.7 on average against FQE's 4.5 and covered the truth 94% of
+the time against 50% (``bench/results/ope_suite-dev.md``)."""
 
 
 @dataclass(frozen=True)

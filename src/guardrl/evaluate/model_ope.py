@@ -1,9 +1,10 @@
 """Model-based OPE: the target policy rolled out in the world model learned from the logs.
 
 Every ensemble member simulates ``model_episodes`` episodes from logged start observations with the target's
-greedy action. The point estimate is the mean over members; the interval runs from the lowest member's lower
-bound to the highest member's upper bound, so it holds both the Monte Carlo error and the members'
-disagreement (the model's uncertainty). Assumption: the true dynamics lie within the ensemble's spread.
+action (greedy, or drawn from a stochastic target's probabilities). The point estimate is the mean over
+members; the interval runs from the lowest member's lower bound to the highest member's upper bound, so it
+holds both the Monte Carlo error and the members' disagreement (the model's uncertainty). Assumption: the true
+dynamics lie within the ensemble's spread.
 
 ``model_pessimistic`` (cost only) drops that assumption where the logs are silent: an episode that takes an
 action never logged in that state (the audit's state index) counts as a hazard event, whatever the model
@@ -57,7 +58,12 @@ def model_estimates(
     rng = np.random.default_rng([cfg.seed, 2])
     starts = ds.observations[ds.episode_starts]
     picks = starts[rng.integers(0, len(starts), size=cfg.model_episodes)]
-    roll = model.rollout(target.greedy, picks, rng, unknown=unlogged)
+    act_rng = np.random.default_rng([cfg.seed, 4])  # a stochastic target's own draws
+
+    def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
+        return target.act(obs, act_rng, ds.n_actions)
+
+    roll = model.rollout(act, picks, rng, unknown=unlogged)
     binary = bool(np.isin(roll.costs, (0.0, 1.0)).all())
     cost = member_interval(roll.costs, cfg.confidence, binary)
     out: dict[str, Any] = {
