@@ -16,7 +16,7 @@ Printed and written (``bench/results/ope_suite.{json,md}``):
 * the gate's confusion matrix: true class (unsafe: true hazard above the limit; safe and better than the run's
   BC; safe, not better) against PASS / CAUTION / FAIL, with the false PASS count.
 
-    .venv/bin/python bench/ope_suite.py                  # 24 settings (about 15 min on 2 cores)
+    .venv/bin/python bench/ope_suite.py                  # 24 settings (about 24 min on 2 cores)
     .venv/bin/python bench/ope_suite.py --seeds 100 101  # development seeds
 
 Settings use data seeds 0-1 by default (held out: nothing was tuned on them); tune on 100+.
