@@ -52,7 +52,8 @@ class GateConfig:
     ope_tolerance: float = 0.1
     """OPE estimators agree when their return estimates differ by at most this share of the return range."""
     min_ess: float = 30.0
-    """IS estimators take part in the agreement check only with at least this many effective episodes."""
+    """The importance-weighted estimators (PDIS, WIS, DR) count, for hazard and return and in the agreement
+    check, only with at least this many effective episodes."""
 
 
 @dataclass(frozen=True)
