@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from guardrl.config import RunConfig, from_dict, save_config
 from guardrl.data import collect
@@ -73,11 +74,8 @@ def exact_of_greedy(tables: Any, greedy: Any) -> dict[str, float]:
     return evaluate_exact(TablePolicy.deterministic(tables, np.asarray(greedy(obs)))).to_dict()
 
 
-def run_setting(layout: str, regime: str, seed: int, propensities: bool, work: Path) -> dict[str, Any]:
-    """One logs-only run and its candidates, with every estimate, verdict and exact truth."""
-    t0 = time.perf_counter()
-    tables = build_tables(named_layout(layout))
-    ds = collect(tables, regime, 500, seed)
+def logs_only_run(ds: Any, propensities: bool, work: Path) -> tuple[RunContext, dict[str, Any], dict[str, Any]]:
+    """The logs handed to a run with ``env: none``, stages up to the gate; returns its context, OPE and gate."""
     if not propensities:
         ds = replace(ds, propensities=np.full(len(ds), np.nan))
     data_dir = ds.save(work / "data")
@@ -94,8 +92,14 @@ def run_setting(layout: str, regime: str, seed: int, propensities: bool, work: P
     stages.stage_model(ctx)
     stages.stage_train(ctx, show_progress=False)
     stages.stage_evaluate(ctx)
-    ope = stages.stage_ope(ctx)
-    gate = stages.stage_gate(ctx)
+    return ctx, stages.stage_ope(ctx), stages.stage_gate(ctx)
+
+
+def run_setting(layout: str, regime: str, seed: int, propensities: bool, work: Path) -> dict[str, Any]:
+    """One logs-only run on SafeGrid logs and its candidates, with every estimate, verdict and exact truth."""
+    t0 = time.perf_counter()
+    tables = build_tables(named_layout(layout))
+    ctx, ope, gate = logs_only_run(collect(tables, regime, 500, seed), propensities, work)
     refs = references(tables)
     extra = stages.assess_candidates(
         ctx, {name: table_target(policy, deterministic) for name, (policy, deterministic) in refs.items()}
@@ -112,6 +116,85 @@ def run_setting(layout: str, regime: str, seed: int, propensities: bool, work: P
     return {
         "layout": layout, "regime": regime, "seed": seed, "propensities": "logged" if propensities else "dropped",
         "audit": gate["decisions"]["bc"]["reasons"][0]["message"], "return_range": optimal_return - random_return,
+        "seconds": time.perf_counter() - t0, "candidates": candidates,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------ FrozenLake
+
+
+def toy_text_exact(env: Any, probs: NDArray[np.float64]) -> dict[str, float]:
+    """Exact expected return and hazard probability (a hole: terminated without reward) of a policy given as
+    action probabilities per state, by dynamic programming over the env's transition table and step limit."""
+    table = env.unwrapped.P
+    n_states, n_actions = len(table), len(table[0])
+    prob = np.zeros((n_states, n_actions, n_states))
+    reward = np.zeros((n_states, n_actions))
+    hazard = np.zeros((n_states, n_actions))
+    cont = np.zeros((n_states, n_actions, n_states))
+    for s in range(n_states):
+        for a in range(n_actions):
+            for pr, s2, r, done in table[s][a]:
+                prob[s, a, s2] += pr
+                reward[s, a] += pr * r
+                hazard[s, a] += pr * float(done and r <= 0)
+                cont[s, a, s2] += pr * float(not done)
+    v_ret, v_haz = np.zeros(n_states), np.zeros(n_states)
+    for _ in range(env.spec.max_episode_steps):
+        v_ret = (probs * (reward + cont @ v_ret)).sum(axis=1)
+        v_haz = (probs * (hazard + cont @ v_haz)).sum(axis=1)
+    start = np.asarray(env.unwrapped.initial_state_distrib, dtype=np.float64)
+    return {"expected_return": float(start @ v_ret), "hazard_prob": float(start @ v_haz)}
+
+
+def run_frozenlake(seed: int, propensities: bool, work: Path) -> dict[str, Any]:
+    """FrozenLake 4x4 (slippery) logs of ``configs/frozenlake.yaml``'s controller, as a logs-only run; the truth
+    from the env's own transition table."""
+    import gymnasium as gym
+
+    from guardrl.config import load_config
+    from guardrl.envs.controllers import toy_text_values
+    from guardrl.evaluate.target import TargetPolicy
+
+    t0 = time.perf_counter()
+    sim_cfg = load_config(Path(__file__).parent.parent / "configs" / "frozenlake.yaml")
+    sim_cfg = replace(sim_cfg, collect=replace(sim_cfg.collect, seed=seed))
+    sim = RunContext(sim_cfg, RunFolder(work / "sim"))
+    sim.folder.root.mkdir(parents=True)
+    ds = stages.stage_collect(sim)
+    ctx, ope, gate = logs_only_run(ds, propensities, work)
+    env = gym.make(sim_cfg.env.gym_id, **sim_cfg.env.gym_kwargs)
+    q = toy_text_values(env, 0.99)
+    n_states, n_actions = q.shape
+    optimal = np.eye(n_actions)[q.argmax(axis=1)]
+    tables = {
+        "optimal": optimal,
+        "optimal_eps0.1": 0.9 * optimal + 0.1 / n_actions,
+        "optimal_eps0.3": 0.7 * optimal + 0.3 / n_actions,
+        "random": np.full((n_states, n_actions), 1.0 / n_actions),
+    }
+
+    def target(name: str, probs: NDArray[np.float64]) -> TargetPolicy:
+        def greedy(obs: NDArray[np.float32]) -> NDArray[np.int64]:
+            return np.argmax(probs[np.argmax(obs, axis=1)], axis=1)
+
+        stochastic = None if name == "optimal" else (lambda obs: probs[np.argmax(obs, axis=1)])
+        return TargetPolicy(name, greedy, stochastic)
+
+    extra = stages.assess_candidates(ctx, {name: target(name, probs) for name, probs in tables.items()})
+    learned = stages.learned_policies(ctx)
+    onehot = np.eye(n_states, dtype=np.float32)
+    candidates: dict[str, Any] = {}
+    for name in LEARNERS:
+        probs = np.eye(n_actions)[np.asarray(learned[name].greedy(onehot))]
+        candidates[name] = {"ope": ope["policies"][name], "gate": gate["decisions"][name],
+                            "truth": toy_text_exact(env, probs)}  # fmt: skip
+    for name, probs in tables.items():
+        candidates[name] = {**extra[name], "truth": toy_text_exact(env, probs)}
+    span = candidates["optimal"]["truth"]["expected_return"] - candidates["random"]["truth"]["expected_return"]
+    return {
+        "layout": "FrozenLake-v1 4x4", "regime": "controller eps=0.3", "seed": seed,
+        "propensities": "logged" if propensities else "dropped", "return_range": span,
         "seconds": time.perf_counter() - t0, "candidates": candidates,
     }  # fmt: skip
 
@@ -179,15 +262,24 @@ def score(settings: list[dict[str, Any]], limit: float) -> dict[str, Any]:
     }
 
 
+def settings_text(res: dict[str, Any]) -> str:
+    parts = []
+    if res["seeds"]:
+        parts.append(f"SafeGrid layouts {', '.join(res['layouts'])} x regimes {', '.join(res['regimes'])} x data seeds "
+                     f"{', '.join(map(str, res['seeds']))} x propensities logged/dropped")  # fmt: skip
+    if res.get("frozenlake_seeds"):
+        parts.append(f"FrozenLake 4x4 x data seeds {', '.join(map(str, res['frozenlake_seeds']))} x propensities "
+                     "logged/dropped")  # fmt: skip
+    return "; ".join(parts)
+
+
 def markdown(res: dict[str, Any]) -> str:
     sc = res["score"]
     lines = [
         f"# OPE suite ({res['date']}, {res['machine']})",
         "",
-        f"{len(res['settings'])} logs-only settings (layouts {', '.join(res['layouts'])} x regimes "
-        f"{', '.join(res['regimes'])} x "
-        f"data seeds {', '.join(map(str, res['seeds']))} x propensities logged/dropped), {sc['n_candidates']} "
-        f"candidate policies, truth by dynamic programming; {res['seconds']:.0f} s in all.",
+        f"{len(res['settings'])} logs-only settings ({settings_text(res)}), {sc['n_candidates']} candidate policies, "
+        f"truth by dynamic programming; {res['seconds']:.0f} s in all.",
         "",
         "| estimate | mean abs error | rank corr. | regret@1 (share of return range) | interval covers truth | n |",
         "|---|---|---|---|---|---|",
@@ -219,17 +311,25 @@ def markdown(res: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="SafeGrid data seeds")
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS))
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES))
+    parser.add_argument("--frozenlake-seeds", type=int, nargs="*", default=[0, 1],
+                        help="FrozenLake settings (none: SafeGrid only)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     t0 = time.perf_counter()
     settings = []
-    combos = list(itertools.product(args.layouts, args.regimes, args.seeds, (True, False)))
+    combos: list[tuple[str, str, int, bool]] = list(
+        itertools.product(args.layouts, args.regimes, args.seeds, (True, False))
+    )
+    combos += [("FrozenLake", "", seed, props) for seed in args.frozenlake_seeds for props in (True, False)]
     for i, (layout, regime, seed, props) in enumerate(combos):
         with tempfile.TemporaryDirectory() as tmp:
-            s = run_setting(layout, regime, seed, props, Path(tmp))
+            if layout == "FrozenLake":
+                s = run_frozenlake(seed, props, Path(tmp))
+            else:
+                s = run_setting(layout, regime, seed, props, Path(tmp))
         settings.append(s)
         verdicts = ", ".join(f"{n} {c['gate']['decision']}" for n, c in s["candidates"].items())
         print(f"[{i + 1}/{len(combos)}] {layout}/{regime}/{seed}/{s['propensities']} {s['seconds']:.0f} s: {verdicts}",
@@ -241,13 +341,14 @@ def main() -> None:
         "seeds": args.seeds,
         "layouts": args.layouts,
         "regimes": args.regimes,
+        "frozenlake_seeds": args.frozenlake_seeds,
         "limit": limit,
         "seconds": time.perf_counter() - t0,
         "settings": settings,
     }
     res["score"] = score(settings, limit)
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.seeds == [0, 1] else "-dev"
+    suffix = "" if args.seeds == [0, 1] and args.frozenlake_seeds in ([0, 1], []) else "-dev"
     (args.out / f"ope_suite{suffix}.json").write_text(json.dumps(res, indent=1, default=float))
     text = markdown(res)
     (args.out / f"ope_suite{suffix}.md").write_text(text)
