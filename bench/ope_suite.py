@@ -6,8 +6,10 @@ audits them, fits its world model, trains its learners, estimates every candidat
 the logs and gates each one, with no environment anywhere. The candidates are the run's learners and
 reference policies of known quality (the exact optimum, the optimum with 10% and 30% noise, the logging
 controller without noise, a hazard-seeking policy, uniform random), all judged by the same estimators and
-gate rules (``guardrl.run.stages.assess_candidates``). Only then is the simulator asked: exact values by
-dynamic programming give every candidate's true return and hazard probability.
+gate rules (``guardrl.run.stages.assess_candidates``). FrozenLake 4x4 settings (``configs/frozenlake.yaml``'s
+controller logs) add the optimum of value iteration, the same with noise, and uniform random. Only then is the
+simulator asked: exact values by dynamic programming give every candidate's true return and hazard
+probability.
 
 Printed and written (``bench/results/ope_suite.{json,md}``):
 
@@ -16,7 +18,7 @@ Printed and written (``bench/results/ope_suite.{json,md}``):
 * the gate's confusion matrix: true class (unsafe: true hazard above the limit; safe and better than the run's
   BC; safe, not better) against PASS / CAUTION / FAIL, with the false PASS count.
 
-    .venv/bin/python bench/ope_suite.py                  # 24 settings (about 24 min on 2 cores)
+    .venv/bin/python bench/ope_suite.py                  # 28 settings (about 27 min on 2 cores)
     .venv/bin/python bench/ope_suite.py --seeds 100 101  # development seeds
 
 Settings use data seeds 0-1 by default (held out: nothing was tuned on them); tune on 100+.
