@@ -44,6 +44,7 @@ from guardrl.config import RunConfig, from_dict, save_config
 from guardrl.data import collect
 from guardrl.data.behaviour import constrained_policy, optimal_noisy_policy, uniform_policy
 from guardrl.envs import TablePolicy, build_tables, evaluate_exact, hazard_seeking_policy, solve_optimal, stationary
+from guardrl.envs.controllers import ToyTextTables, toy_text_values
 from guardrl.envs.layouts import named_layout
 from guardrl.evaluate.validation import rank_correlation
 from guardrl.run import RunContext, RunFolder, stages
@@ -128,19 +129,9 @@ def run_setting(layout: str, regime: str, seed: int, propensities: bool, work: P
 def toy_text_exact(env: Any, probs: NDArray[np.float64]) -> dict[str, float]:
     """Exact expected return and hazard probability (a hole: terminated without reward) of a policy given as
     action probabilities per state, by dynamic programming over the env's transition table and step limit."""
-    table = env.unwrapped.P
-    n_states, n_actions = len(table), len(table[0])
-    prob = np.zeros((n_states, n_actions, n_states))
-    reward = np.zeros((n_states, n_actions))
-    hazard = np.zeros((n_states, n_actions))
-    cont = np.zeros((n_states, n_actions, n_states))
-    for s in range(n_states):
-        for a in range(n_actions):
-            for pr, s2, r, done in table[s][a]:
-                prob[s, a, s2] += pr
-                reward[s, a] += pr * r
-                hazard[s, a] += pr * float(done and r <= 0)
-                cont[s, a, s2] += pr * float(not done)
+    tables = ToyTextTables.of(env)
+    reward, hazard, cont = tables.reward, tables.ending_without_reward, tables.cont
+    n_states = reward.shape[0]
     v_ret, v_haz = np.zeros(n_states), np.zeros(n_states)
     for _ in range(env.spec.max_episode_steps):
         v_ret = (probs * (reward + cont @ v_ret)).sum(axis=1)
@@ -155,7 +146,6 @@ def run_frozenlake(seed: int, propensities: bool, work: Path) -> dict[str, Any]:
     import gymnasium as gym
 
     from guardrl.config import load_config
-    from guardrl.envs.controllers import toy_text_values
     from guardrl.evaluate.target import TargetPolicy
 
     t0 = time.perf_counter()

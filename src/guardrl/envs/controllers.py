@@ -15,6 +15,7 @@ for them.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -30,22 +31,42 @@ def _mix(greedy_mask: NDArray[np.bool_], epsilon: float) -> NDArray[np.float64]:
     return (1.0 - epsilon) * greedy + epsilon / n_actions
 
 
+@dataclass(frozen=True)
+class ToyTextTables:
+    """A toy-text env's transition table ``env.unwrapped.P`` (``P[s][a] = [(p, s', r, done), ...]``) as arrays."""
+
+    reward: NDArray[np.float64]
+    """(S, A) expected one-step reward."""
+    ending_without_reward: NDArray[np.float64]
+    """(S, A) probability that the step ends the episode with no reward (a FrozenLake hole)."""
+    cont: NDArray[np.float64]
+    """(S, A, S) probability of each next state when the episode goes on."""
+
+    @classmethod
+    def of(cls, env: gym.Env) -> ToyTextTables:
+        table = getattr(env.unwrapped, "P", None)
+        if table is None:
+            raise GymEnvError(f"{env.spec.id if env.spec else env}: has no transition table P (not a toy-text env)")
+        n_states, n_actions = len(table), len(table[0])
+        reward = np.zeros((n_states, n_actions))
+        ending = np.zeros((n_states, n_actions))
+        cont = np.zeros((n_states, n_actions, n_states))
+        for s in range(n_states):
+            for a in range(n_actions):
+                for p, s2, r, done in table[s][a]:
+                    reward[s, a] += p * r
+                    if done and r <= 0:
+                        ending[s, a] += p
+                    if not done:
+                        cont[s, a, s2] += p
+        return cls(reward, ending, cont)
+
+
 def toy_text_values(env: gym.Env, gamma: float, iterations: int = 2000, tol: float = 1e-10) -> NDArray[np.float64]:
-    """Optimal Q(s, a) by value iteration on ``env.unwrapped.P`` (``P[s][a] = [(p, s', r, done), ...]``)."""
-    table = getattr(env.unwrapped, "P", None)
-    if table is None:
-        raise GymEnvError(f"{env.spec.id if env.spec else env}: has no transition table P (not a toy-text env)")
-    n_states, n_actions = len(table), len(table[0])
-    prob = np.zeros((n_states, n_actions, n_states))
-    reward = np.zeros((n_states, n_actions))
-    cont = np.zeros((n_states, n_actions, n_states))
-    for s in range(n_states):
-        for a in range(n_actions):
-            for p, s2, r, done in table[s][a]:
-                prob[s, a, s2] += p
-                reward[s, a] += p * r
-                if not done:
-                    cont[s, a, s2] += p
+    """Optimal Q(s, a) by value iteration on ``env.unwrapped.P``."""
+    tables = ToyTextTables.of(env)
+    reward, cont = tables.reward, tables.cont
+    n_states = reward.shape[0]
     v = np.zeros(n_states)
     q = reward.copy()
     for _ in range(iterations):

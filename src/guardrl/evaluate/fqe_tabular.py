@@ -124,7 +124,7 @@ def fit_tabular_fqe(
         v_next = np.where(nxt[None] < 0, fill, v_next)  # a next observation never logged as a state
         target = x[None] + gamma * np.where(done[None], 0.0, v_next[:, value_of_row])
         sums = np.add.reduceat((weight * target)[:, order], bounds, axis=1)
-        q = complete(np.where(known, sums / np.where(known, total, 1.0), 0.0))
+        q = complete(sums / np.where(known, total, 1.0))  # complete() ignores pairs a fit lacks
     q3 = q.reshape(n_boot + 1, n_states, n_actions)
     start_values = (q3[:, s[ds.episode_starts], :] * start_probs[None]).sum(axis=-1)  # (fits, episodes)
     boots = (mult[1:] * start_values[1:]).sum(axis=1) / n_eps

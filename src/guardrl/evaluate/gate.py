@@ -137,7 +137,7 @@ def audit_rule(ev: Evidence, audit_verdict: str | None) -> Reason:
 
 def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
     """The hazard interval's upper bound against ``hazard_limit`` (rollouts, else the OPE cost)."""
-    hazard, source = _hazard(ev, cfg)
+    hazard, source, backed = _hazard(ev, cfg)
     if hazard is None:
         return _reason("FAIL", "evidence", "no hazard estimate (no rollouts and no OPE cost estimate)")
     text = f"hazard % {format_interval(hazard, pct=True, digits=2)} ({source})"
@@ -146,7 +146,7 @@ def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
         return _reason("FAIL", "hazard", f"{text} is above the limit {limit}")
     if hazard.high > cfg.hazard_limit:
         return _reason("CAUTION", "hazard", f"{text}: the upper bound reaches the limit {limit}")
-    if source.endswith("bound: the largest"):
+    if not backed:
         return _reason(
             "CAUTION", "hazard", f"{text}: no estimate whose interval carries its own error (the world model's "
             "pessimistic bound, a tabular FQE) backs a PASS"
@@ -229,21 +229,23 @@ def decide(
     return {"policy": ev.name, "decision": decision, "reasons": reasons}
 
 
-def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str]:
+def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str, bool]:
+    """The hazard estimate, where it comes from, and whether its upper end is a bound that can back a PASS
+    (rollouts, or an OPE estimate that carries its own error)."""
     if ev.hazard is not None:
-        return ev.hazard, "rollouts"
+        return ev.hazard, "rollouts", True
     usable = ev.ope.trusted("cost", cfg.min_ess) if ev.ope is not None else {}
     if not usable:
-        return None, "missing"
+        return None, "missing", False
     # the most pessimistic point estimate, and the largest upper end among the estimates that carry their own
     # error (OPEEvidence.bounds, each with its assumption); without any, the largest upper end of all
     assert ev.ope is not None
     point = max(v.mean for v in usable.values())
-    bounds = ev.ope.bounds("cost", cfg.min_ess) or usable
-    high = max(v.high for v in bounds.values())
+    bounds = ev.ope.bounds("cost", cfg.min_ess)
+    high = max(v.high for v in (bounds or usable).values())
     hazard = Estimate(point, max(0.0, min(v.low for v in usable.values())), max(high, point))
-    where = f"bound: {'/'.join(bounds)}" if bounds is not usable else "bound: the largest"
-    return hazard, f"OPE cost, points {'/'.join(usable)}; {where}"
+    where = f"bound: {'/'.join(bounds)}" if bounds else "bound: the largest"
+    return hazard, f"OPE cost, points {'/'.join(usable)}; {where}", bool(bounds)
 
 
 def _return(ev: Evidence, cfg: GateConfig) -> Estimate | None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from guardrl.config import RunConfig
 from guardrl.data import Dataset
+from guardrl.data.audit import Support
 from guardrl.envs import Tables, build_tables
 from guardrl.envs.gym_env import GymSimulator, load_callable
 from guardrl.errors import RunError
@@ -97,6 +98,12 @@ class RunContext:
     def use_dataset(self, ds: Dataset) -> None:
         """Remember a dataset just written, so later stages do not read it back."""
         self._cache["dataset"] = ds
+        self._cache.pop("support", None)
+
+    @property
+    def support(self) -> Support:
+        """Logged action counts per state of the run's dataset (the audit's state index), counted once."""
+        return self.memo("support", lambda: Support.from_dataset(self.dataset, self.cfg.audit))
 
     @property
     def grid_size(self) -> int | None:

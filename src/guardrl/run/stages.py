@@ -213,7 +213,7 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
         if ctx.is_safegrid:
             exact[name] = _exact_of_greedy(ctx.tables, policy.greedy)
 
-    support = Support.from_dataset(ds, cfg.audit)
+    support = ctx.support
     policies: dict[str, Any] = {}
     with make_progress(show_progress) as progress:
         task = progress.add_task("evaluate: rollouts", total=len(rows))
@@ -278,7 +278,7 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
     estimated by the OPE stage."""
     cfg, ds = ctx.cfg, ctx.dataset
     thresholds = MismatchThresholds(ok=cfg.evaluate.mismatch_ok, red=cfg.evaluate.mismatch_red)
-    support = Support.from_dataset(ds, cfg.audit)
+    support = ctx.support
     policies: dict[str, Any] = {}
     for name, policy in learned_policies(ctx).items():
         mismatch, on_logs = _agreement_with_logs(policy.greedy(ds.observations), ds, support, thresholds)
@@ -361,7 +361,7 @@ def ope_estimates(
 
     cfg, ds = ctx.cfg, ctx.dataset
     low, high = ctx.obs_bounds()
-    support = Support.from_dataset(ds, cfg.audit)
+    support = ctx.support
     propensities = "logged"
     if np.isnan(ds.propensities).any():
         probs = support.behaviour_probs(ds.observations)
@@ -478,7 +478,7 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
     candidates, verdict, return_range = gate_evidence(ctx)
     bc = next((c for c in candidates if c.is_bc), None)
     ds = ctx.dataset
-    support = Support.from_dataset(ds, ctx.cfg.audit)
+    support = ctx.support
     out: dict[str, Any] = {}
     for name, target in targets.items():
         rate = float(support.unsupported(ds.observations, target.greedy(ds.observations)).mean())
