@@ -114,3 +114,32 @@ def test_same_config_same_model(grid_logs):
 def test_one_episode_is_refused(tables):
     with pytest.raises(WorldModelError, match="needs 2\\+"):
         fit_world_model(collect(tables, "safe", 1, 0), FAST)
+
+
+def test_packed_rows_match_each_column():
+    import torch
+
+    from guardrl.train.world_model import _Table
+
+    rng = np.random.default_rng(3)
+    floats = {"x": torch.as_tensor(rng.normal(size=(50, 4)).astype(np.float32)),
+              "r": torch.as_tensor(rng.normal(size=50).astype(np.float32))}  # fmt: skip
+    ints = {"label": torch.as_tensor(rng.integers(0, 9, size=50)), "other": torch.arange(50)}
+    idx = rng.integers(0, 50, size=(3, 7))
+    rows = _Table(floats, ints).rows(idx)
+    for name, col in {**floats, **ints}.items():
+        assert rows[name].shape == col[idx].shape and rows[name].dtype == col.dtype
+        torch.testing.assert_close(rows[name], col[torch.as_tensor(idx)], rtol=0, atol=0)
+
+
+def test_two_fitting_threads_give_the_same_weights(grid_logs, monkeypatch):
+    import guardrl.train.world_model as wm
+
+    cfg = replace(FAST, steps=60)
+    weights = []
+    for threads in (1, 2):
+        monkeypatch.setattr(wm, "FIT_THREADS", threads)
+        model = fit_world_model(grid_logs, cfg)
+        weights.append([p.detach().numpy().copy() for p in model.transition.parameters()])
+    for one, two in zip(*weights, strict=True):
+        np.testing.assert_array_equal(one, two)
