@@ -48,7 +48,7 @@ def test_imports_flow_one_way():
 
 def test_artifact_names_are_spelled_only_in_the_run_folder():
     names = ['"config.yaml"', '"gate.json"', '"metrics.json"', '"audit.json"', '"ope.json"', '"training.json"',
-             '"report.html"', '"audit.jsonl"']  # fmt: skip
+             '"report.html"', '"audit.jsonl"', '"memo.md"']  # fmt: skip
     found = [
         f"{path.relative_to(SRC)}: {name}"
         for path in SRC.rglob("*.py")

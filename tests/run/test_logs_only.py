@@ -109,6 +109,10 @@ def test_logs_only_run_from_a_csv(tmp_path, tables, no_env):
     assert "No simulator: every number in this report is estimated from the logs" in html
     assert "World model" in html and "truth (" not in html
     assert "FQE: tabular over the audit&#x27;s" in html or "FQE: tabular over the audit's" in html
+    memo = (run_dir / "memo.md").read_text()
+    assert "No simulator: every number is estimated from the logs" in memo and 'id="memo"' in html
+    for name, d in gate["decisions"].items():
+        assert f"| {name} | {d['decision']} |" in memo and "OPE cost" in memo
 
     # other policies are judged by the same estimators and rules, against the run's BC
     for r in ope["policies"].values():

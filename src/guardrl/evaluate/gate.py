@@ -226,7 +226,20 @@ def decide(
     decision = "PASS"
     for r in reasons:
         decision = _worst(decision, r["decision"])
-    return {"policy": ev.name, "decision": decision, "reasons": reasons}
+    return {"policy": ev.name, "decision": decision, "reasons": reasons, "evidence": evidence(ev, cfg)}
+
+
+def evidence(ev: Evidence, cfg: GateConfig) -> dict[str, Any]:
+    """The numbers the rules read, with where each comes from (the deployment memo quotes them)."""
+    hazard, h_source, backed = _hazard(ev, cfg)
+    ret, r_source = _return_with_source(ev, cfg)
+    return {
+        "hazard": None if hazard is None else {**hazard.to_dict(), "source": h_source, "backed": backed},
+        "return": None if ret is None else {**ret.to_dict(), "source": r_source},
+        "unsupported": None if ev.unsupported_rate is None
+        else {"rate": ev.unsupported_rate, "source": ev.unsupported_source},
+        "ess_episodes": None if ev.ope is None else ev.ope.ess_episodes,
+    }  # fmt: skip
 
 
 def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str, bool]:
@@ -250,14 +263,18 @@ def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str, bool]:
 
 def _return(ev: Evidence, cfg: GateConfig) -> Estimate | None:
     """Rollouts' return, else the first trusted OPE estimate in ``RETURN_PREFERENCE`` order."""
+    return _return_with_source(ev, cfg)[0]
+
+
+def _return_with_source(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str]:
     if ev.ret is not None:
-        return ev.ret
+        return ev.ret, "rollouts"
     if ev.ope is not None:
         trusted = ev.ope.trusted("return", cfg.min_ess)
         for key in RETURN_PREFERENCE:
             if key in trusted:
-                return trusted[key]
-    return None
+                return trusted[key], f"OPE {key}"
+    return None, "missing"
 
 
 def gate(

@@ -9,6 +9,8 @@ import importlib
 from typing import Any
 
 _MODULE_OF = {
+    "Memo": "memo",
+    "build_memo": "memo",
     "render_html": "html",
     "render_sweep_html": "html",
     "learning_curves": "plots",

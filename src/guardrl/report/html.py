@@ -224,8 +224,9 @@ def render_html(
     ope: dict[str, Any] | None,
     gate: dict[str, Any] | None,
     plots: Path,
+    memo_html: str = "",
 ) -> str:
-    """The whole report as one HTML string."""
+    """The whole report as one HTML string; ``memo_html`` (the deployment memo) ends it."""
     plots = Path(plots)
     train_rows = [
         [n, str(t["n_steps"]), f"{t['seconds']:.1f}", f"{t['steps_per_second']:.0f}"]
@@ -259,6 +260,7 @@ def render_html(
         _ope_section(ope, plots),
         "<h2>Run config</h2>",
         f"<pre>{_e(json.dumps(config, indent=2))}</pre>",
+        memo_html,
     ]
     return _page(title, "\n".join(s for s in sections if s))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,14 @@ class RunContext:
     cfg: RunConfig
     folder: RunFolder
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    final_root: Path | None = None
+    """Where the run folder will live once ``guardrl run`` moves it into place (it is built in a temporary
+    sibling); None when the folder already is the run's."""
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder as a user names it (for commands printed in the memo)."""
+        return self.final_root if self.final_root is not None else self.folder.root
 
     @classmethod
     def open(cls, folder: RunFolder | Any, cfg: RunConfig | None = None) -> RunContext:

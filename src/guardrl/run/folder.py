@@ -12,7 +12,8 @@ Layout::
     metrics.json           evaluation: per-policy rollouts with CIs, exact values, mismatch, support
     ope.json               off-policy estimates of return and cost, the truth, and their validation
     gate.json              PASS / CAUTION / FAIL per candidate with reasons
-    report.html            everything above in one self-contained page
+    report.html            everything above in one self-contained page, ending with the deployment memo
+    memo.md                the deployment memo alone (what, evidence, verdict, risks, rollout plan)
     plots/<name>.png       visitation, rewards, returns, safety, learning curves, OPE vs truth
     serve/audit.jsonl      the policy server's decision log
     rollout_sim/<policy>.json|.md   a staged-rollout replay
@@ -88,6 +89,10 @@ class RunFolder:
     @property
     def report(self) -> Path:
         return self.root / "report.html"
+
+    @property
+    def memo(self) -> Path:
+        return self.root / "memo.md"
 
     @property
     def plots(self) -> Path:

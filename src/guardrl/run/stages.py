@@ -6,6 +6,7 @@ its own artifacts (see :mod:`guardrl.run.folder`). The gate only reads evidence;
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -492,18 +493,24 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
 
 
 def stage_report(ctx: RunContext) -> Path:
-    """Write ``report.html``: one self-contained page with every artifact of the run."""
+    """Write ``report.html`` (one self-contained page with every artifact of the run, ending with the deployment
+    memo) and the memo alone as ``memo.md``."""
     folder = ctx.folder
+    config = to_dict(ctx.cfg)
+    artifacts = {
+        "audit": folder.read_optional(folder.audit), "training": folder.read_optional(folder.training),
+        "metrics": folder.read_optional(folder.metrics), "ope": folder.read_optional(folder.ope),
+        "gate": folder.read_optional(folder.gate),
+    }  # fmt: skip
+    sims = {
+        p.stem: json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted(folder.rollout_sim("", "").parent.glob("*.json"))
+    }
+    memo = report.build_memo(ctx.cfg.name, str(ctx.run_dir), config, rollout_sims=sims, **artifacts)
     html = report.render_html(
-        title=f"guardrl run {ctx.cfg.name}",
-        config=to_dict(ctx.cfg),
-        audit=folder.read_optional(folder.audit),
-        training=folder.read_optional(folder.training),
-        metrics=folder.read_optional(folder.metrics),
-        ope=folder.read_optional(folder.ope),
-        gate=folder.read_optional(folder.gate),
-        plots=folder.plots,
+        title=f"guardrl run {ctx.cfg.name}", config=config, plots=folder.plots, memo_html=memo.html(), **artifacts
     )
+    atomic_write_text(folder.memo, memo.markdown())
     atomic_write_text(folder.report, html)
     return folder.report
 
@@ -525,7 +532,7 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
     out: dict[str, Any] = {}
 
     def fill(tmp: Path) -> None:
-        ctx = RunContext(cfg, RunFolder(tmp))
+        ctx = RunContext(cfg, RunFolder(tmp), final_root=run_dir)
         timings: dict[str, float] = {}
 
         def timed(name: str, stage: Any, **kwargs: Any) -> Any:
