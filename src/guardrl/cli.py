@@ -395,6 +395,53 @@ def rollout_sim_cmd(
     console.print(f"written: {RunFolder(run_dir).rollout_sim(policy, '.json')}")
 
 
+@app.command("dagger")
+def dagger_cmd(
+    run_dir: RunDirArg,
+    expert: Annotated[
+        str, typer.Option(help="Who labels: 'optimal' (SafeGrid's exact planner) or package.module:function.")
+    ] = "optimal",
+    iterations: Annotated[int, typer.Option(help="Rounds of roll out -> label -> retrain.")] = 5,
+    labels: Annotated[int, typer.Option(help="Expert labels per round (the budget is rounds x labels).")] = 100,
+    episodes: Annotated[int, typer.Option(help="Episodes the learner plays per round.")] = 50,
+    beta_decay: Annotated[float, typer.Option(help="beta_i = beta_decay**i: the expert's share of round i.")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the rollouts, the queries and the training.")] = 0,
+    from_labels: Annotated[
+        bool, typer.Option(help="Train on the labels people posted to the server (POST /labels), not a simulator.")
+    ] = False,
+    audit_log: Annotated[
+        Path | None, typer.Option(help="The server's audit log holding the labels (default RUN/serve/audit.jsonl).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Name of the exported policy.")] = "dagger",
+    quiet: QuietOpt = False,
+) -> None:
+    """DAgger: BC retrained on the run's logs plus an expert's labels of the states the learner visits."""
+    from guardrl.run import RunContext, RunFolder
+    from guardrl.run.dagger import DaggerConfig, dagger_in_run, labels_in_run
+
+    with _user_errors():
+        ctx = RunContext.open(RunFolder(run_dir))
+        if from_labels:
+            from guardrl.serve.service import read_labels
+
+            log = audit_log or RunFolder(run_dir).serve_log
+            found = read_labels(log, ctx.dataset.obs_dim, ctx.dataset.n_actions)
+            record = labels_in_run(ctx, found.observations, found.actions, source=str(log), name=name)
+            console.print(f"trained {name} on the logs plus {record['labels']} labels from {log}")
+        else:
+            cfg = DaggerConfig(iterations=iterations, labels_per_iteration=labels, episodes_per_iteration=episodes,
+                               beta_decay=beta_decay, seed=seed)  # fmt: skip
+            record = dagger_in_run(ctx, cfg, expert, name=name, show_progress=not quiet)
+            for r in record["rounds"]:
+                e = r["exact"]
+                console.print(f"round {r['round']}: {r['labels']} labels, exact normalized score "
+                              f"{e['normalized_score']:.1f}, hazard {e['hazard_prob']:.2%}")  # fmt: skip
+        if "exact" in record:
+            e = record["exact"]
+            console.print(f"exact: normalized score {e['normalized_score']:.1f}, hazard {e['hazard_prob']:.2%}")
+    console.print(f"exported: {RunFolder(run_dir).card(name)}  (serve it with --policy {name})")
+
+
 @app.command("sweep")
 def sweep_cmd(
     config: Annotated[Path, typer.Argument(help="Sweep config (YAML): base, seeds, alphas, learners, regimes.")],

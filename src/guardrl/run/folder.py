@@ -17,6 +17,7 @@ Layout::
     plots/<name>.png       visitation, rewards, returns, safety, learning curves, OPE vs truth
     serve/audit.jsonl      the policy server's decision log
     rollout_sim/<policy>.json|.md   a staged-rollout replay
+    dagger/<policy>.json   how a DAgger policy was trained: expert, label budget, rounds (exact values on SafeGrid)
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class RunFolder:
 
     def rollout_sim(self, policy: str, suffix: str) -> Path:
         return self.root / "rollout_sim" / f"{policy}{suffix}"
+
+    def dagger(self, policy: str) -> Path:
+        return self.root / "dagger" / f"{policy}.json"
 
     def is_run(self) -> bool:
         return self.config.is_file()

@@ -10,6 +10,12 @@ Endpoints (JSON in, JSON out):
 * ``POST /outcome`` ``{"decision_id": 17, "hazard": true}`` -> counts a hazard after a policy decision against
   the rollback threshold; crossing it switches the server to the fallback. One outcome per decision: a second
   report for the same id is refused with 409 and changes nothing.
+* ``GET /labels/pending?limit=100``: deferred and shadowed decisions that no person has labelled yet, oldest
+  first, each with its observation: the states DAgger wants an expert to label.
+* ``POST /labels`` ``{"decision_id": 17, "action": 2, "labeller": "dr-lee"?}`` -> stores a person's action for
+  one of those decisions, durably (fsynced before the answer). An unknown id is a 404, a decision that was
+  neither deferred nor shadowed or one already labelled a 409, an action outside the action space a 422.
+  ``guardrl dagger RUN --from-labels`` trains on the stored labels.
 * ``GET /status``: mode (``shadow``, ``canary``, ``full`` or ``rolled_back``), counters, rollback state.
 * ``GET /policies/{name}``: the model card with the gate verdict (served policies and the fallback).
   ``GET /healthz``.
@@ -118,6 +124,19 @@ def create_app(service: PolicyService) -> FastAPI:
         data = await _body(request, limit)
         _fields(data, ("decision_id", "hazard"))
         return JSONResponse(service.outcome(data["decision_id"], data["hazard"]))
+
+    @app.get("/labels/pending")
+    async def pending(request: Request) -> JSONResponse:
+        raw = request.query_params.get("limit", "100")
+        if not raw.isdigit() or len(raw) > 6:
+            raise ServeError(f"limit: expected an integer in [1, 10000], got {safe_text(raw, 40)!r}")
+        return JSONResponse(service.pending_labels(int(raw)))
+
+    @app.post("/labels")
+    async def labels(request: Request) -> JSONResponse:
+        data = await _body(request, limit)
+        _fields(data, ("decision_id", "action"), ("labeller",))
+        return JSONResponse(service.label(data["decision_id"], data["action"], data.get("labeller")))
 
     @app.get("/status")
     async def status() -> JSONResponse:

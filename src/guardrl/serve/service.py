@@ -143,6 +143,8 @@ class PolicyService:
         self.counters = Counters()
         self._policy_acts: set[int] = set()  # decision ids where the policy was in control
         self._outcomes: set[int] = set()  # decision ids with a reported outcome: one each
+        self._to_label: dict[int, dict[str, Any]] = {}  # deferred and shadow decisions: the DAgger label queue
+        self._labels: dict[int, int] = {}  # decision id -> the person's action
         self._next_id = 0
         self._lock = threading.Lock()
         self.audit_path = Path(audit_log) if audit_log else RunFolder(self.run_dir).serve_log
@@ -205,6 +207,11 @@ class PolicyService:
         kind = rec.get("type")
         if "id" in rec and kind in ("act", "shadow"):
             self._next_id = max(self._next_id, int(rec["id"]) + 1)
+        if kind in ("act", "shadow") and (kind == "shadow" or rec["decision"] == "defer"):
+            self._to_label[int(rec["id"])] = {
+                "decision_id": int(rec["id"]), "kind": "defer" if kind == "act" else "shadow",
+                "observation": rec["observation"], "policy": rec["policy"], "reasons": rec.get("reasons", []),
+            }  # fmt: skip
         if kind == "act":
             self.counters.requests["act"] += 1
             self.counters.decisions[rec["decision"]] += 1
@@ -224,6 +231,8 @@ class PolicyService:
                 self.monitor.record(hazards=1)
         elif kind == "rollback":
             self.monitor.rolled_back, self.monitor.reason = True, rec["reason"]
+        elif kind == "label":
+            self._labels[int(rec["id"])] = int(rec["action"])
 
     def close(self) -> None:
         self._log.close()
@@ -338,6 +347,43 @@ class PolicyService:
         return {"decision_id": decision_id, "counted": counted, "rolled_back": self.monitor.rolled_back,
                 "tripped_now": tripped}  # fmt: skip
 
+    # ------------------------------------------------------------ labels (DAgger)
+
+    def pending_labels(self, limit: Any = 100) -> dict[str, Any]:
+        """The oldest deferred or shadowed decisions no person has labelled yet (at most ``limit``)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ServeError(f"limit: expected an integer in [1, 10000], got {_echo(limit)}")
+        with self._lock:
+            pending = [v for k, v in self._to_label.items() if k not in self._labels]
+        return {"pending": len(pending), "labelled": len(self._labels), "decisions": pending[:limit]}
+
+    def label(self, decision_id: Any, action: Any, labeller: Any = None) -> dict[str, Any]:
+        """A person's action for a deferred or shadowed decision. Acknowledged only once it is on disk (written,
+        flushed and fsynced), so a crash after the answer loses no label; one label per decision."""
+        if isinstance(decision_id, bool) or not isinstance(decision_id, int):
+            raise ServeError("decision_id: expected an integer")
+        if isinstance(action, bool) or not isinstance(action, int):
+            raise ServeError("action: expected an integer")
+        if not 0 <= action < self.n_actions:
+            raise ServeError(f"action: {_echo(action)} is outside [0, {self.n_actions})")
+        if labeller is not None and (not isinstance(labeller, str) or not 0 < len(labeller) <= 200):
+            raise ServeError("labeller: expected a name of 1 to 200 characters")
+        with self._lock:
+            if decision_id not in self._to_label:
+                known = 0 <= decision_id < self._next_id
+                why = "was neither deferred nor shadowed: nothing to label" if known else "no such decision"
+                raise ServeError(f"decision_id {_echo(decision_id)}: {why}", 409 if known else 404)
+            if decision_id in self._labels:
+                raise ServeError(
+                    f"decision_id {decision_id}: already labelled (action {self._labels[decision_id]})", 409
+                )
+            rec = {"type": "label", "id": decision_id, "action": action, "labeller": labeller}
+            self._write(rec)
+            self._log.flush()
+            os.fsync(self._log.fileno())
+            self._apply(rec)
+        return {"decision_id": decision_id, "action": action, "stored": True}
+
     @property
     def current_mode(self) -> str:
         return "rolled_back" if self.monitor.rolled_back else self.mode
@@ -369,6 +415,7 @@ class PolicyService:
                 "divergence_rate": c.shadow_divergences / shadow if shadow else None,
                 "would_defer": c.shadow_would_defer,
             },
+            "labels": {"pending": len(set(self._to_label) - set(self._labels)), "labelled": len(self._labels)},
             "serve_config": to_dict(self.serve_cfg),
             "audit_log": str(self.audit_path),
         }
@@ -380,3 +427,56 @@ class PolicyService:
         else:
             pol = self._policy(name)
         return {**pol.card, "gate": pol.gate, "role": "fallback" if pol is self.fallback else "served"}
+
+
+@dataclass(frozen=True)
+class Labels:
+    """People's labels from a server's audit log: the observation of each labelled decision and the action."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    decision_ids: list[int]
+    kinds: list[str]
+    """``defer`` or ``shadow``: where each labelled state came from."""
+
+
+def read_labels(audit_log: Path, obs_dim: int, n_actions: int) -> Labels:
+    """Every labelled decision in ``audit_log`` (read only; a last line cut short by a crash was never
+    acknowledged and is skipped). A label whose decision is missing, or whose observation or action does not fit
+    the run, is an error naming the line."""
+    path = Path(audit_log)
+    if not path.is_file():
+        raise ServeError(f"{path}: no audit log; serve the policy and post labels first", 400)
+    lines = path.read_bytes().split(b"\n")
+    states: dict[int, tuple[list[float], str]] = {}
+    labels: dict[int, tuple[int, int]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            if number == len(lines):  # the torn last line of a crash
+                continue
+            raise ServeError(f"{path}: line {number} is not JSON; refusing to guess", 400) from None
+        kind = rec.get("type") if isinstance(rec, dict) else None
+        if kind == "shadow" or (kind == "act" and rec.get("decision") == "defer"):
+            states[int(rec["id"])] = (rec["observation"], "shadow" if kind == "shadow" else "defer")
+        elif kind == "label":
+            labels[int(rec["id"])] = (int(rec["action"]), number)
+    obs, actions, ids, kinds = [], [], [], []
+    for decision_id, (action, number) in sorted(labels.items()):
+        where = f"{path}: line {number} (decision {decision_id})"
+        if decision_id not in states:
+            raise ServeError(f"{where}: labels a decision that was neither deferred nor shadowed", 400)
+        observation, kind = states[decision_id]
+        if len(observation) != obs_dim or not 0 <= action < n_actions:
+            raise ServeError(f"{where}: observation of width {len(observation)} or action {action} does not fit "
+                             f"this run ({obs_dim} numbers, {n_actions} actions)", 400)  # fmt: skip
+        obs.append(observation)
+        actions.append(action)
+        ids.append(decision_id)
+        kinds.append(kind)
+    return Labels(
+        np.asarray(obs, dtype=np.float32).reshape(-1, obs_dim), np.asarray(actions, dtype=np.int64), ids, kinds
+    )

@@ -23,6 +23,7 @@ _EXPORTS = {
         "TrainConfig",
     ),
     "export": ("OnnxPolicy", "ScoresModel", "TorchScriptPolicy", "export_policy", "export_scores"),
+    "imitation": ("fit_bc", "label_arrays"),
     "learners": ("ObsBounds", "build_algo"),
     "mdp": ("to_mdp_dataset",),
     "trainer": ("TrainResult", "TransitionArrays", "learner_configs", "train_all", "train_learner"),
@@ -32,7 +33,8 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = [
     "BCConfig", "BCQConfig", "CQLConfig", "DQNConfig", "LearnerConfig", "LearnerConfigError", "ObsBounds",
     "OnnxPolicy", "QLearnerConfig", "ScoresModel", "TorchScriptPolicy", "TrainConfig", "TrainResult",
-    "TransitionArrays", "build_algo", "export_policy", "export_scores", "learner_configs", "to_mdp_dataset",
+    "TransitionArrays", "build_algo", "export_policy", "export_scores", "fit_bc", "label_arrays", "learner_configs",
+    "to_mdp_dataset",
     "train_all", "train_learner",
 ]  # fmt: skip
 
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         TrainConfig,
     )
     from guardrl.train.export import OnnxPolicy, ScoresModel, TorchScriptPolicy, export_policy, export_scores
+    from guardrl.train.imitation import fit_bc, label_arrays
     from guardrl.train.learners import ObsBounds, build_algo
     from guardrl.train.mdp import to_mdp_dataset
     from guardrl.train.trainer import TrainResult, TransitionArrays, learner_configs, train_all, train_learner
