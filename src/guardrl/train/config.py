@@ -263,11 +263,7 @@ class WorldModelConfig:
     hidden_units: tuple[int, ...] = (64, 64)
     steps: int = 1500
     """Gradient steps (all members at once)."""
-    batch_size: int = 128
-    """Transitions per member per step. 128 rather than 256: the fit takes 4 s instead of 7 s on the default data.
-    Chosen on development seeds 100-104 (bench/results/matrix-dev-wm128.md; with 256, safe and four mixed seeds:
-    matrix-dev-wm256.log): MOReL met the bar on all 15 (on all 9 with 256); MOPO fell on safe logs (2/5, against
-    5/5 with 256); on mixed logs MOPO met it on 1/5 (1/4 with 256)."""
+    batch_size: int = 256
     learning_rate: float = 3e-3
     holdout: float = 0.1
     """Share of episodes held out of training to measure the model's accuracy (reported, never used to fit)."""
