@@ -8,12 +8,15 @@ default config), scored by exact dynamic programming (no Monte Carlo noise):
 * **bc + expert demos**: BC on the demonstrations plus ``budget`` (state, action) pairs from the exact
   planner's own episodes: the budget spent the usual way, on more expert data;
 * **dagger**: ``rounds`` rounds of DAgger (``guardrl.run.dagger``) with the exact planner labelling
-  ``budget / rounds`` states the learner itself visits per round.
+  ``budget / rounds`` states the learner itself visits per round; the round kept is the one whose learner
+  returned most over ``--validation`` episodes of its own (no labels; 0 keeps the last round).
 
     .venv/bin/python bench/dagger.py                      # held-out seeds 0-4 (about 3 min on 2 cores)
     .venv/bin/python bench/dagger.py --seeds 100 101 --out /tmp/dev   # development seeds
 
-The setting (20 + 200 episodes, 5 rounds of 100 labels) was chosen on development seeds 100 and 101.
+The setting (20 + 200 episodes, 5 rounds of 100 labels) was chosen on development seeds 100 and 101, and the
+validation (200 episodes) on seeds 100-102 after the first held-out run kept the last round
+(``bench/results/dagger-last-round.md``).
 Writes ``bench/results/dagger.{json,md}``.
 """
 
@@ -50,7 +53,9 @@ def across(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "low": mean - half, "high": mean + half}
 
 
-def run_seed(seed: int, expert_episodes: int, noisy_episodes: int, rounds: int, labels: int) -> dict[str, Any]:
+def run_seed(
+    seed: int, expert_episodes: int, noisy_episodes: int, rounds: int, labels: int, validation: int
+) -> dict[str, Any]:
     cfg = RunConfig()
     tables = build_tables(cfg.env.build())
     size = tables.layout.size
@@ -73,11 +78,17 @@ def run_seed(seed: int, expert_episodes: int, noisy_episodes: int, rounds: int, 
     out["bc + expert demos"] = scorer(more.predict)
     dagger = run_dagger(
         tables, demos.observations, demos.actions, expert, fit,
-        DaggerConfig(iterations=rounds, labels_per_iteration=labels, seed=seed),
+        DaggerConfig(iterations=rounds, labels_per_iteration=labels, validation_episodes=validation, seed=seed),
     )  # fmt: skip
-    out["dagger"] = dagger.history[-1]["exact"]
+    out["dagger"] = next(h["exact"] for h in dagger.history if h["chosen"])
     out["dagger_rounds"] = [
-        {"labels": h["labels"], "score": h["exact"]["normalized_score"], "hazard": h["exact"]["hazard_prob"]}
+        {
+            "labels": h["labels"],
+            "score": h["exact"]["normalized_score"],
+            "hazard": h["exact"]["hazard_prob"],
+            "validation_return": h.get("validation_return"),
+            "chosen": h["chosen"],
+        }
         for h in dagger.history
     ]
     return out
@@ -120,12 +131,15 @@ def main() -> None:
     parser.add_argument("--noisy-episodes", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--labels", type=int, default=100)
+    parser.add_argument("--validation", type=int, default=200, help="episodes per round to pick the best round")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     t0 = time.perf_counter()
     cells = {}
     for seed in args.seeds:
-        cells[str(seed)] = c = run_seed(seed, args.expert_episodes, args.noisy_episodes, args.rounds, args.labels)
+        cells[str(seed)] = c = run_seed(
+            seed, args.expert_episodes, args.noisy_episodes, args.rounds, args.labels, args.validation
+        )
         print(f"seed {seed}: " + ", ".join(
             f"{a} {c[a]['normalized_score']:.1f}/{100 * c[a]['hazard_prob']:.2f}%" for a in ARMS
         ), flush=True)  # fmt: skip
@@ -147,6 +161,7 @@ def main() -> None:
             "noisy_episodes": args.noisy_episodes,
             "rounds": args.rounds,
             "labels": args.labels,
+            "validation": args.validation,
         },  # fmt: skip
         "total_seconds": time.perf_counter() - t0,
         "cells": cells,

@@ -405,6 +405,9 @@ def dagger_cmd(
     labels: Annotated[int, typer.Option(help="Expert labels per round (the budget is rounds x labels).")] = 100,
     episodes: Annotated[int, typer.Option(help="Episodes the learner plays per round.")] = 50,
     beta_decay: Annotated[float, typer.Option(help="beta_i = beta_decay**i: the expert's share of round i.")] = 0.5,
+    validation: Annotated[
+        int, typer.Option(help="Episodes each round's learner plays alone to pick the best round (0: the last).")
+    ] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the rollouts, the queries and the training.")] = 0,
     from_labels: Annotated[
         bool, typer.Option(help="Train on the labels people posted to the server (POST /labels), not a simulator.")
@@ -430,7 +433,7 @@ def dagger_cmd(
             console.print(f"trained {name} on the logs plus {record['labels']} labels from {log}")
         else:
             cfg = DaggerConfig(iterations=iterations, labels_per_iteration=labels, episodes_per_iteration=episodes,
-                               beta_decay=beta_decay, seed=seed)  # fmt: skip
+                               beta_decay=beta_decay, validation_episodes=validation, seed=seed)  # fmt: skip
             record = dagger_in_run(ctx, cfg, expert, name=name, show_progress=not quiet)
             for r in record["rounds"]:
                 e = r["exact"]

@@ -3,6 +3,7 @@ from the exact planner on the learner's own states fix what the demonstrations g
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -58,6 +59,26 @@ def test_expert_labels_on_visited_states_fix_bad_demonstrations(tables):
     assert (labels_act == expert(labels_obs, steps)).mean() > 0.8
     first, last = res.history[0]["exact"], res.history[-1]["exact"]
     assert last["hazard_prob"] < first["hazard_prob"] and last["normalized_score"] > first["normalized_score"]
+
+
+def test_validation_keeps_the_round_that_played_best(tables):
+    demos = collect(tables, "noisy", 30, 7)
+    learners = []
+
+    def fit(obs, act, seed):
+        learners.append(Majority(obs, act))
+        return learners[-1]
+
+    cfg = DaggerConfig(iterations=3, labels_per_iteration=40, episodes_per_iteration=20, validation_episodes=50)
+    res = run_dagger(tables, demos.observations, demos.actions, optimal_expert(tables), fit, cfg)
+    scores = [h["validation_return"] for h in res.history]
+    best = int(np.argmax(scores))
+    assert [h["chosen"] for h in res.history] == [r == best for r in range(4)]
+    assert res.learner is learners[best]
+    last = run_dagger(
+        tables, demos.observations, demos.actions, optimal_expert(tables), fit, replace(cfg, validation_episodes=0)
+    )
+    assert last.learner is learners[-1] and "validation_return" not in last.history[0]
 
 
 def test_exact_scorer_puts_the_optimum_at_100(tables):
