@@ -43,7 +43,15 @@ from numpy.typing import NDArray
 from guardrl.config import RunConfig, from_dict, save_config
 from guardrl.data import collect
 from guardrl.data.behaviour import constrained_policy, optimal_noisy_policy, uniform_policy
-from guardrl.envs import TablePolicy, build_tables, evaluate_exact, hazard_seeking_policy, solve_optimal, stationary
+from guardrl.envs import (
+    TablePolicy,
+    build_tables,
+    evaluate_exact,
+    evaluate_greedy,
+    hazard_seeking_policy,
+    solve_optimal,
+    stationary,
+)
 from guardrl.envs.controllers import ToyTextTables, toy_text_values
 from guardrl.envs.layouts import named_layout
 from guardrl.evaluate.validation import rank_correlation
@@ -71,10 +79,7 @@ def references(tables: Any) -> dict[str, tuple[TablePolicy, bool]]:
 
 
 def exact_of_greedy(tables: Any, greedy: Any) -> dict[str, float]:
-    from guardrl.envs import states_to_obs
-
-    obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
-    return evaluate_exact(TablePolicy.deterministic(tables, np.asarray(greedy(obs)))).to_dict()
+    return evaluate_greedy(tables, greedy).to_dict()
 
 
 def logs_only_run(ds: Any, propensities: bool, work: Path) -> tuple[RunContext, dict[str, Any], dict[str, Any]]:

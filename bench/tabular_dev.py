@@ -29,7 +29,7 @@ from guardrl.config import RunConfig
 from guardrl.data import collect
 from guardrl.data.audit import AuditConfig
 from guardrl.data.behaviour import uniform_policy
-from guardrl.envs import TablePolicy, build_tables, evaluate_exact, solve_optimal, states_to_obs
+from guardrl.envs import build_tables, evaluate_exact, evaluate_greedy, solve_optimal
 from guardrl.evaluate import normalized_score
 from guardrl.train.config import MOPOConfig, MOReLConfig, SPIBBConfig
 from guardrl.train.tabular import train_model_planner, train_spibb
@@ -76,8 +76,7 @@ def main() -> None:
                     policy = train_spibb(ds, cfg, audit, base.gate.hazard_limit)
                 else:
                     policy = train_model_planner(ds, cfg, audit, model, base.gate.hazard_limit, label.split()[0])
-                grid_obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
-                exact = evaluate_exact(TablePolicy.deterministic(tables, policy.predict(grid_obs)))
+                exact = evaluate_greedy(tables, policy.predict)
                 score = normalized_score(exact.expected_return, r_random, opt.expected_return)
                 scores[regime][label].append((score, exact.hazard_prob))
             print(f"{regime} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)

@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 
 from guardrl.data import constrained_policy, uniform_policy
-from guardrl.envs import Layout, TablePolicy, build_tables, evaluate_exact, simulate, solve_optimal
+from guardrl.envs import (
+    Layout,
+    TablePolicy,
+    build_tables,
+    evaluate_exact,
+    evaluate_greedy,
+    obs_to_states,
+    simulate,
+    solve_optimal,
+    stationary,
+)
 
 
 def test_value_iteration_on_default_layout_matches_the_reference(tables):
@@ -52,3 +62,11 @@ def test_table_policy_validates_shape_and_sums(tables):
         TablePolicy(tables, np.zeros((1, tables.layout.n_states, 4)))
     with pytest.raises(ValueError, match="shape"):
         TablePolicy(tables, np.full((2, tables.layout.n_states, 4), 0.25))
+
+
+def test_a_greedy_function_is_evaluated_as_its_table(tables):
+    optimal, _ = solve_optimal(tables)
+    row0 = optimal.probs[0].argmax(axis=1)
+    values = evaluate_greedy(tables, lambda obs: row0[obs_to_states(tables.layout, obs)])
+    assert values == evaluate_exact(stationary(optimal))
+    assert values.hazard_prob < 0.01 and values.goal_prob > 0.99

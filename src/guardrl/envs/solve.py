@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from guardrl.envs.dynamics import Tables, obs_to_states
+from guardrl.envs.dynamics import Tables, obs_to_states, states_to_obs
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,13 @@ def evaluate_exact(policy: TablePolicy) -> ExactValues:
         )
     s0 = tables.start_state
     return ExactValues(float(v_ret[s0]), float(v_haz[s0]), float(v_goal[s0]), float(v_len[s0]))
+
+
+def evaluate_greedy(tables: Tables, greedy: Callable[[NDArray[np.float32]], NDArray[np.integer]]) -> ExactValues:
+    """Exact values of a greedy policy given as a function of observations: its action in every cell, then
+    :func:`evaluate_exact`."""
+    cells = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
+    return evaluate_exact(TablePolicy.deterministic(tables, np.asarray(greedy(cells))))
 
 
 def solve_optimal(tables: Tables) -> tuple[TablePolicy, ExactValues]:

@@ -19,7 +19,8 @@ from numpy.typing import NDArray
 
 from guardrl._io import atomic_write_json
 from guardrl.config import to_dict
-from guardrl.envs import TablePolicy, Tables, evaluate_exact, simulate, solve_optimal, states_to_obs
+from guardrl.data.behaviour import uniform_policy
+from guardrl.envs import Tables, evaluate_exact, evaluate_greedy, simulate, solve_optimal
 from guardrl.envs.dynamics import obs_to_states
 from guardrl.envs.gym_env import load_callable
 from guardrl.errors import ConfigError, RunError
@@ -83,16 +84,12 @@ class ExactScorer:
     (0 = uniform random, 100 = the exact optimum)."""
 
     def __init__(self, tables: Tables):
-        n_actions = tables.next_state.shape[1]
-        uniform = TablePolicy(tables, np.full((1, tables.layout.n_states, n_actions), 1.0 / n_actions))
         self.tables = tables
-        self.random_return = evaluate_exact(uniform).expected_return
+        self.random_return = evaluate_exact(uniform_policy(tables)).expected_return
         self.optimal_return = solve_optimal(tables)[1].expected_return
-        self._cells = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
 
     def __call__(self, greedy: Callable[[NDArray[np.float32]], NDArray[np.int64]]) -> dict[str, float]:
-        actions = np.asarray(greedy(self._cells.astype(np.float32)))
-        out = evaluate_exact(TablePolicy.deterministic(self.tables, actions)).to_dict()
+        out = evaluate_greedy(self.tables, greedy).to_dict()
         out["normalized_score"] = normalized_score(out["expected_return"], self.random_return, self.optimal_return)
         return out
 

@@ -21,7 +21,7 @@ from guardrl.config import RunConfig, save_config, to_dict
 from guardrl.data import Dataset, collect
 from guardrl.data.audit import Support, audit
 from guardrl.data.collect import collect_gym
-from guardrl.envs import TablePolicy, Tables, evaluate_exact, states_to_obs
+from guardrl.envs import Tables, evaluate_greedy
 from guardrl.errors import RunError
 from guardrl.evaluate import MismatchThresholds, mismatch_rate, normalized_score, rollout
 from guardrl.evaluate.gate import Evidence, OPEEvidence, decide, gate
@@ -319,8 +319,7 @@ def _logged_return_range(ds: Dataset) -> float:
 
 def _exact_of_greedy(tables: Tables, greedy: Any) -> dict[str, float]:
     """Exact values of a greedy policy on SafeGrid: its action in every cell, then dynamic programming."""
-    all_obs = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
-    return evaluate_exact(TablePolicy.deterministic(tables, np.asarray(greedy(all_obs)))).to_dict()
+    return evaluate_greedy(tables, greedy).to_dict()
 
 
 def _compare_hazard(cql: dict[str, Any], bc: dict[str, Any]) -> str:
