@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import os
 import platform
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matrix import across_seeds  # bench/matrix.py: bench/ is on the path when a bench script runs
 
 from guardrl._io import atomic_write_json, atomic_write_text
 from guardrl.config import RunConfig
@@ -41,16 +41,7 @@ from guardrl.envs import build_tables
 from guardrl.run.dagger import DaggerConfig, ExactScorer, expert_demonstrations, optimal_expert, run_dagger
 from guardrl.train import ObsBounds, fit_bc
 
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 ARMS = ("bc", "bc + expert demos", "dagger")
-
-
-def across(values: list[float]) -> dict[str, float]:
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return {"mean": mean, "low": mean, "high": mean}
-    half = T95.get(len(values) - 1, 1.96) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-    return {"mean": mean, "low": mean - half, "high": mean + half}
 
 
 def run_seed(
@@ -145,8 +136,8 @@ def main() -> None:
         ), flush=True)  # fmt: skip
     summary = {
         arm: {
-            "score": across([c[arm]["normalized_score"] for c in cells.values()]),
-            "hazard": across([c[arm]["hazard_prob"] for c in cells.values()]),
+            "score": across_seeds([c[arm]["normalized_score"] for c in cells.values()]),
+            "hazard": across_seeds([c[arm]["hazard_prob"] for c in cells.values()]),
         }
         for arm in ARMS
     }
