@@ -96,3 +96,13 @@ def test_the_run_writes_the_memo_into_the_report(tiny_run):
         assert f"| {name} | {d['decision']} |" in memo
     assert "## Risks the evidence cannot rule out" in memo and "## Rollout plan" in memo
     assert str(tiny_run) in memo or "No rollout" in memo  # commands name the run's real folder, not the temp one
+
+
+def test_a_staged_rollout_replay_is_quoted():
+    phase = {"hazard_events": 2, "policy_steps": 90, "deferrals": 10, "divergence_rate": 0.25}
+    sim = {"arms": {arm: {p: dict(phase) for p in ("shadow", "canary", "full")}
+                    for arm in ("guarded", "unguarded", "production")}}  # fmt: skip
+    gate = _gate(_decision("morel", "PASS", (0.001, 0.0, 0.002), 20.0))
+    text = build_memo("r", "runs/r", CONFIG, AUDIT, None, None, None, gate, {"morel": sim}).markdown()
+    assert "Staged-rollout replay (rollout_sim/morel.json): hazard events over all phases: guarded 6" in text
+    assert "the guard deferred 30 of 300 routed decisions (10.0%); shadow divergence 25.0% of steps" in text

@@ -106,8 +106,12 @@ class RunFolder:
     def serve_log(self) -> Path:
         return self.root / "serve" / "audit.jsonl"
 
+    @property
+    def rollout_sims(self) -> Path:
+        return self.root / "rollout_sim"
+
     def rollout_sim(self, policy: str, suffix: str) -> Path:
-        return self.root / "rollout_sim" / f"{policy}{suffix}"
+        return self.rollout_sims / f"{policy}{suffix}"
 
     def dagger(self, policy: str) -> Path:
         return self.root / "dagger" / f"{policy}.json"

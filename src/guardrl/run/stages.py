@@ -6,7 +6,6 @@ its own artifacts (see :mod:`guardrl.run.folder`). The gate only reads evidence;
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -501,10 +500,7 @@ def stage_report(ctx: RunContext) -> Path:
         "metrics": folder.read_optional(folder.metrics), "ope": folder.read_optional(folder.ope),
         "gate": folder.read_optional(folder.gate),
     }  # fmt: skip
-    sims = {
-        p.stem: json.loads(p.read_text(encoding="utf-8"))
-        for p in sorted(folder.rollout_sim("", "").parent.glob("*.json"))
-    }
+    sims = {p.stem: folder.read_optional(p) for p in sorted(folder.rollout_sims.glob("*.json"))}
     memo = report.build_memo(ctx.cfg.name, str(ctx.run_dir), config, rollout_sims=sims, **artifacts)
     html = report.render_html(
         title=f"guardrl run {ctx.cfg.name}", config=config, plots=folder.plots, memo_html=memo.html(), **artifacts

@@ -207,9 +207,10 @@ class PolicyService:
         kind = rec.get("type")
         if "id" in rec and kind in ("act", "shadow"):
             self._next_id = max(self._next_id, int(rec["id"]) + 1)
-        if kind in ("act", "shadow") and (kind == "shadow" or rec["decision"] == "defer"):
+        source = _label_source(rec)
+        if source is not None:
             self._to_label[int(rec["id"])] = {
-                "decision_id": int(rec["id"]), "kind": "defer" if kind == "act" else "shadow",
+                "decision_id": int(rec["id"]), "kind": source,
                 "observation": rec["observation"], "policy": rec["policy"], "reasons": rec.get("reasons", []),
             }  # fmt: skip
         if kind == "act":
@@ -429,6 +430,14 @@ class PolicyService:
         return {**pol.card, "gate": pol.gate, "role": "fallback" if pol is self.fallback else "served"}
 
 
+def _label_source(rec: dict[str, Any]) -> str | None:
+    """``defer`` or ``shadow`` for an audit record whose state waits for a person's label, else None."""
+    kind = rec.get("type")
+    if kind == "shadow":
+        return "shadow"
+    return "defer" if kind == "act" and rec.get("decision") == "defer" else None
+
+
 @dataclass(frozen=True)
 class Labels:
     """People's labels from a server's audit log: the observation of each labelled decision and the action."""
@@ -459,10 +468,12 @@ def read_labels(audit_log: Path, obs_dim: int, n_actions: int) -> Labels:
             if number == len(lines):  # the torn last line of a crash
                 continue
             raise ServeError(f"{path}: line {number} is not JSON; refusing to guess", 400) from None
-        kind = rec.get("type") if isinstance(rec, dict) else None
-        if kind == "shadow" or (kind == "act" and rec.get("decision") == "defer"):
-            states[int(rec["id"])] = (rec["observation"], "shadow" if kind == "shadow" else "defer")
-        elif kind == "label":
+        if not isinstance(rec, dict):
+            continue
+        source = _label_source(rec)
+        if source is not None:
+            states[int(rec["id"])] = (rec["observation"], source)
+        elif rec.get("type") == "label":
             labels[int(rec["id"])] = (int(rec["action"]), number)
     obs, actions, ids, kinds = [], [], [], []
     for decision_id, (action, number) in sorted(labels.items()):
