@@ -29,7 +29,7 @@ import torch
 from numpy.typing import NDArray
 
 from guardrl._d3rlpy import import_d3rlpy
-from guardrl._parallel import run_forked
+from guardrl._parallel import run_forked, torch_threads
 from guardrl.data import Dataset
 from guardrl.data.audit import StateIndex
 from guardrl.envs import sample_actions
@@ -232,9 +232,7 @@ def fit_fqe(
     )
     rng = np.random.default_rng(seed)
     model = FQEModel(fqe=None, scale=scale)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             algo = PolicyAlgo(act, low, high)
@@ -245,8 +243,6 @@ def fit_fqe(
                 idx = rng.integers(0, n, size=cfg.fqe_batch_size)
                 algo.impl.pending = torch.as_tensor(next_act(idx), dtype=torch.int64)
                 model.loss.append(fqe.update(arrays.batch(idx))["loss"])
-    finally:
-        torch.set_num_threads(threads)
     return model
 
 

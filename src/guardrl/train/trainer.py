@@ -16,6 +16,7 @@ import torch
 from d3rlpy.dataset import TransitionMiniBatch
 from rich.progress import Progress
 
+from guardrl._parallel import torch_threads
 from guardrl.data import Dataset
 from guardrl.data.audit import AuditConfig
 from guardrl.errors import ConfigError
@@ -119,10 +120,8 @@ def train_learner(
     result = TrainResult(name=name, algo=None, n_steps=cfg.n_steps)
     sums: dict[str, float] = {}
     task = progress.add_task(f"train {name}", total=cfg.n_steps) if progress is not None else None
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(train_cfg.torch_threads)
     start = time.perf_counter()
-    try:
+    with torch_threads(train_cfg.torch_threads):
         with torch.random.fork_rng(devices=[]):  # seeds init without touching the caller's torch RNG
             torch.manual_seed(seed)
             algo = build_algo(name, cfg, bounds, device, grid_size)
@@ -144,8 +143,6 @@ def train_learner(
                         result.monitor.setdefault(key, []).append(value)
                 if progress is not None and task is not None:
                     progress.advance(task)
-    finally:
-        torch.set_num_threads(previous_threads)
     result.seconds = time.perf_counter() - start
     return result
 

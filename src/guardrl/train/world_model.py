@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import torch
 from numpy.typing import NDArray
 
 from guardrl._io import atomic_write, atomic_write_text
+from guardrl._parallel import torch_threads
 from guardrl.data import Dataset
 from guardrl.envs import sample_actions
 from guardrl.errors import GuardrlError
@@ -42,17 +43,6 @@ META_FILE = "model.json"
 
 class WorldModelError(GuardrlError, ValueError):
     """Logs a world model cannot be fitted to, or a saved model that cannot be read."""
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch on ``n`` threads inside the block, restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def one_thread() -> contextlib.AbstractContextManager[None]:
