@@ -41,6 +41,12 @@ def _echo(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _integer(value: Any, name: str) -> None:
+    """A JSON integer (not a boolean) in field ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ServeError(f"{name}: expected an integer")
+
+
 def _splitmix(seed: int, n: int) -> float:
     """A uniform draw in [0, 1) determined by (seed, n): canary routing survives restarts unchanged."""
     z = (seed * 0x9E3779B97F4A7C15 + (n + 1) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
@@ -257,6 +263,12 @@ class PolicyService:
             raise ServeError("observation: NaN or infinite values (or beyond the float32 range) are not allowed")
         return obs
 
+    def _action(self, value: Any, name: str) -> None:
+        """An action a client sent (field ``name``): an integer inside the action space."""
+        _integer(value, name)
+        if not 0 <= value < self.n_actions:
+            raise ServeError(f"{name}: {_echo(value)} is outside [0, {self.n_actions})")
+
     def _policy(self, name: str | None) -> LoadedPolicy:
         """``None`` is the default policy; a name must be one of the served ones."""
         if name is None:
@@ -308,10 +320,7 @@ class PolicyService:
         """What the policy would have done next to the production controller's action; records divergence."""
         pol = self._policy(policy)
         obs = self._observation(observation)
-        if isinstance(production_action, bool) or not isinstance(production_action, int):
-            raise ServeError("production_action: expected an integer")
-        if not 0 <= production_action < self.n_actions:
-            raise ServeError(f"production_action: {_echo(production_action)} is outside [0, {self.n_actions})")
+        self._action(production_action, "production_action")
         d = pol.guard.decide(obs)
         action = int(d.actions[0])
         with self._lock:
@@ -328,8 +337,7 @@ class PolicyService:
 
     def outcome(self, decision_id: Any, hazard: Any) -> dict[str, Any]:
         """A reported outcome; a hazard after a policy decision counts against the rollback threshold."""
-        if isinstance(decision_id, bool) or not isinstance(decision_id, int):
-            raise ServeError("decision_id: expected an integer")
+        _integer(decision_id, "decision_id")
         if not isinstance(hazard, bool):
             raise ServeError("hazard: expected true or false")
         with self._lock:
@@ -361,12 +369,8 @@ class PolicyService:
     def label(self, decision_id: Any, action: Any, labeller: Any = None) -> dict[str, Any]:
         """A person's action for a deferred or shadowed decision. Acknowledged only once it is on disk (written,
         flushed and fsynced), so a crash after the answer loses no label; one label per decision."""
-        if isinstance(decision_id, bool) or not isinstance(decision_id, int):
-            raise ServeError("decision_id: expected an integer")
-        if isinstance(action, bool) or not isinstance(action, int):
-            raise ServeError("action: expected an integer")
-        if not 0 <= action < self.n_actions:
-            raise ServeError(f"action: {_echo(action)} is outside [0, {self.n_actions})")
+        _integer(decision_id, "decision_id")
+        self._action(action, "action")
         if labeller is not None and (not isinstance(labeller, str) or not 0 < len(labeller) <= 200):
             raise ServeError("labeller: expected a name of 1 to 200 characters")
         with self._lock:
