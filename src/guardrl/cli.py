@@ -445,6 +445,34 @@ def dagger_cmd(
     console.print(f"exported: {RunFolder(run_dir).card(name)}  (serve it with --policy {name})")
 
 
+@app.command("gail")
+def gail_cmd(
+    run_dir: RunDirArg,
+    demos: Annotated[
+        Path | None, typer.Option(help="Dataset folder of demonstrations (default: the run's own logs).")
+    ] = None,
+    iterations: Annotated[int, typer.Option(help="Rounds of roll out -> discriminator -> PPO.")] = 80,
+    episodes: Annotated[int, typer.Option(help="Episodes the policy plays per round.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the networks and the rollouts.")] = 0,
+    name: Annotated[str, typer.Option(help="Name of the exported policy.")] = "gail",
+    quiet: QuietOpt = False,
+) -> None:
+    """GAIL: imitate demonstrations in SafeGrid's simulator without reading a reward; exported into the run."""
+    from guardrl.run import RunContext, RunFolder
+    from guardrl.run.gail import gail_in_run
+    from guardrl.train.gail import GAILConfig
+
+    with _user_errors():
+        ctx = RunContext.open(RunFolder(run_dir))
+        cfg = GAILConfig(iterations=iterations, episodes_per_iteration=episodes, seed=seed)
+        record = gail_in_run(ctx, cfg, demos, name=name, show_progress=not quiet)
+    e = record["exact"]
+    console.print(f"exact: return {e['expected_return']:.2f} (demonstrations' mean logged return "
+                  f"{record['demonstration_mean_return']:.2f}), normalized score {e['normalized_score']:.1f}, "
+                  f"hazard {e['hazard_prob']:.2%}")  # fmt: skip
+    console.print(f"exported: {RunFolder(run_dir).card(name)}  (serve it with --policy {name})")
+
+
 @app.command("sweep")
 def sweep_cmd(
     config: Annotated[Path, typer.Argument(help="Sweep config (YAML): base, seeds, alphas, learners, regimes.")],

@@ -18,6 +18,7 @@ Layout::
     serve/audit.jsonl      the policy server's decision log
     rollout_sim/<policy>.json|.md   a staged-rollout replay
     dagger/<policy>.json   how a DAgger policy was trained: expert, label budget, rounds (exact values on SafeGrid)
+    gail/<policy>.json     how a GAIL policy was trained: demonstrations, config, history (exact values)
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ class RunFolder:
 
     def dagger(self, policy: str) -> Path:
         return self.root / "dagger" / f"{policy}.json"
+
+    def gail(self, policy: str) -> Path:
+        return self.root / "gail" / f"{policy}.json"
 
     def is_run(self) -> bool:
         return self.config.is_file()

@@ -20,15 +20,13 @@ def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
     default (dynamo) exporter rejects; so the ONNX file is converted from the TorchScript file that
     ``save_policy`` wrote, with torch's TorchScript-based exporter. Both compute the same greedy action.
     """
-    from guardrl.train.tabular import TabularPolicy
-
     out_dir = Path(out_dir)
     pt_path, onnx_path = out_dir / f"{name}.pt", out_dir / f"{name}.onnx"
-    tabular = isinstance(algo, TabularPolicy)
-    observation_shape = algo.observation_shape if tabular else algo.impl.observation_shape
+    own = _is_module_policy(algo)
+    observation_shape = algo.observation_shape if own else algo.impl.observation_shape
 
     def write_pt(tmp: Path) -> None:
-        if tabular:
+        if own:
             _trace(algo.module(greedy=True), observation_shape).save(str(tmp))
             return
         target = tmp.with_suffix(".pt")  # save_policy picks the format from the extension
@@ -61,6 +59,14 @@ def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
 
 
 SCORE_KINDS = ("q", "logprob")
+
+
+def _is_module_policy(algo: Any) -> bool:
+    """guardrl's own policies (tabular, GAIL), which give their torch module; the rest are d3rlpy's."""
+    from guardrl.train.gail import GAILPolicy
+    from guardrl.train.tabular import TabularPolicy
+
+    return isinstance(algo, TabularPolicy | GAILPolicy)
 
 
 def _trace(fn: Any, observation_shape: tuple[int, ...]) -> Any:
@@ -108,10 +114,8 @@ def _scores_function(algo: Any) -> tuple[Any, str]:
 
 def export_scores(algo: Any, out_dir: Path, name: str) -> tuple[Path, str]:
     """Write ``<name>.scores.pt``: TorchScript of observations -> action scores; returns the path and kind."""
-    from guardrl.train.tabular import TabularPolicy
-
     path = Path(out_dir) / f"{name}.scores.pt"
-    if isinstance(algo, TabularPolicy):
+    if _is_module_policy(algo):
         fn, kind, shape = algo.module(greedy=False), algo.kind, algo.observation_shape
     else:
         fn, kind = _scores_function(algo)
