@@ -4,6 +4,7 @@ refuses what it cannot do."""
 import json
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from guardrl.cli import app
@@ -53,3 +54,23 @@ def test_gail_command_refuses_a_learner_name_and_a_missing_dataset(tiny_run, tmp
     res = runner.invoke(app, ["gail", str(run_dir), "--demos", str(tmp_path / "missing"), "-q"])
     assert res.exit_code != 0 and "missing" in res.output
     assert not (run_dir / "gail").exists() and not (run_dir / "policies" / "gail.pt").exists()
+
+
+def test_gail_needs_safegrids_simulator(tmp_path):
+    import yaml
+
+    from guardrl.config import load_config
+    from guardrl.errors import RunError
+    from guardrl.run import RunContext, RunFolder
+    from guardrl.run.gail import gail_in_run
+    from guardrl.train.gail import GAILConfig
+
+    path = tmp_path / "frozen.yaml"
+    env = {"gym_id": "FrozenLake-v1", "gym_kwargs": {"is_slippery": True},
+           "cost_rule": "terminated_without_success", "success_rule": "reward > 0"}  # fmt: skip
+    path.write_text(yaml.safe_dump({"name": "frozen", "env": env, "collect": {"dataset": str(tmp_path / "logs")}}))
+    ctx = RunContext(load_config(path), RunFolder(tmp_path / "run"))
+    with pytest.raises(
+        RunError, match="needs SafeGrid's simulator to roll the policy out; this run uses FrozenLake-v1"
+    ):
+        gail_in_run(ctx, GAILConfig(iterations=1))
