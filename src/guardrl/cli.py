@@ -344,7 +344,7 @@ def serve_cmd(
         Path | None, typer.Option(help="JSON-lines audit log (default RUN/serve/audit.jsonl).")
     ] = None,
     allow_gate_fail: Annotated[
-        bool, typer.Option(help="Let a policy the gate FAILed decide in canary or full mode.")
+        bool, typer.Option(help="Let a policy the gate FAILed, or never judged, decide in canary or full mode.")
     ] = False,
 ) -> None:
     """Serve exported policies over HTTP with deferral, shadow mode, canary routing and rollback."""
@@ -442,7 +442,7 @@ def dagger_cmd(
         if "exact" in record:
             e = record["exact"]
             console.print(f"exact: normalized score {e['normalized_score']:.1f}, hazard {e['hazard_prob']:.2%}")
-    console.print(f"exported: {RunFolder(run_dir).card(name)}  (serve it with --policy {name})")
+    console.print(f"exported: {RunFolder(run_dir).card(name)}  (serve it with --policy {name} --mode shadow)")
 
 
 @app.command("gail")
@@ -470,7 +470,7 @@ def gail_cmd(
     console.print(f"exact: return {e['expected_return']:.2f} (demonstrations' mean logged return "
                   f"{record['demonstration_mean_return']:.2f}), normalized score {e['normalized_score']:.1f}, "
                   f"hazard {e['hazard_prob']:.2%}")  # fmt: skip
-    console.print(f"exported: {RunFolder(run_dir).card(name)}  (serve it with --policy {name})")
+    console.print(f"exported: {RunFolder(run_dir).card(name)}  (serve it with --policy {name} --mode shadow)")
 
 
 @app.command("sweep")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from guardrl.cli import app
 from guardrl.data import collect
 from guardrl.envs import build_tables, default_layout
-from guardrl.serve.service import PolicyService
+from guardrl.serve.service import PolicyService, ServeError
 from guardrl.train import ScoresModel, TorchScriptPolicy
 
 runner = CliRunner()
@@ -36,7 +36,9 @@ def test_gail_command_exports_a_policy_with_its_record(tiny_run, tmp_path):
     probe = [[0.0, 0.0], [3.0, 4.0]]
     assert scores(probe).shape == (2, 4)
     assert (scores(probe).argmax(axis=1) == TorchScriptPolicy(run_dir / "policies" / "gail.pt").greedy(probe)).all()
-    served = PolicyService(run_dir, ["gail"], mode="full", audit_log=tmp_path / "gail.jsonl")
+    with pytest.raises(ServeError, match="no verdict for gail"):  # the gate never judged it: shadow mode only
+        PolicyService(run_dir, ["gail"], mode="canary", audit_log=tmp_path / "refused.jsonl")
+    served = PolicyService(run_dir, ["gail"], mode="full", audit_log=tmp_path / "gail.jsonl", allow_gate_fail=True)
     try:
         answer = served.act([3.0, 4.0])
         assert answer["policy"] == "gail" and answer["decision"] in ("act", "defer")  # served behind the guard

@@ -113,8 +113,13 @@ def test_dagger_trains_a_served_policy_from_the_queue(tiny_run, tmp_path):
     assert 0.0 <= record["exact"]["hazard_prob"] <= 1.0 and record["transitions"] > 8
     for name in ("people.pt", "people.onnx", "people.scores.pt"):
         assert (run_dir / "policies" / name).is_file()
-    served = PolicyService(run_dir, ["people"], mode="full", audit_log=tmp_path / "people.jsonl")
-    assert served.act(logged)["policy"] == "people"  # the new policy is served behind the guard
+    with pytest.raises(ServeError, match="the gate has no verdict for people"):  # no evidence: shadow only
+        PolicyService(run_dir, ["people"], mode="full", audit_log=tmp_path / "refused.jsonl")
+    served = PolicyService(run_dir, ["people"], mode="shadow", audit_log=tmp_path / "people.jsonl")
+    assert served.shadow(logged, 0)["policy"] == "people"  # the new policy is served behind the guard
+    served.close()
+    served = PolicyService(run_dir, ["people"], mode="full", audit_log=tmp_path / "forced.jsonl", allow_gate_fail=True)
+    assert served.act(logged)["policy"] == "people"  # or decides, when someone overrides the gate explicitly
     served.close()
     res = runner.invoke(app, ["dagger", str(run_dir), "--from-labels", "--name", "bc", "-q"])
     assert res.exit_code == 2 and "is a learner's name" in res.output
