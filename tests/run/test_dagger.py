@@ -107,3 +107,22 @@ def test_dagger_command_exports_a_policy_with_its_rounds(tiny_run, tmp_path):
     assert card["imitation"]["label_budget"] == 40 and (run_dir / "policies" / "dagger.scores.pt").is_file()
     bad = runner.invoke(app, ["dagger", str(run_dir), "--expert", "nope", "-q"])
     assert bad.exit_code == 2 and "must look like 'package.module:attribute'" in bad.output
+
+
+def test_the_gate_judges_an_imitation_policy_once_it_is_evaluated(tiny_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    args = ["dagger", str(run_dir), "--iterations", "1", "--labels", "20", "--episodes", "10", "--validation", "0"]
+    assert runner.invoke(app, [*args, "-q"]).exit_code == 0
+    res = runner.invoke(app, ["gate", str(run_dir)])  # not evaluated yet: judged, but never on no evidence a PASS
+    assert res.exit_code == 0, res.output
+    early = json.loads((run_dir / "gate.json").read_text())["decisions"]["dagger"]
+    assert early["decision"] != "PASS"
+    for stage in ("evaluate", "ope", "gate"):
+        res = runner.invoke(app, [stage, str(run_dir), "-q"] if stage != "gate" else [stage, str(run_dir)])
+        assert res.exit_code == 0, (stage, res.output)
+    metrics = json.loads((run_dir / "metrics.json").read_text())["policies"]
+    assert "exact" in metrics["dagger"] and metrics["dagger"]["n_episodes"] > 0
+    assert "dagger" in json.loads((run_dir / "ope.json").read_text())["policies"]
+    decision = json.loads((run_dir / "gate.json").read_text())["decisions"]["dagger"]
+    assert decision["decision"] in ("PASS", "CAUTION", "FAIL") and decision["evidence"]["hazard"] is not None

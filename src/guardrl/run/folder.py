@@ -120,6 +120,12 @@ class RunFolder:
     def gail(self, policy: str) -> Path:
         return self.root / "gail" / f"{policy}.json"
 
+    def imitation_policies(self) -> list[str]:
+        """Policies ``guardrl dagger`` and ``guardrl gail`` exported into the run (a record and a model card each),
+        sorted by name: evaluation, OPE and the gate judge them beside the run's learners."""
+        names = {p.stem for kind in ("dagger", "gail") for p in (self.root / kind).glob("*.json")}
+        return sorted(n for n in names if self.card(n).is_file())
+
     def is_run(self) -> bool:
         return self.config.is_file()
 

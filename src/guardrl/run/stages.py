@@ -173,15 +173,22 @@ def model_card(name: str, ctx: RunContext, files: dict[str, Path]) -> dict[str, 
 # ---------------------------------------------------------------- evaluate
 
 
+def judged_policies(ctx: RunContext) -> list[str]:
+    """The run's learners, then the imitation policies exported into it (``guardrl dagger`` / ``gail``): what
+    evaluation, OPE and the gate judge."""
+    learners = list(ctx.cfg.train.chosen)
+    return learners + [n for n in ctx.folder.imitation_policies() if n not in learners]
+
+
 def learned_policies(ctx: RunContext) -> dict[str, Any]:
-    """The run's exported policies, loaded once (``TorchScriptPolicy`` per learner)."""
+    """The run's exported policies, loaded once (``TorchScriptPolicy`` each)."""
     from guardrl.train import TorchScriptPolicy
 
     folder = ctx.folder
     return ctx.memo(
         "learned",
         lambda: {
-            name: TorchScriptPolicy(folder.require(folder.policy(name), "train")) for name in ctx.cfg.train.chosen
+            name: TorchScriptPolicy(folder.require(folder.policy(name), "train")) for name in judged_policies(ctx)
         },
     )
 
@@ -422,12 +429,13 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
 
 def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
     """The gate's inputs, read from the run folder: evidence per candidate, the audit verdict, the return
-    range. Candidates are the learned policies and the references that OPE validated."""
+    range. Candidates are the learners, the imitation policies exported into the run, and the references that
+    OPE validated."""
     folder = ctx.folder
     metrics = read_metrics(folder)
     audit_result = folder.read_optional(folder.audit)
     ope = (folder.read_optional(folder.ope) or {}).get("policies", {})
-    learners = list(ctx.cfg.train.chosen)
+    learners = judged_policies(ctx)
     names = learners + [n for n in ope if n not in learners]
     candidates = []
     for name in names:

@@ -137,15 +137,15 @@ class PolicyService:
         self.obs_dim, self.n_actions = self.run.obs_dim, self.run.n_actions
         self.policies = {name: self.run.load_policy(name) for name in policies}
         failed = [n for n, p in self.policies.items() if p.gate and p.gate["decision"] == "FAIL"]
-        # a policy the gate never judged (a DAgger or GAIL policy, or a run not gated yet) has no evidence behind
-        # it, so it may not decide either: shadow mode, or the same explicit override
+        # a policy the gate has not judged (a DAgger or GAIL policy not yet evaluated, a run not gated) has no evidence
+        # behind it, so it may not decide either: shadow mode, or the same explicit override
         unjudged = [n for n, p in self.policies.items() if not p.gate]
         if (failed or unjudged) and mode != "shadow" and not allow_gate_fail:
             gate = RunFolder(self.run_dir).gate
             why = [f"the gate FAILed {', '.join(failed)} ({gate})"] if failed else []
             if unjudged:
-                why.append(f"the gate has no verdict for {', '.join(unjudged)} ({gate}; `guardrl gate` judges "
-                           "the run's learners only)")  # fmt: skip
+                why.append(f"the gate has no verdict for {', '.join(unjudged)} ({gate}; run `guardrl evaluate`, "
+                           "`guardrl ope` and `guardrl gate` on the run to judge it)")  # fmt: skip
             raise ServeError(
                 f"{'; '.join(why)}; serve in shadow mode, or pass --allow-gate-fail to let it decide anyway", 400
             )
