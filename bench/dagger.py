@@ -24,17 +24,17 @@ Writes ``bench/results/dagger.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matrix import across_seeds  # bench/matrix.py: bench/ is on the path when a bench script runs
+from matrix import (
+    across_seeds,
+    result_header,
+    save_results,
+)  # bench/matrix.py: bench/ is on the path when a bench script runs
 
-from guardrl._io import atomic_write_json, atomic_write_text
 from guardrl.config import RunConfig
 from guardrl.data import collect
 from guardrl.data.collect import concat
@@ -144,9 +144,7 @@ def main() -> None:
     }
     default = args.seeds == parser.get_default("seeds")
     res = {
-        "date": dt.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-        "command": ".venv/bin/python bench/dagger.py" + ("" if default else " (subset)"),
+        **result_header(".venv/bin/python bench/dagger.py", default),
         "seeds": args.seeds,
         "setting": {
             "expert_episodes": args.expert_episodes,
@@ -159,11 +157,7 @@ def main() -> None:
         "cells": cells,
         "summary": summary,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "dagger" if default else "dagger-subset"
-    atomic_write_json(args.out / f"{stem}.json", res)
-    atomic_write_text(args.out / f"{stem}.md", markdown(res))
-    print(markdown(res))
+    save_results(args.out, "dagger", default, res, markdown(res))
 
 
 if __name__ == "__main__":

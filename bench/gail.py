@@ -22,28 +22,25 @@ Writes ``bench/results/gail.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matrix import across_seeds  # bench/matrix.py: bench/ is on the path when a bench script runs
+from matrix import (
+    across_seeds,
+    result_header,
+    save_results,
+)  # bench/matrix.py: bench/ is on the path when a bench script runs
 
-from guardrl._io import atomic_write_json, atomic_write_text
 from guardrl.config import RunConfig
 from guardrl.data import collect
 from guardrl.data.behaviour import optimal_noisy_policy
 from guardrl.envs import build_tables, evaluate_exact, simulate
-from guardrl.envs.cartpole import balancing_expert, simulate_cartpole
+from guardrl.envs.cartpole import OBSERVATION_SCALE, balancing_expert, simulate_cartpole
 from guardrl.run.dagger import ExactScorer
 from guardrl.train import ObsBounds, fit_bc
 from guardrl.train.gail import Demonstrations, GAILConfig, GridCells, Scaled, train_gail
-
-CARTPOLE_SCALE = np.array([2.4, 3.0, 0.21, 3.0])
-"""CartPole's position and angle limits (and a velocity scale) as the networks' input scale."""
 
 
 def safegrid_seed(seed: int, demos: int, cfg: GAILConfig) -> dict[str, Any]:
@@ -73,10 +70,10 @@ def cartpole_seed(seed: int, demos: int, cfg: GAILConfig) -> dict[str, Any]:
     ex = simulate_cartpole(lambda o, s, r: balancing_expert(o), demos, np.random.default_rng([seed, 1]))
     expert = float(ex.returns.mean())
     t0 = time.perf_counter()
-    gail = train_gail(simulate_cartpole, Scaled(CARTPOLE_SCALE), Demonstrations.from_episodes(ex), 2, cfg)
+    gail = train_gail(simulate_cartpole, Scaled(OBSERVATION_SCALE), Demonstrations.from_episodes(ex), 2, cfg)
     seconds = time.perf_counter() - t0
     obs, act = ex.obs[ex.valid], ex.actions[ex.valid]
-    bc = fit_bc(obs, act, 2, RunConfig().train, ObsBounds(-CARTPOLE_SCALE, CARTPOLE_SCALE), seed)
+    bc = fit_bc(obs, act, 2, RunConfig().train, ObsBounds(-OBSERVATION_SCALE, OBSERVATION_SCALE), seed)
     out: dict[str, Any] = {"expert_return": expert, "demo_transitions": int(len(act)), "gail_seconds": seconds}
     for name, predict in (("gail", gail.predict), ("bc", bc.predict)):
         eps = simulate_cartpole(lambda o, s, r, p=predict: p(o), 100, np.random.default_rng([seed, 2]))
@@ -132,9 +129,7 @@ def main() -> None:
     }
     default = args.seeds == parser.get_default("seeds")
     res = {
-        "date": dt.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-        "command": ".venv/bin/python bench/gail.py" + ("" if default else " (subset)"),
+        **result_header(".venv/bin/python bench/gail.py", default),
         "seeds": args.seeds,
         "setting": {
             "safegrid_demos": args.safegrid_demos,
@@ -145,11 +140,7 @@ def main() -> None:
         "cells": cells,
         "summary": summary,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "gail" if default else "gail-subset"
-    atomic_write_json(args.out / f"{stem}.json", res)
-    atomic_write_text(args.out / f"{stem}.md", markdown(res))
-    print(markdown(res))
+    save_results(args.out, "gail", default, res, markdown(res))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,24 @@ def across_seeds(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "low": mean - half, "high": mean + half}
 
 
+def result_header(command: str, default: bool) -> dict[str, str]:
+    """The opening fields of a bench's saved result: date, machine, and the command (marked when a subset ran)."""
+    return {
+        "date": dt.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        "command": command + ("" if default else " (subset)"),
+    }
+
+
+def save_results(out: Path, name: str, default: bool, res: dict[str, Any], text: str) -> None:
+    """Write ``<name>.json`` and ``<name>.md`` (``<name>-subset.*`` for a non-default run) and print the text."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = name if default else f"{name}-subset"
+    atomic_write_json(out / f"{stem}.json", res)
+    atomic_write_text(out / f"{stem}.md", text)
+    print(text)
+
+
 def run_cell(regime: str, seed: int, learners: tuple[str, ...]) -> dict[str, Any]:
     base = RunConfig()
     cfg = dataclasses.replace(
@@ -183,20 +201,14 @@ def main() -> None:
             print(f"{regime} seed {seed} ({cell['seconds']:.0f} s): {scores}", flush=True)
     default_cmd = args.regimes == parser.get_default("regimes") and args.seeds == parser.get_default("seeds")
     res = {
-        "date": dt.date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-        "command": "python bench/matrix.py" + ("" if default_cmd else " (subset)"),
+        **result_header("python bench/matrix.py", default_cmd),
         "learners": list(learners),
         "seeds": args.seeds,
         "total_seconds": time.perf_counter() - t0,
         "cells": {r: {str(s): c for s, c in by.items()} for r, by in cells.items()},
         "summary": summarize(cells, learners),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "matrix" if default_cmd else "matrix-subset"
-    atomic_write_json(args.out / f"{stem}.json", res)
-    atomic_write_text(args.out / f"{stem}.md", markdown(res))
-    print(markdown(res))
+    save_results(args.out, "matrix", default_cmd, res, markdown(res))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 from guardrl.data import collect
 from guardrl.data.behaviour import optimal_noisy_policy
 from guardrl.envs import evaluate_exact, simulate
-from guardrl.envs.cartpole import balancing_expert, simulate_cartpole
+from guardrl.envs.cartpole import OBSERVATION_SCALE, balancing_expert, simulate_cartpole
 from guardrl.errors import ConfigError
 from guardrl.run.dagger import ExactScorer
 from guardrl.train import OnnxPolicy, TorchScriptPolicy, export_policy
@@ -75,7 +75,7 @@ def test_gail_reaches_the_expert_on_safegrid_and_exports(tables, tmp_path):
 
 def test_gail_reaches_the_scripted_expert_on_cartpole():
     ex = simulate_cartpole(lambda o, s, r: balancing_expert(o), 10, np.random.default_rng([100, 1]))
-    features = Scaled(np.array([2.4, 3.0, 0.21, 3.0]))
+    features = Scaled(OBSERVATION_SCALE)
     policy = train_gail(simulate_cartpole, features, Demonstrations.from_episodes(ex), 2, GAILConfig(seed=100))
     played = simulate_cartpole(lambda o, s, r: policy.predict(o), 50, np.random.default_rng(7))
     assert played.returns.mean() >= 0.9 * ex.returns.mean() == 450.0

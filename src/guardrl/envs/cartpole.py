@@ -14,6 +14,8 @@ TOTAL_MASS = MASSCART + MASSPOLE
 POLEMASS_LENGTH = MASSPOLE * LENGTH
 X_THRESHOLD, THETA_THRESHOLD = 2.4, 12 * 2 * np.pi / 360
 MAX_STEPS = 500
+OBSERVATION_SCALE = np.array([2.4, 3.0, 0.21, 3.0])
+"""A per-dimension scale for networks' inputs: the position and angle limits, and a velocity scale."""
 
 
 def cartpole_step(state: NDArray[np.float64], actions: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray]:
