@@ -1,9 +1,11 @@
 import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from guardrl._parallel import ChildJobError, run_forked
+from guardrl._parallel import BackgroundWorker, ChildJobError, run_forked
 
 
 def test_results_come_back_in_order_from_closures_over_parent_memory():
@@ -32,3 +34,48 @@ def test_a_failing_child_raises_with_its_traceback():
 def test_a_child_that_dies_is_an_error_with_its_exit_code():
     with pytest.raises(ChildJobError, match=r"job 0 died without a result \(exit code 3\)"):
         run_forked([lambda: os._exit(3), lambda: 2], workers=2)
+
+
+def write_pid(path: Path, delay: float = 0.0) -> None:
+    time.sleep(delay)
+    path.write_text(str(os.getpid()))
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_background_calls_run_in_one_child_in_order_while_the_parent_goes_on(tmp_path):
+    with BackgroundWorker() as worker:
+        worker.submit(f"{__name__}:write_pid", tmp_path / "a", delay=0.3)
+        worker.submit(f"{__name__}:write_pid", path=tmp_path / "b")
+        assert not (tmp_path / "a").exists()  # submit did not wait for the call
+        worker.join()
+        pids = {(tmp_path / n).read_text() for n in "ab"}
+    assert len(pids) == 1 and str(os.getpid()) not in pids
+    assert (tmp_path / "a").stat().st_mtime_ns <= (tmp_path / "b").stat().st_mtime_ns
+
+
+def test_a_failing_background_call_raises_at_join_and_later_calls_still_run(tmp_path):
+    with BackgroundWorker() as worker:
+        worker.submit(f"{__name__}:fail", "no such plot column 'cost'")
+        worker.submit(f"{__name__}:write_pid", tmp_path / "after")
+        with pytest.raises(ChildJobError, match=r"fail failed in the background worker(.|\n)*no such plot column"):
+            worker.join()
+        worker.join()  # the failure was reported once
+    assert (tmp_path / "after").exists()
+
+
+def test_a_background_worker_that_dies_is_an_error_naming_the_call():
+    with BackgroundWorker() as worker:
+        worker.submit("os:_exit", 5)
+        with pytest.raises(ChildJobError, match=r"died during os:_exit \(exit code 5\)"):
+            worker.join()
+
+
+def test_an_error_in_the_parent_abandons_the_background_work(tmp_path):
+    worker = BackgroundWorker()
+    with pytest.raises(RuntimeError, match="stage failed"), worker:
+        worker.submit(f"{__name__}:write_pid", tmp_path / "slow", delay=30)
+        raise RuntimeError("stage failed")
+    assert not worker._process.is_alive() and not (tmp_path / "slow").exists()

@@ -9,7 +9,10 @@ is pickled, back through a pipe.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
+import os
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -93,3 +96,102 @@ def run_forked(jobs: Sequence[Callable[[], T]], workers: int) -> list[T]:
             process.join()
             conn.close()
     return results
+
+
+def _call(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def _worker(conn: Connection, preload: str | None) -> None:
+    # A child forked from a threaded parent (torch's pool, a progress bar's refresh thread) may inherit the
+    # standard streams' locks held; it writes nothing there, its failures go back through the pipe.
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the child
+    if preload is not None:
+        with contextlib.suppress(Exception):  # a failed import shows again, with its traceback, at the first job
+            importlib.import_module(preload)
+    while True:
+        message = conn.recv()
+        if message is None:
+            break
+        try:
+            _call(*message)
+            conn.send(("ok", None))
+        except BaseException:  # noqa: BLE001 - every failure goes back to the parent, which raises it
+            conn.send(("error", traceback.format_exc()))
+    conn.close()
+
+
+class BackgroundWorker:
+    """One forked child that runs submitted calls in order while the parent goes on; for side effects only
+    (a run's plots: they cost seconds of matplotlib and the run reads them only at its report).
+
+    A call is named ``"module:function"`` so that the parent never imports what only the child needs.
+    :meth:`join` waits for every call and raises :class:`ChildJobError` with the child's traceback if one failed.
+    Without the ``fork`` start method the calls run inline, at submission.
+    """
+
+    def __init__(self, preload: str | None = None):
+        self._pending: list[str] = []
+        self._conn: Connection | None = None
+        self._process: Any = None
+        if "fork" in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context("fork")
+            self._conn, child = ctx.Pipe(duplex=True)
+            self._process = ctx.Process(target=_worker, args=(child, preload), daemon=True)
+            self._process.start()
+            child.close()
+
+    @staticmethod
+    def call(target: str, *args: Any, **kwargs: Any) -> Any:
+        """``target(*args, **kwargs)`` here and now (``target`` named as for :meth:`submit`)."""
+        return _call(target, args, kwargs)
+
+    def submit(self, target: str, *args: Any, **kwargs: Any) -> None:
+        """Run ``target(*args, **kwargs)`` in the child (arguments are pickled)."""
+        if self._conn is None:
+            _call(target, args, kwargs)
+            return
+        self._conn.send((target, args, kwargs))
+        self._pending.append(target)
+
+    def join(self) -> None:
+        """Wait for every submitted call; raise the first failure."""
+        if self._conn is None:
+            return
+        failures = []
+        try:
+            while self._pending:
+                target = self._pending.pop(0)
+                try:
+                    status, value = self._conn.recv()
+                except EOFError:
+                    raise ChildJobError(
+                        f"the background worker died during {target} (exit code {self._process.exitcode})"
+                    ) from None
+                if status != "ok":
+                    failures.append(f"{target} failed in the background worker:\n{value}")
+        finally:
+            self._pending.clear()
+        if failures:
+            raise ChildJobError(failures[0])
+
+    def close(self, abandon: bool = False) -> None:
+        """Stop the child once its calls are done, or at once with ``abandon`` (after an error)."""
+        if self._conn is None:
+            return
+        if not abandon:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            self._process.join()
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+        self._conn.close()
+        self._conn = None
+
+    def __enter__(self) -> BackgroundWorker:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(abandon=exc_type is not None)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from guardrl._parallel import BackgroundWorker
 from guardrl.config import RunConfig
 from guardrl.data import Dataset
 from guardrl.data.audit import Support
@@ -29,6 +30,17 @@ class RunContext:
     final_root: Path | None = None
     """Where the run folder will live once ``guardrl run`` moves it into place (it is built in a temporary
     sibling); None when the folder already is the run's."""
+    plotter: BackgroundWorker | None = None
+    """Where :meth:`plot` draws: ``guardrl run`` draws in a forked child beside the stages and waits for it
+    before the report; a stage run alone draws inline."""
+
+    def plot(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Draw ``guardrl.report.plots.<name>(*args, **kwargs)`` (it writes its file), in :attr:`plotter` if set."""
+        target = f"guardrl.report.plots:{name}"
+        if self.plotter is None:
+            BackgroundWorker.call(target, *args, **kwargs)
+        else:
+            self.plotter.submit(target, *args, **kwargs)
 
     @property
     def run_dir(self) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 import guardrl
 from guardrl import report
 from guardrl._io import atomic_write_dir, atomic_write_json, atomic_write_text
+from guardrl._parallel import BackgroundWorker
 from guardrl.config import RunConfig, save_config, to_dict
 from guardrl.data import Dataset, collect
 from guardrl.data.audit import Support, audit
@@ -53,17 +54,17 @@ def stage_collect(ctx: RunContext, overwrite: bool = False) -> Dataset:
     ds.save(folder.dataset, overwrite=overwrite)
     ctx.use_dataset(ds)
     if ctx.is_safegrid:
-        _plot_visitation(ds, ctx.tables, folder.plot("state_visitation"))
-    report.reward_histogram(ds.rewards, ds.episode_returns(), folder.plot("rewards"))
+        _plot_visitation(ctx, ds, folder.plot("state_visitation"))
+    ctx.plot("reward_histogram", ds.rewards, ds.episode_returns(), folder.plot("rewards"))
     return ds
 
 
-def _plot_visitation(ds: Dataset, tables: Tables, path: Path) -> None:
-    lay = tables.layout
+def _plot_visitation(ctx: RunContext, ds: Dataset, path: Path) -> None:
+    lay = ctx.tables.layout
     xy = np.rint(ds.observations).astype(np.int64)
     counts = np.zeros((lay.size, lay.size), dtype=np.int64)
     np.add.at(counts, (xy[:, 1], xy[:, 0]), 1)
-    report.visitation_heatmap(counts, lay.hazards, lay.start, lay.goal, path)
+    ctx.plot("visitation_heatmap", counts, lay.hazards, lay.start, lay.goal, path)
 
 
 # ---------------------------------------------------------------- audit
@@ -136,7 +137,8 @@ def stage_train(ctx: RunContext, show_progress: bool = True) -> dict[str, Any]:
             "curve": res.curve, "monitor": res.monitor,
         }  # fmt: skip
     atomic_write_json(folder.training, training)
-    report.learning_curves(
+    ctx.plot(
+        "learning_curves",
         {n: t["curve"] for n, t in training.items()},
         {n: t["monitor"] for n, t in training.items()},
         folder.plot("learning_curves"),
@@ -268,10 +270,14 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
     if "bc" in policies and "cql" in policies:
         metrics["cql_vs_bc_hazard"] = _compare_hazard(policies["cql"], policies["bc"])
     atomic_write_json(folder.metrics, metrics)
-    report.returns_with_ci(
-        {n: p["return"] for n, p in policies.items()}, folder.plot("returns"), optimal=refs.optimal_return
+    ctx.plot(
+        "returns_with_ci",
+        {n: p["return"] for n, p in policies.items()},
+        folder.plot("returns"),
+        optimal=refs.optimal_return,
     )
-    report.safety_bars(
+    ctx.plot(
+        "safety_bars",
         {n: p["hazard_rate"] for n, p in policies.items()},
         {n: p["goal_rate"] for n, p in policies.items()},
         folder.plot("safety"),
@@ -420,7 +426,7 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
     if world_model is not None:
         out["world_model"] = {"accuracy": world_model.meta["accuracy"], "kind": world_model.kind}
     atomic_write_json(folder.ope, out)
-    report.ope_vs_truth(results, folder.plot("ope_vs_truth"))
+    ctx.plot("ope_vs_truth", results, folder.plot("ope_vs_truth"))
     return out
 
 
@@ -535,7 +541,11 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
     out: dict[str, Any] = {}
 
     def fill(tmp: Path) -> None:
-        ctx = RunContext(cfg, RunFolder(tmp), final_root=run_dir)
+        # plots are drawn in a forked child beside the stages (seconds of matplotlib off the run's critical path)
+        with BackgroundWorker(preload="guardrl.report.plots") as plotter:
+            fill_stages(RunContext(cfg, RunFolder(tmp), final_root=run_dir, plotter=plotter))
+
+    def fill_stages(ctx: RunContext) -> None:
         timings: dict[str, float] = {}
 
         def timed(name: str, stage: Any, **kwargs: Any) -> Any:
@@ -553,6 +563,7 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
         metrics = timed("evaluate", stage_evaluate, show_progress=show_progress)
         timed("ope", stage_ope, show_progress=show_progress)
         timed("gate", stage_gate)
+        timed("plots", lambda c: c.plotter.join() if c.plotter is not None else None)
         if cfg.report:
             timed("report", stage_report)
         metrics["timings_seconds"] = timings
