@@ -1,7 +1,7 @@
 """guardrl: train decision policies from logged data, prove on evidence whether they are safe to try.
 
-``import guardrl`` registers ``SafeGrid-v0`` with gymnasium, as ``import minigrid`` registers its ids. The
-registration waits until gymnasium itself is imported, so that ``guardrl --help`` does not pay for it.
+``import guardrl`` registers ``SafeGrid-v0`` and ``SafeNav-v0`` with gymnasium, as ``import minigrid`` registers
+its ids. The registration waits until gymnasium itself is imported, so that ``guardrl --help`` does not pay for it.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 SAFEGRID_ID = "SafeGrid-v0"
+SAFENAV_ID = "SafeNav-v0"
 _REGISTRATION = "gymnasium.envs.registration"
 
 
 def _register(registration: ModuleType) -> None:
     if SAFEGRID_ID not in registration.registry:
         registration.register(id=SAFEGRID_ID, entry_point="guardrl.envs.safegrid:SafeGrid", max_episode_steps=80)
+    if SAFENAV_ID not in registration.registry:
+        registration.register(id=SAFENAV_ID, entry_point="guardrl.envs.safenav:SafeNav", max_episode_steps=100)
 
 
 class _RegisterWhenGymnasiumLoads(importlib.abc.MetaPathFinder):

@@ -172,3 +172,16 @@ def test_env_none_needs_logs_and_the_model_estimator(tmp_path):
     path.write_text("collect: {dataset: x}\n")  # with a simulator the model estimator is opt-in
     assert load_config(path).ope.estimators == ("pdis", "wis", "fqe", "dr")
     assert np.isclose(load_config(path).evaluate.n_bootstrap, load_config(None).evaluate.n_bootstrap)
+
+
+def test_continuous_logs_are_refused_by_a_run_naming_the_dataset(tmp_path):
+    from guardrl.data.collect import collect_nav
+    from guardrl.envs.safenav import NavLayout
+
+    collect_nav(NavLayout(), "safe", 10, seed=0).save(tmp_path / "nav")
+    config = tmp_path / "nav.yaml"
+    config.write_text(yaml.safe_dump({"name": "nav", "env": "none", "collect": {"dataset": str(tmp_path / "nav")}}))
+    result = CliRunner().invoke(app, ["run", "-c", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 2
+    assert f"collect.dataset {tmp_path / 'nav'}: the logs have continuous actions (2 dimensions)" in result.output
+    assert not (tmp_path / "runs" / "nav").exists()

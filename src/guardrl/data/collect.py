@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import guardrl
@@ -9,9 +11,16 @@ from guardrl.data.behaviour import REGIMES, Component
 from guardrl.data.dataset import ARRAY_FIELDS, Dataset
 from guardrl.envs import N_ACTIONS, Episodes, Tables, obs_to_states, simulate
 from guardrl.envs.gym_env import BehaviourFn, GymSimulator, SampledBehaviour
+from guardrl.envs.safenav import ACTION_DIM, NAV_REGIMES, NavComponent, NavLayout, simulate_nav
 
 
-def episodes_to_dataset(episodes: Episodes, propensities: np.ndarray, first_episode_id: int, n_actions: int) -> Dataset:
+def episodes_to_dataset(
+    episodes: Episodes,
+    propensities: np.ndarray,
+    first_episode_id: int,
+    n_actions: int,
+    action_bounds: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> Dataset:
     """Time-major (T, N) simulation records -> flat, episode-ordered transitions."""
 
     def flat(a: np.ndarray) -> np.ndarray:
@@ -33,18 +42,18 @@ def episodes_to_dataset(episodes: Episodes, propensities: np.ndarray, first_epis
         propensities=flat(propensities),
         next_observations=flat(episodes.next_obs),
         n_actions=n_actions,
+        action_bounds=action_bounds,
     )
 
 
 def concat(datasets: list[Dataset], provenance: dict) -> Dataset:
+    arrays: dict[str, Any] = {name: np.concatenate([getattr(d, name) for d in datasets]) for name in ARRAY_FIELDS}
     return Dataset(
-        **{name: np.concatenate([getattr(d, name) for d in datasets]) for name in ARRAY_FIELDS},
-        n_actions=datasets[0].n_actions,
-        provenance=provenance,
+        **arrays, n_actions=datasets[0].n_actions, provenance=provenance, action_bounds=datasets[0].action_bounds
     )
 
 
-def split_counts(components: tuple[Component, ...], n_episodes: int) -> list[int]:
+def split_counts(components: tuple[Component, ...] | tuple[NavComponent, ...], n_episodes: int) -> list[int]:
     counts = [int(round(c.fraction * n_episodes)) for c in components]
     counts[-1] = n_episodes - sum(counts[:-1])
     return counts
@@ -123,3 +132,38 @@ def collect_gym(
         **provenance,
     }
     return concat(parts, full)
+
+
+def collect_nav(layout: NavLayout, regime: str, n_episodes: int, seed: int) -> Dataset:
+    """Log ``n_episodes`` SafeNav episodes of the named behaviour ``regime`` (see ``NAV_REGIMES``), seeded by
+    ``seed`` as :func:`collect` is. Continuous actions; the propensity column holds the behaviour's density
+    at the logged action (with respect to area on the action box)."""
+    if regime not in NAV_REGIMES:
+        raise ValueError(f"unknown SafeNav regime {regime!r}; choose one of {sorted(NAV_REGIMES)}")
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    components = NAV_REGIMES[regime]
+    counts = split_counts(components, n_episodes)
+    children = np.random.SeedSequence(seed).spawn(len(components))
+    box = ((-1.0,) * ACTION_DIM, (1.0,) * ACTION_DIM)
+    parts, next_id = [], 0
+    for comp, count, child in zip(components, counts, children, strict=True):
+        if count == 0:
+            continue
+        eps, log_density = simulate_nav(layout, comp.policy(layout), count, np.random.default_rng(child))
+        parts.append(episodes_to_dataset(eps, np.exp(log_density), next_id, 0, action_bounds=box))
+        next_id += count
+    provenance = {
+        "source": "guardrl.collect",
+        "guardrl_version": guardrl.__version__,
+        "environment": "SafeNav-v0",
+        "layout": layout.to_dict(),
+        "regime": regime,
+        "components": [
+            {"fraction": c.fraction, "base": c.base, "std": c.std, "n_episodes": n}
+            for c, n in zip(components, counts, strict=True)
+        ],
+        "n_episodes": n_episodes,
+        "seed": seed,
+    }
+    return concat(parts, provenance)

@@ -3,12 +3,14 @@
 On-disk format (a directory):
 
 * ``transitions.parquet``: one row per transition, in episode order, with columns ``episode_id`` (int64),
-  ``step`` (int64, 0-based within the episode), ``obs_0..obs_{d-1}`` (float32), ``action`` (int64),
+  ``step`` (int64, 0-based within the episode), ``obs_0..obs_{d-1}`` (float32), ``action`` (int64; continuous
+  actions: ``action_0..action_{k-1}``, float32),
   ``reward`` (float64), ``cost`` (float64), ``terminated`` (bool), ``truncated`` (bool), ``success`` (bool),
   ``propensity`` (float64, the behaviour policy's probability of the logged action; NaN if unknown),
   ``next_obs_0..next_obs_{d-1}`` (float32).
 * ``metadata.json``: ``format_version``, ``n_actions``, ``obs_dim`` and ``provenance`` (who logged it, with
-  which policy, regime and seeds).
+  which policy, regime and seeds); for continuous actions also ``action_space``: ``{"type": "box", "low": [...],
+  "high": [...]}`` (and ``n_actions`` 0).
 
 Termination (the episode really ended: hazard or goal) and truncation (the step limit cut it) are separate
 columns; an episode's last row has exactly one of them set.
@@ -41,7 +43,7 @@ class Episode:
     """One logged episode (views into the dataset's arrays)."""
 
     observations: NDArray[np.float32]
-    actions: NDArray[np.int64]
+    actions: NDArray[Any]
     rewards: NDArray[np.float64]
     costs: NDArray[np.float64]
     terminations: NDArray[np.bool_]
@@ -68,7 +70,8 @@ class Dataset:
     episode_ids: NDArray[np.int64]
     steps: NDArray[np.int64]
     observations: NDArray[np.float32]  # (n, d)
-    actions: NDArray[np.int64]
+    actions: NDArray[Any]
+    """(n,) int64 action indices, or (n, k) float32 for continuous actions (``action_bounds`` set)."""
     rewards: NDArray[np.float64]
     costs: NDArray[np.float64]
     terminations: NDArray[np.bool_]
@@ -77,15 +80,25 @@ class Dataset:
     propensities: NDArray[np.float64]
     next_observations: NDArray[np.float32]  # (n, d)
     n_actions: int
+    """Discrete actions: their count. Continuous actions: 0."""
     provenance: dict[str, Any] = field(default_factory=dict)
+    action_bounds: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    """Continuous actions: the box's (low, high) per action dimension; None for discrete actions."""
 
     def __post_init__(self) -> None:
         n = self.actions.shape[0]
-        for name in (f for f in ARRAY_FIELDS if f not in ("observations", "next_observations")):
+        for name in (f for f in ARRAY_FIELDS if f not in ("observations", "next_observations", "actions")):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"dataset: {name} has shape {getattr(self, name).shape}, expected ({n},)")
         if self.observations.shape[0] != n or self.next_observations.shape != self.observations.shape:
             raise ValueError("dataset: observations and next_observations must have one row per transition")
+        if self.action_bounds is not None:
+            check_continuous_actions(self.actions, self.action_bounds, "dataset")
+            if self.n_actions != 0:
+                raise ValueError(f"dataset: continuous actions need n_actions 0, got {self.n_actions}")
+            return
+        if self.actions.shape != (n,):
+            raise ValueError(f"dataset: actions has shape {self.actions.shape}, expected ({n},)")
         if n and (self.actions.min() < 0 or self.actions.max() >= self.n_actions):
             raise ValueError(f"dataset: actions must lie in [0, {self.n_actions})")
 
@@ -95,6 +108,16 @@ class Dataset:
     @property
     def obs_dim(self) -> int:
         return int(self.observations.shape[1])
+
+    @property
+    def is_continuous(self) -> bool:
+        """The actions are vectors in a box (``action_bounds``), not indices."""
+        return self.action_bounds is not None
+
+    @property
+    def action_dim(self) -> int:
+        """Width of a continuous action (1 for discrete actions, which are one index)."""
+        return len(self.action_bounds[0]) if self.action_bounds is not None else 1
 
     @property
     def episode_starts(self) -> NDArray[np.int64]:
@@ -148,8 +171,11 @@ class Dataset:
         cols: dict[str, Any] = {"episode_id": self.episode_ids, "step": self.steps}
         for j in range(self.obs_dim):
             cols[f"obs_{j}"] = self.observations[:, j]
+        if self.is_continuous:
+            cols.update({f"action_{j}": self.actions[:, j] for j in range(self.action_dim)})
+        else:
+            cols["action"] = self.actions
         cols.update(
-            action=self.actions,
             reward=self.rewards,
             cost=self.costs,
             terminated=self.terminations,
@@ -162,7 +188,7 @@ class Dataset:
         return pa.table(cols)
 
     def metadata(self) -> dict[str, Any]:
-        return {
+        out = {
             "format_version": FORMAT_VERSION,
             "n_actions": self.n_actions,
             "obs_dim": self.obs_dim,
@@ -171,6 +197,13 @@ class Dataset:
             "sha256": self.content_hash(),
             "provenance": self.provenance,
         }
+        if self.action_bounds is not None:
+            out["action_space"] = {
+                "type": "box",
+                "low": list(self.action_bounds[0]),
+                "high": list(self.action_bounds[1]),
+            }
+        return out
 
     def save(self, path: Path, overwrite: bool = False) -> Path:
         """Write the dataset directory atomically (nothing is left behind if writing fails)."""
@@ -208,6 +241,7 @@ def load_dataset(path: Path) -> Dataset:
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(f"{table_path}: cannot be read as Parquet ({exc})") from None
     d = int(meta["obs_dim"])
+    bounds = _box_bounds(meta.get("action_space"), meta_path)
 
     def col(name: str, dtype: Any) -> NDArray:
         if name not in table.column_names:
@@ -219,7 +253,11 @@ def load_dataset(path: Path) -> Dataset:
             episode_ids=col("episode_id", np.int64),
             steps=col("step", np.int64),
             observations=np.stack([col(f"obs_{j}", np.float32) for j in range(d)], axis=1),
-            actions=col("action", np.int64),
+            actions=(
+                np.stack([col(f"action_{j}", np.float32) for j in range(len(bounds[0]))], axis=1)
+                if bounds is not None
+                else col("action", np.int64)
+            ),
             rewards=col("reward", np.float64),
             costs=col("cost", np.float64),
             terminations=col("terminated", np.bool_),
@@ -229,6 +267,7 @@ def load_dataset(path: Path) -> Dataset:
             next_observations=np.stack([col(f"next_obs_{j}", np.float32) for j in range(d)], axis=1),
             n_actions=int(meta["n_actions"]),
             provenance=meta.get("provenance", {}),
+            action_bounds=bounds,
         )
     except ValueError as exc:
         if isinstance(exc, DatasetError):
@@ -237,3 +276,37 @@ def load_dataset(path: Path) -> Dataset:
     if "sha256" in meta and meta["sha256"] != ds.content_hash():
         raise DatasetError(f"{table_path}: content does not match the sha256 recorded in {meta_path}")
     return ds
+
+
+def _box_bounds(space: Any, where: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    if space is None:
+        return None
+    try:
+        if space["type"] != "box":
+            raise KeyError("type")
+        low, high = tuple(float(v) for v in space["low"]), tuple(float(v) for v in space["high"])
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(f"{where}: action_space must be {{'type': 'box', 'low': [...], 'high': [...]}}") from None
+    return low, high
+
+
+def check_continuous_actions(
+    actions: NDArray[Any], bounds: tuple[tuple[float, ...], tuple[float, ...]], where: str, first_row: int = 0
+) -> None:
+    """Raise ``ValueError`` naming the first row and column of ``actions`` (n, k) that is not finite or lies
+    outside the box ``bounds`` (low, high); also when the box itself is malformed."""
+    low, high = np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)
+    if low.ndim != 1 or low.shape != high.shape or len(low) == 0:
+        raise ValueError(f"{where}: action bounds need one low and one high per action dimension")
+    if not (np.isfinite(low).all() and np.isfinite(high).all() and (low < high).all()):
+        raise ValueError(f"{where}: action bounds must be finite with low < high, got {low.tolist()}, {high.tolist()}")
+    a = np.asarray(actions)
+    if a.ndim != 2 or a.shape[1] != len(low):
+        raise ValueError(f"{where}: continuous actions must have shape (n, {len(low)}), got {a.shape}")
+    bad = ~np.isfinite(a) | (a < low) | (a > high)
+    if bad.any():
+        row, j = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{where}: row {first_row + row} action_{j} = {float(a[row, j])!r} is outside its bounds "
+            f"[{low[j]:g}, {high[j]:g}] ({int(bad.any(axis=1).sum())} row(s) in all)"
+        )

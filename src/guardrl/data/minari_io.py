@@ -146,7 +146,7 @@ def import_minari(dataset_id: str, root: Path | None = None) -> Dataset:
                 cols.setdefault(key, []).append(value)
     if not cols:
         raise MinariError(f"minari dataset {dataset_id!r}: no episodes")
-    arrays = {k: np.concatenate(v) for k, v in cols.items()}
+    arrays: dict[str, Any] = {k: np.concatenate(v) for k, v in cols.items()}
     return Dataset(
         **arrays,
         n_actions=int(data.action_space.n),

@@ -114,11 +114,11 @@ class RunContext:
     @property
     def dataset(self) -> Dataset:
         """The run's dataset, read from the folder once."""
-        return self.memo("dataset", self.folder.load_dataset)
+        return self.memo("dataset", lambda: discrete_only(self.folder.load_dataset(), self.folder.dataset))
 
     def use_dataset(self, ds: Dataset) -> None:
         """Remember a dataset just written, so later stages do not read it back."""
-        self._cache["dataset"] = ds
+        self._cache["dataset"] = discrete_only(ds, self.folder.dataset)
         self._cache.pop("support", None)
 
     @property
@@ -136,3 +136,14 @@ class RunContext:
         if self.is_safegrid:
             return np.zeros(2), np.full(2, float(self.tables.layout.size - 1))
         return self.dataset.observation_range()
+
+
+def discrete_only(ds: Dataset, where: Path | str) -> Dataset:
+    """``ds``, if a run's stages can use it: they handle discrete actions only so far."""
+    if ds.is_continuous:
+        raise RunError(
+            f"{where}: the logs have continuous actions ({ds.action_dim} dimensions); guardrl's run stages "
+            "handle discrete actions only so far. Continuous logs can be collected, imported, exported and "
+            "inspected (guardrl.data.collect_nav, guardrl.data.d4rl)"
+        )
+    return ds

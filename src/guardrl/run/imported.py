@@ -11,7 +11,7 @@ import numpy as np
 from guardrl.data import Dataset, load_dataset
 from guardrl.envs.gym_env import GymSimulator, rule_events
 from guardrl.errors import RunError
-from guardrl.run.context import RunContext
+from guardrl.run.context import RunContext, discrete_only
 
 
 def encode_discrete_logs(sim: GymSimulator, ds: Dataset, where: str) -> Dataset:
@@ -50,7 +50,7 @@ def imported_logs(ctx: RunContext, path: Path) -> Dataset:
     A logs-only run takes the logs as they are.
     """
     where = f"collect.dataset {path}"
-    ds = load_dataset(Path(path))
+    ds = discrete_only(load_dataset(Path(path)), where)
     if ctx.logs_only:  # no environment to fit: the logs are the whole world
         return ds
     if ctx.is_safegrid:

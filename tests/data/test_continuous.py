@@ -1,0 +1,103 @@
+import h5py
+import numpy as np
+import pytest
+
+from guardrl.data.collect import collect_nav
+from guardrl.data.d4rl import D4RLFormatError, export_d4rl, import_d4rl
+from guardrl.data.dataset import DatasetError, load_dataset
+from guardrl.envs.safenav import NavLayout
+
+
+@pytest.fixture(scope="module")
+def nav_logs():
+    return collect_nav(NavLayout(), "mixed", 60, seed=3)
+
+
+def test_safenav_logs_are_continuous_reproducible_and_carry_the_behaviour_density(nav_logs):
+    assert nav_logs.is_continuous and nav_logs.action_dim == 2 and nav_logs.n_actions == 0
+    assert nav_logs.actions.dtype == np.float32 and np.abs(nav_logs.actions).max() <= 1.0
+    assert collect_nav(NavLayout(), "mixed", 60, seed=3).content_hash() == nav_logs.content_hash()
+    assert collect_nav(NavLayout(), "mixed", 60, seed=4).content_hash() != nav_logs.content_hash()
+    # 30% of episodes uniform on the box (density 1/4), the rest the steering controller's squashed Gaussian
+    uniform = nav_logs.episode_ids < 18
+    np.testing.assert_allclose(nav_logs.propensities[uniform], 0.25)
+    assert (nav_logs.propensities[~uniform] > 0).all() and np.isfinite(nav_logs.propensities).all()
+    assert nav_logs.provenance["environment"] == "SafeNav-v0" and nav_logs.provenance["regime"] == "mixed"
+
+
+def test_the_dataset_folder_round_trips_continuous_actions(nav_logs, tmp_path):
+    nav_logs.save(tmp_path / "ds")
+    back = load_dataset(tmp_path / "ds")
+    assert back.content_hash() == nav_logs.content_hash() and back.action_bounds == ((-1.0, -1.0), (1.0, 1.0))
+    np.testing.assert_array_equal(back.actions, nav_logs.actions)
+
+
+def test_a_continuous_action_outside_its_box_is_refused_with_its_row_and_column(nav_logs, tmp_path):
+    actions = nav_logs.actions.copy()
+    actions[7, 1] = 1.5
+    with pytest.raises(ValueError, match=r"row 7 action_1 = 1\.5 is outside its bounds \[-1, 1\] \(1 row"):
+        type(nav_logs)(**{**vars(nav_logs), "actions": actions})
+    actions[9, 0] = np.nan
+    with pytest.raises(ValueError, match=r"row 7 action_1 .*\(2 row\(s\) in all\)"):
+        type(nav_logs)(**{**vars(nav_logs), "actions": actions})
+
+
+def test_the_d4rl_layout_round_trips_everything_guardrl_logs(nav_logs, tmp_path):
+    path = export_d4rl(nav_logs, tmp_path / "nav.hdf5")
+    with h5py.File(path) as h5:
+        assert h5["observations"].shape == (len(nav_logs), 2) and h5["actions"].shape == (len(nav_logs), 2)
+        assert int(h5["terminals"][()].sum() + h5["timeouts"][()].sum()) == nav_logs.n_episodes
+    back = import_d4rl(path)
+    assert back.content_hash() == nav_logs.content_hash()
+    assert back.n_episodes == 60 and back.provenance["format"] == "d4rl (hdf5)"
+
+
+def _write(path, n=6, **override):
+    arrays = {
+        "observations": np.arange(2 * n, dtype=np.float32).reshape(n, 2),
+        "actions": np.zeros((n, 3), dtype=np.float32),
+        "rewards": np.ones(n, dtype=np.float32),
+        "terminals": np.array([0, 0, 1, 0, 0, 0], dtype=bool)[:n],
+        "timeouts": np.array([0, 0, 0, 0, 0, 1], dtype=bool)[:n],
+    }
+    arrays.update(override)
+    with h5py.File(path, "w") as h5:
+        for key, value in arrays.items():
+            if value is not None:
+                h5.create_dataset(key, data=value)
+    return path
+
+
+def test_a_d4rl_file_without_extras_splits_episodes_at_terminals_and_timeouts(tmp_path):
+    ds = import_d4rl(_write(tmp_path / "plain.hdf5"))
+    assert ds.episode_ids.tolist() == [0, 0, 0, 1, 1, 1] and ds.steps.tolist() == [0, 1, 2, 0, 1, 2]
+    assert np.isnan(ds.propensities).all() and ds.costs.sum() == 0
+    # next observation: the next row's, except at an episode's end (its own)
+    np.testing.assert_array_equal(ds.next_observations[:, 0], [2, 4, 4, 8, 10, 10])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"actions": np.array([[0, 0, 0]] * 4 + [[0, 2.0, 0]] + [[0, 0, 0]], dtype=np.float32)},
+         r"'actions': row 4 action_1 = 2\.0 is outside its bounds \[-1, 1\]"),
+        ({"timeouts": None}, r"missing array 'timeouts'"),
+        ({"rewards": np.array([1, 1, np.nan, 1, 1, 1], dtype=np.float32)}, r"'rewards' row 2 is NaN"),
+        ({"timeouts": np.zeros(6, dtype=bool)}, r"rows 3\.\.5 end with neither a terminal nor a timeout"),
+        ({"timeouts": np.array([0, 0, 1, 0, 0, 1], dtype=bool)}, r"row 2 is both terminal and timeout"),
+        ({"rewards": np.ones(5, dtype=np.float32)}, r"'rewards' has 5 rows, 'observations' 6"),
+    ],
+)  # fmt: skip
+def test_a_bad_d4rl_file_is_refused_naming_the_file_and_row(tmp_path, override, message):
+    path = _write(tmp_path / "bad.hdf5", **override)
+    with pytest.raises(D4RLFormatError, match=message) as err:
+        import_d4rl(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_corrupt_action_space_in_metadata_is_a_dataset_error(nav_logs, tmp_path):
+    nav_logs.save(tmp_path / "ds")
+    meta = tmp_path / "ds" / "metadata.json"
+    meta.write_text(meta.read_text().replace('"type": "box"', '"type": "cube"'))
+    with pytest.raises(DatasetError, match=r"metadata.json: action_space must be"):
+        load_dataset(tmp_path / "ds")
