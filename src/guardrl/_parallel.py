@@ -166,6 +166,7 @@ class BackgroundWorker:
                 try:
                     status, value = self._conn.recv()
                 except EOFError:
+                    self._process.join(timeout=5)  # the pipe closes before the exit code is known
                     raise ChildJobError(
                         f"the background worker died during {target} (exit code {self._process.exitcode})"
                     ) from None
