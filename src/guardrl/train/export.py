@@ -160,6 +160,24 @@ class TorchScriptPolicy:
         return self.greedy(obs)
 
 
+class TorchScriptActor:
+    """A continuous policy loaded from an exported TorchScript file: observations (N, d) -> actions (N, k),
+    clipped to the action box ``bounds`` (low, high) the logs declared."""
+
+    def __init__(self, path: Path, bounds: tuple[tuple[float, ...], tuple[float, ...]]):
+        self.path = Path(path)
+        self.low, self.high = np.asarray(bounds[0]), np.asarray(bounds[1])
+        self.module = torch.jit.load(str(self.path), map_location="cpu")
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = self.module(torch.as_tensor(np.asarray(obs, dtype=np.float32))).cpu().numpy()
+        return np.clip(out.astype(np.float64).reshape(len(obs), -1), self.low, self.high)
+
+    def __call__(self, obs: np.ndarray, steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.act(obs)
+
+
 class OnnxPolicy:
     """A greedy policy loaded from an exported ONNX file with onnxruntime."""
 

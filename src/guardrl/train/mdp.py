@@ -11,7 +11,18 @@ from guardrl.data import Dataset
 
 def to_mdp_dataset(ds: Dataset) -> MDPDataset:
     """Terminations become ``terminals`` and truncations ``timeouts`` (a timeout is not a terminal);
-    ``action_size`` is the dataset's declared number of actions, not the largest action seen."""
+    ``action_size`` is the dataset's declared number of actions, not the largest action seen (continuous
+    actions: their width)."""
+    if ds.is_continuous:
+        return MDPDataset(
+            observations=ds.observations.astype(np.float32),
+            actions=ds.actions.astype(np.float32),
+            rewards=ds.rewards.astype(np.float32),
+            terminals=ds.terminations.astype(np.float32),
+            timeouts=ds.truncations.astype(np.float32),
+            action_space=ActionSpace.CONTINUOUS,
+            action_size=ds.action_dim,
+        )
     return MDPDataset(
         observations=ds.observations.astype(np.float32),
         actions=ds.actions.astype(np.int64),

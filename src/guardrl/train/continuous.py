@@ -1,0 +1,259 @@
+"""Offline learners for continuous actions through d3rlpy 2.8.1: BC, TD3+BC, IQL and CQL.
+
+Each learner is a small frozen config with the reference implementation's hyper-parameters and its input
+normalization (written into :attr:`ContinuousResult.normalization` for the model card):
+
+* BC: observations standardized; a deterministic policy regressed on the logged actions (mean squared error).
+* TD3+BC (Fujimoto & Gu, 2021): observations standardized as the paper does; rewards as logged; ``alpha`` 2.5.
+* IQL (Kostrikov et al., 2022; CORL): observations standardized; rewards times ``1000 / (max - min episode
+  return)`` (IQL's rule for D4RL locomotion); expectile 0.7, temperature 3.0.
+* CQL (Kumar et al., 2020; d3rlpy's D4RL settings): observations standardized; a fixed conservative weight 5.0,
+  10 sampled actions.
+
+Training feeds d3rlpy's ``update()`` with batches drawn by one fancy-index over arrays built once, as the
+discrete trainer does, and every optimizer is torch's fused Adam. ``fit_with_d3rlpy`` runs d3rlpy's own
+``fit()`` on the same config, for the throughput comparison in ``bench/continuous.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from guardrl._d3rlpy import import_d3rlpy
+from guardrl._parallel import torch_threads
+from guardrl.data import Dataset
+from guardrl.errors import ConfigError
+from guardrl.progress import make_progress
+from guardrl.train.learners import FusedAdamFactory, LearnerConfigError, _make
+from guardrl.train.trainer import resolve_device
+
+d3rlpy = import_d3rlpy()
+from d3rlpy.dataset import TransitionMiniBatch  # noqa: E402
+from d3rlpy.models import VectorEncoderFactory  # noqa: E402
+from d3rlpy.preprocessing import MultiplyRewardScaler, StandardObservationScaler  # noqa: E402
+
+ContinuousLearner = Literal["bc", "td3bc", "iql", "cql"]
+CONTINUOUS_LEARNERS: tuple[ContinuousLearner, ...] = ("bc", "td3bc", "iql", "cql")
+
+
+@dataclass(frozen=True)
+class ContinuousLearnerConfig:
+    """One continuous learner: its name, steps, network and d3rlpy options beyond the reference defaults."""
+
+    name: ContinuousLearner
+    n_steps: int = 20_000
+    batch_size: int = 256
+    hidden_units: tuple[int, ...] = (256, 256)
+    learning_rate: float | None = None
+    """None: the reference's (BC 1e-3; TD3+BC, IQL and CQL's critic 3e-4; CQL's actor 1e-4)."""
+    gamma: float = 0.99
+    d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Passed to d3rlpy's config as they are; an option d3rlpy does not know is an error, never dropped."""
+
+    def __post_init__(self) -> None:
+        if self.name not in CONTINUOUS_LEARNERS:
+            raise ConfigError(f"continuous learner {self.name!r} is not one of {list(CONTINUOUS_LEARNERS)}")
+        if self.n_steps < 1 or self.batch_size < 1 or not self.hidden_units:
+            raise ConfigError(f"{self.name}: n_steps and batch_size must be >= 1, hidden_units non-empty")
+
+
+@dataclass(frozen=True)
+class ContinuousArrays:
+    """The dataset as float32 arrays in the shapes d3rlpy's ``TransitionMiniBatch`` wants."""
+
+    observations: np.ndarray
+    actions: np.ndarray  # (n, k)
+    rewards: np.ndarray  # (n, 1)
+    next_observations: np.ndarray
+    next_actions: np.ndarray  # (n, k); 0 where the episode ended
+    terminals: np.ndarray  # (n, 1): terminations only; a truncation still bootstraps
+    intervals: np.ndarray  # (n, 1) ones
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> ContinuousArrays:
+        if not ds.is_continuous:
+            raise ValueError("continuous learners need a dataset with continuous actions (action_bounds)")
+        n = len(ds)
+        actions = ds.actions.astype(np.float32)
+        next_actions = np.zeros_like(actions)
+        same_episode = ~ds.episode_ends[:-1]
+        next_actions[:-1][same_episode] = actions[1:][same_episode]
+        return cls(
+            observations=ds.observations.astype(np.float32),
+            actions=actions,
+            rewards=ds.rewards.astype(np.float32)[:, None],
+            next_observations=ds.next_observations.astype(np.float32),
+            next_actions=next_actions,
+            terminals=ds.terminations.astype(np.float32)[:, None],
+            intervals=np.ones((n, 1), dtype=np.float32),
+        )
+
+    def batch(self, idx: np.ndarray) -> TransitionMiniBatch:
+        return TransitionMiniBatch(
+            observations=self.observations[idx], actions=self.actions[idx], rewards=self.rewards[idx],
+            next_observations=self.next_observations[idx], next_actions=self.next_actions[idx],
+            terminals=self.terminals[idx], intervals=self.intervals[idx], transitions=[],
+        )  # fmt: skip
+
+
+def normalization(name: ContinuousLearner, ds: Dataset) -> dict[str, Any]:
+    """The reference implementation's input normalization for ``name`` on ``ds``, as the model card records it."""
+    mean = ds.observations.mean(axis=0)
+    std = ds.observations.std(axis=0) + 1e-3  # TD3+BC's epsilon
+    out: dict[str, Any] = {
+        "observation": {"rule": "standardized with the logs' mean and std (+1e-3)", "mean": mean.tolist(),
+                        "std": std.tolist()},
+        "reward": {"rule": "as logged", "multiplier": 1.0},
+    }  # fmt: skip
+    if name == "iql":
+        returns = ds.episode_returns()
+        span = float(returns.max() - returns.min())
+        multiplier = 1000.0 / span if span > 0 else 1.0
+        out["reward"] = {
+            "rule": "times 1000 / (max - min episode return), IQL's locomotion rule",
+            "multiplier": multiplier,
+        }
+    return out
+
+
+def build_continuous(cfg: ContinuousLearnerConfig, norm: dict[str, Any], device: str) -> Any:
+    """The d3rlpy algorithm object for ``cfg`` (not yet built), with the normalization ``norm``."""
+    obs = norm["observation"]
+    encoder = VectorEncoderFactory(hidden_units=list(cfg.hidden_units))
+    common: dict[str, Any] = {
+        "batch_size": cfg.batch_size,
+        "gamma": cfg.gamma,
+        "observation_scaler": StandardObservationScaler(mean=np.asarray(obs["mean"]), std=np.asarray(obs["std"])),
+    }
+    lr = cfg.learning_rate
+    if cfg.name == "bc":
+        kwargs = {
+            **common,
+            "encoder_factory": encoder,
+            "learning_rate": lr or 1e-3,
+            "optim_factory": FusedAdamFactory(),
+        }
+        kwargs.pop("gamma")
+        return _make(d3rlpy.algos.BCConfig, cfg.name, {**kwargs, **cfg.d3rlpy_kwargs}).create(device=device)
+    q_common = {
+        **common,
+        "actor_encoder_factory": encoder, "critic_encoder_factory": encoder,
+        "actor_optim_factory": FusedAdamFactory(), "critic_optim_factory": FusedAdamFactory(),
+        "reward_scaler": MultiplyRewardScaler(norm["reward"]["multiplier"]),
+    }  # fmt: skip
+    cls: Any
+    if cfg.name == "td3bc":
+        cls = d3rlpy.algos.TD3PlusBCConfig
+        extra: dict[str, Any] = {"actor_learning_rate": lr or 3e-4, "critic_learning_rate": lr or 3e-4, "alpha": 2.5}
+    elif cfg.name == "iql":
+        cls = d3rlpy.algos.IQLConfig
+        extra = {
+            "actor_learning_rate": lr or 3e-4, "critic_learning_rate": lr or 3e-4, "expectile": 0.7,
+            "weight_temp": 3.0, "value_encoder_factory": encoder,
+        }  # fmt: skip
+    else:
+        cls = d3rlpy.algos.CQLConfig
+        extra = {
+            "actor_learning_rate": lr or 1e-4, "critic_learning_rate": lr or 3e-4, "conservative_weight": 5.0,
+            "n_action_samples": 10, "alpha_learning_rate": 0.0,  # a fixed conservative weight, as CORL's
+            "temp_optim_factory": FusedAdamFactory(), "alpha_optim_factory": FusedAdamFactory(),
+        }  # fmt: skip
+    return _make(cls, cfg.name, {**q_common, **extra, **cfg.d3rlpy_kwargs}).create(device=device)
+
+
+@dataclass
+class ContinuousResult:
+    """A trained continuous learner: the d3rlpy algorithm, its loss curve and its normalization."""
+
+    name: str
+    algo: Any
+    normalization: dict[str, Any]
+    action_bounds: tuple[tuple[float, ...], tuple[float, ...]]
+    curve: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    n_steps: int = 0
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.n_steps / self.seconds if self.seconds > 0 else float("nan")
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's actions (n, k) at observations (n, d), clipped to the logged action box."""
+        low, high = self.action_bounds
+        action = self.algo.predict(np.asarray(obs, dtype=np.float32))
+        return np.clip(np.asarray(action, dtype=np.float64), low, high)
+
+
+def train_continuous(
+    cfg: ContinuousLearnerConfig,
+    ds: Dataset,
+    seed: int,
+    device: str = "cpu",
+    threads: int = 1,
+    log_every: int = 1000,
+    show_progress: bool = False,
+) -> ContinuousResult:
+    """Train ``cfg`` on ``ds`` for ``cfg.n_steps`` gradient steps; the same seed gives the same policy on CPU."""
+    arrays = ContinuousArrays.from_dataset(ds)
+    assert ds.action_bounds is not None
+    n = len(ds)
+    norm = normalization(cfg.name, ds)
+    result = ContinuousResult(cfg.name, None, norm, ds.action_bounds, n_steps=cfg.n_steps)
+    rng = np.random.default_rng(seed)
+    sums: dict[str, float] = {}
+    start = time.perf_counter()
+    with torch_threads(threads), torch.random.fork_rng(devices=[]), make_progress(show_progress) as progress:
+        task = progress.add_task(f"train {cfg.name}", total=cfg.n_steps)
+        torch.manual_seed(seed)
+        algo = build_continuous(cfg, norm, resolve_device(device))
+        algo.create_impl((ds.obs_dim,), ds.action_dim)
+        result.algo = algo
+        for step in range(1, cfg.n_steps + 1):
+            for key, value in algo.update(arrays.batch(rng.integers(0, n, size=cfg.batch_size))).items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            if step % log_every == 0 or step == cfg.n_steps:
+                count = step - (result.curve["step"][-1] if result.curve.get("step") else 0)
+                result.curve.setdefault("step", []).append(step)
+                for key, total in sums.items():
+                    result.curve.setdefault(key, []).append(total / count)
+                sums = {}
+            progress.advance(task)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def fit_with_d3rlpy(cfg: ContinuousLearnerConfig, ds: Dataset, seed: int, threads: int = 1) -> float:
+    """Seconds d3rlpy's own ``fit()`` takes for ``cfg.n_steps`` steps of the same learner, same config (fused
+    Adam included) on the same data, with its own episode buffer and sampler."""
+    from guardrl.train.mdp import to_mdp_dataset
+
+    norm = normalization(cfg.name, ds)
+    mdp = to_mdp_dataset(ds)
+    with torch_threads(threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        d3rlpy.seed(seed)
+        algo = build_continuous(cfg, norm, "cpu:0")
+        start = time.perf_counter()
+        algo.fit(
+            mdp, n_steps=cfg.n_steps, n_steps_per_epoch=cfg.n_steps, show_progress=False, save_interval=10**9,
+            logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+        )  # fmt: skip
+        return time.perf_counter() - start
+
+
+__all__ = [
+    "CONTINUOUS_LEARNERS",
+    "ContinuousArrays",
+    "ContinuousLearnerConfig",
+    "ContinuousResult",
+    "LearnerConfigError",
+    "build_continuous",
+    "fit_with_d3rlpy",
+    "normalization",
+    "train_continuous",
+]
