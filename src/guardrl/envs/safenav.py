@@ -251,6 +251,9 @@ class SquashedGaussian:
 
 DEFAULT_WAYPOINTS: tuple[tuple[float, float], ...] = ((9.0, 1.0),)
 """The scripted controller's way round the default layout: along the bottom edge, then up to the goal."""
+SHORTCUT_WAYPOINTS: tuple[tuple[float, float], ...] = ((5.94, 3.59),)
+"""A hurried operator's way on the default layout: through the 0.38-wide gap between the centre hazard and the
+lower-right one (the gap's midpoint), then straight to the goal."""
 
 
 def _clear(
@@ -428,12 +431,15 @@ class NavComponent:
     """A share of a dataset's episodes logged by one stochastic controller."""
 
     fraction: float
-    base: str  # "steering" | "planner" | "uniform"
+    base: str  # "steering" | "shortcut" | "planner" | "uniform"
     std: float
 
     def policy(self, layout: NavLayout) -> SquashedGaussian:
         if self.base == "steering":
             return SquashedGaussian(steering_mean(layout), self.std, name=f"steering(std={self.std})")
+        if self.base == "shortcut":
+            mean = steering_mean(layout, SHORTCUT_WAYPOINTS, margin=0.05)
+            return SquashedGaussian(mean, self.std, name=f"shortcut(std={self.std})")
         if self.base == "planner":
             return SquashedGaussian(solve_nav(layout).mean, self.std, name=f"planner(std={self.std})")
         if self.base == "uniform":
@@ -443,10 +449,12 @@ class NavComponent:
 
 NAV_REGIMES: dict[str, tuple[NavComponent, ...]] = {
     "safe": (NavComponent(1.0, "steering", 0.4),),
-    "noisy": (NavComponent(1.0, "steering", 1.0),),
+    "noisy": (NavComponent(0.7, "steering", 0.8), NavComponent(0.3, "shortcut", 0.4)),
     "mixed": (NavComponent(0.3, "uniform", np.inf), NavComponent(0.7, "steering", 0.4)),
     "expert": (NavComponent(1.0, "planner", 0.2),),
 }
-"""SafeNav's logging regimes, as SafeGrid's: the scripted steering controller with moderate (``safe``) or large
-(``noisy``) noise, 30% uniform-random episodes with 70% ``safe`` (``mixed``), and the planner with small noise
+"""SafeNav's logging regimes, as SafeGrid's: the scripted steering controller with moderate noise (``safe``);
+``noisy``: 70% of episodes the steering controller with large noise, 30% a hurried operator cutting through the
+narrow gap (most of whose episodes end in a hazard), so that the logs' average action at the start points
+between the two ways; 30% uniform-random episodes with 70% ``safe`` (``mixed``); the planner with small noise
 (``expert``)."""

@@ -52,6 +52,10 @@ class ContinuousLearnerConfig:
     learning_rate: float | None = None
     """None: the reference's (BC 1e-3; TD3+BC, IQL and CQL's critic 3e-4; CQL's actor 1e-4)."""
     gamma: float = 0.99
+    reward_multiplier: float | None = None
+    """Rewards are multiplied by this; None: the reference's rule (IQL: 1000 / (max - min episode return); the
+    others: 1). IQL's rule was made for D4RL locomotion's 1000-step episodes; on short episodes with large
+    terminal rewards it inflates advantages until every weight hits IQL's clip."""
     d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
     """Passed to d3rlpy's config as they are; an option d3rlpy does not know is an error, never dropped."""
 
@@ -101,8 +105,9 @@ class ContinuousArrays:
         )  # fmt: skip
 
 
-def normalization(name: ContinuousLearner, ds: Dataset) -> dict[str, Any]:
-    """The reference implementation's input normalization for ``name`` on ``ds``, as the model card records it."""
+def normalization(name: ContinuousLearner, ds: Dataset, reward_multiplier: float | None = None) -> dict[str, Any]:
+    """The input normalization for ``name`` on ``ds`` (the reference's, unless ``reward_multiplier`` is given),
+    as the model card records it."""
     mean = ds.observations.mean(axis=0)
     std = ds.observations.std(axis=0) + 1e-3  # TD3+BC's epsilon
     out: dict[str, Any] = {
@@ -202,7 +207,7 @@ def train_continuous(
     arrays = ContinuousArrays.from_dataset(ds)
     assert ds.action_bounds is not None
     n = len(ds)
-    norm = normalization(cfg.name, ds)
+    norm = normalization(cfg.name, ds, cfg.reward_multiplier)
     result = ContinuousResult(cfg.name, None, norm, ds.action_bounds, n_steps=cfg.n_steps)
     rng = np.random.default_rng(seed)
     sums: dict[str, float] = {}
@@ -232,7 +237,7 @@ def fit_with_d3rlpy(cfg: ContinuousLearnerConfig, ds: Dataset, seed: int, thread
     Adam included) on the same data, with its own episode buffer and sampler."""
     from guardrl.train.mdp import to_mdp_dataset
 
-    norm = normalization(cfg.name, ds)
+    norm = normalization(cfg.name, ds, cfg.reward_multiplier)
     mdp = to_mdp_dataset(ds)
     with torch_threads(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
