@@ -37,6 +37,7 @@ class LogFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
     hdf5 = "hdf5"
+    d4rl = "d4rl"
     minari = "minari"
 
 
@@ -228,11 +229,20 @@ def audit_cmd(
 def import_cmd(
     file: Annotated[Path, typer.Argument(help="The log file (for --format minari: the dataset id).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (guardrl format).")],
-    n_actions: Annotated[int, typer.Option(help="Number of discrete actions; actions must lie in [0, n).")],
+    n_actions: Annotated[
+        int | None, typer.Option(help="Number of discrete actions; actions must lie in [0, n). Not for d4rl.")
+    ] = None,
     fmt: Annotated[
         LogFormat | None,
-        typer.Option("--format", "-f", help="hdf5 is d3rlpy's format, minari a local dataset; default: by extension."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="hdf5 is d3rlpy's format, d4rl D4RL's HDF5 layout (continuous actions), minari a local dataset; "
+            "default: by extension.",
+        ),
     ] = None,
+    action_low: Annotated[float, typer.Option(help="d4rl: the action box's lower bound (every dimension).")] = -1.0,
+    action_high: Annotated[float, typer.Option(help="d4rl: the action box's upper bound (every dimension).")] = 1.0,
     minari_root: Annotated[
         Path | None, typer.Option(help="Local Minari datasets folder (default: Minari's own).")
     ] = None,
@@ -247,7 +257,7 @@ def import_cmd(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset folder.")] = False,
 ) -> None:
-    """Validate a decision log (CSV, Parquet, d3rlpy HDF5, Minari) and write it as a guardrl dataset."""
+    """Validate a decision log (CSV, Parquet, d3rlpy HDF5, D4RL HDF5, Minari) and write it as a guardrl dataset."""
     from guardrl._io import check_output
     from guardrl.data.formats import ImportOptions, read_log
     from guardrl.data.importer import schema_from_mapping
@@ -258,6 +268,7 @@ def import_cmd(
         options = ImportOptions(
             n_actions=n_actions, schema=schema, unended_as_truncated=unended_as_truncated,
             allow_negative_costs=allow_negative_costs, minari_root=minari_root,
+            action_bounds=(action_low, action_high),
         )  # fmt: skip
         ds = read_log(file, fmt.value if fmt else None, options)
         ds.save(out, overwrite=overwrite)
@@ -269,7 +280,10 @@ def export_cmd(
     dataset: Annotated[Path, typer.Argument(help="A guardrl dataset folder.")],
     out: Annotated[str, typer.Option("--out", "-o", help="File to write (for minari: the new dataset id).")],
     fmt: Annotated[
-        LogFormat, typer.Option("--format", "-f", help="hdf5 is d3rlpy's format, minari a local dataset.")
+        LogFormat,
+        typer.Option(
+            "--format", "-f", help="hdf5 is d3rlpy's format, d4rl D4RL's (continuous actions), minari a local dataset."
+        ),
     ] = LogFormat.hdf5,
     minari_root: Annotated[
         Path | None, typer.Option(help="Local Minari datasets folder (default: Minari's own).")

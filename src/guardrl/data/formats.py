@@ -8,23 +8,34 @@ from pathlib import Path
 from guardrl.data.dataset import Dataset
 from guardrl.data.importer import ImportValidationError, LogSchema, format_from_extension
 
-FORMATS = ("csv", "parquet", "hdf5", "minari")
+FORMATS = ("csv", "parquet", "hdf5", "d4rl", "minari")
+CONTINUOUS_FORMATS = ("d4rl",)
+"""The formats that hold continuous actions so far."""
 
 
 @dataclass(frozen=True)
 class ImportOptions:
-    """How a log is read: the action count, the column names, and the two lenient switches."""
+    """How a log is read: the action count (discrete) or box (d4rl), the column names, and the two lenient
+    switches."""
 
-    n_actions: int
+    n_actions: int | None
     schema: LogSchema = field(default_factory=LogSchema)
     unended_as_truncated: bool = False
     allow_negative_costs: bool = False
     minari_root: Path | None = None
+    action_bounds: tuple[float, float] = (-1.0, 1.0)
+    """d4rl: the action box (low, high), the same for every dimension."""
 
 
 def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
     """Read and validate a log in ``fmt`` (default: from the file's extension) into a Dataset."""
     fmt = fmt or format_from_extension(Path(source))
+    if fmt == "d4rl":
+        from guardrl.data.d4rl import import_d4rl
+
+        return import_d4rl(Path(source), *options.action_bounds)
+    if options.n_actions is None:
+        raise ImportValidationError(f"{source}: a {fmt} log needs --n-actions (its number of discrete actions)")
     if fmt == "hdf5":
         from guardrl.data.hdf5 import import_hdf5
 
@@ -50,7 +61,15 @@ def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
 
 def write_log(ds: Dataset, target: str | Path, fmt: str, minari_root: Path | None = None) -> None:
     """Write ``ds`` in ``fmt``; ``target`` is a file, or for ``minari`` the new dataset id."""
-    if fmt == "hdf5":
+    if ds.is_continuous and fmt not in CONTINUOUS_FORMATS:
+        raise ImportValidationError(
+            f"{target}: the dataset has continuous actions; {fmt} holds discrete ones here (use {CONTINUOUS_FORMATS})"
+        )
+    if fmt == "d4rl":
+        from guardrl.data.d4rl import export_d4rl
+
+        export_d4rl(ds, Path(target))
+    elif fmt == "hdf5":
         from guardrl.data.hdf5 import export_hdf5
 
         export_hdf5(ds, Path(target))

@@ -61,7 +61,8 @@ def import_hdf5(path: Path, n_actions: int) -> Dataset:
     with h5:
         for key in ("columns", "num_episodes", "version"):
             if key not in h5:
-                raise HDF5FormatError(f"{path}: missing entry '{key}' (not d3rlpy's dataset format)")
+                hint = "; a D4RL-layout file? pass --format d4rl" if "observations" in h5 and "actions" in h5 else ""
+                raise HDF5FormatError(f"{path}: missing entry '{key}' (not d3rlpy's dataset format{hint})")
         version = h5["version"][()]
         version = version.decode() if isinstance(version, bytes) else str(version)
         if version != D3RLPY_FORMAT_VERSION:

@@ -62,7 +62,7 @@ def format_from_extension(path: Path) -> str:
     if fmt is None:
         raise ImportValidationError(
             f"{path}: cannot tell the format from the extension {Path(path).suffix or '(none)'!r}; pass --format "
-            f"(csv, parquet, hdf5 or minari)"
+            f"(csv, parquet, hdf5, d4rl or minari)"
         )
     return fmt
 
