@@ -128,3 +128,25 @@ def test_the_cli_imports_and_exports_d4rl_and_refuses_to_lose_continuous_actions
     assert res.exit_code == 0 and import_d4rl(tmp_path / "again.hdf5").content_hash() == nav_logs.content_hash()
     res = runner.invoke(app, ["import", str(tmp_path / "nav.hdf5"), "-f", "csv", "--out", str(tmp_path / "y")])
     assert res.exit_code == 2 and "needs --n-actions" in res.output
+
+
+def test_continuous_support_accepts_logged_pairs_and_refuses_far_actions():
+    from guardrl.data.continuous_support import ContinuousSupport, ContinuousSupportConfig
+
+    nav_logs = collect_nav(NavLayout(), "safe", 60, seed=3)  # no uniform-random episodes: every action heads on
+    support = ContinuousSupport(nav_logs, ContinuousSupportConfig(k=5, quantile=0.99))
+    inside = support.supported(nav_logs.observations, nav_logs.actions).mean()
+    assert 0.98 <= inside <= 1.0  # the threshold is the logs' own 99th percentile (each pair counts itself here)
+    # at the logged start states, full speed left and down: the controller heads right and up from there
+    starts = nav_logs.observations[nav_logs.steps == 0][:20]
+    away = np.tile([-1.0, -1.0], (len(starts), 1))
+    assert not support.supported(starts, away).any()
+    assert (support.distance(starts, away) > support.threshold).all()
+    # by hand: a pair's distance is in units of the logs' standard deviation per feature
+    scale = np.concatenate([nav_logs.observations, nav_logs.actions], axis=1).std(axis=0)
+    np.testing.assert_allclose(support.scale, scale, rtol=1e-5)
+    with pytest.raises(ValueError, match="discrete logs use the audit's counts"):
+        from guardrl.data import collect
+        from guardrl.envs import build_tables, default_layout
+
+        ContinuousSupport(collect(build_tables(default_layout()), "safe", 3, 0))
