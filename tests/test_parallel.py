@@ -79,3 +79,13 @@ def test_an_error_in_the_parent_abandons_the_background_work(tmp_path):
         worker.submit(f"{__name__}:write_pid", tmp_path / "slow", delay=30)
         raise RuntimeError("stage failed")
     assert not worker._process.is_alive() and not (tmp_path / "slow").exists()
+
+
+def test_a_worker_freed_by_a_short_job_starts_the_next_while_a_long_one_runs(tmp_path):
+    # job 0 runs 1.5 s; jobs 1-3 are short: they must all run beside it, not wait for it to end
+    def stamp(k: int, delay: float) -> float:
+        time.sleep(delay)
+        return time.monotonic()
+
+    ends = run_forked([lambda k=k, d=d: stamp(k, d) for k, d in enumerate([1.5, 0.1, 0.1, 0.1])], workers=2)
+    assert max(ends[1:]) < ends[0]  # results still come back in order

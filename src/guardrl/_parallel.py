@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -54,7 +54,8 @@ def _child(job: Callable[[], Any], conn: Connection) -> None:
 
 
 def run_forked(jobs: Sequence[Callable[[], T]], workers: int) -> list[T]:
-    """Results of ``jobs``, in order, each run in a forked child, at most ``workers`` at a time.
+    """Results of ``jobs``, in order, each run in a forked child, at most ``workers`` at a time (a new job starts
+    as soon as any running one ends).
 
     With ``workers <= 1``, a single job, or no ``fork`` start method on this platform, the jobs run inline, one
     after the other. A job that seeds its own randomness gives the same result either way.
@@ -66,7 +67,11 @@ def run_forked(jobs: Sequence[Callable[[], T]], workers: int) -> list[T]:
     running: deque[tuple[int, Any, Connection]] = deque()
 
     def collect() -> None:
-        index, process, conn = running.popleft()
+        # whichever child is done first: waiting on the oldest would idle a worker behind one long job
+        ready = wait([conn for _, _, conn in running])
+        pos = next(i for i, (_, _, conn) in enumerate(running) if conn in ready)
+        index, process, conn = running[pos]
+        del running[pos]
         try:
             status, value = conn.recv()
         except EOFError:
