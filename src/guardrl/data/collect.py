@@ -83,20 +83,7 @@ def collect(tables: Tables, regime: str, n_episodes: int, seed: int) -> Dataset:
         propensities = np.take_along_axis(probs, eps.actions[..., None], axis=-1)[..., 0]
         parts.append(episodes_to_dataset(eps, propensities, next_id, N_ACTIONS))
         next_id += count
-    provenance = {
-        "source": "guardrl.collect",
-        "guardrl_version": guardrl.__version__,
-        "environment": "SafeGrid-v0",
-        "layout": tables.layout.to_dict(),
-        "regime": regime,
-        "components": [
-            {"fraction": c.fraction, "base": c.base, "epsilon": c.epsilon, "n_episodes": n}
-            for c, n in zip(components, counts, strict=True)
-        ],
-        "n_episodes": n_episodes,
-        "seed": seed,
-    }
-    return concat(parts, provenance)
+    return concat(parts, _provenance("SafeGrid-v0", tables.layout.to_dict(), regime, components, counts, seed))
 
 
 def collect_gym(
@@ -153,17 +140,32 @@ def collect_nav(layout: NavLayout, regime: str, n_episodes: int, seed: int) -> D
         eps, log_density = simulate_nav(layout, comp.policy(layout), count, np.random.default_rng(child))
         parts.append(episodes_to_dataset(eps, np.exp(log_density), next_id, 0, action_bounds=box))
         next_id += count
-    provenance = {
+    return concat(parts, _provenance("SafeNav-v0", layout.to_dict(), regime, components, counts, seed))
+
+
+def _provenance(
+    environment: str,
+    layout: dict[str, Any],
+    regime: str,
+    components: tuple[Component, ...] | tuple[NavComponent, ...],
+    counts: list[int],
+    seed: int,
+) -> dict[str, Any]:
+    """Who logged a regime's dataset: the environment, layout, each component's settings and episode count."""
+    return {
         "source": "guardrl.collect",
         "guardrl_version": guardrl.__version__,
-        "environment": "SafeNav-v0",
-        "layout": layout.to_dict(),
+        "environment": environment,
+        "layout": layout,
         "regime": regime,
         "components": [
-            {"fraction": c.fraction, "base": c.base, "std": c.std, "n_episodes": n}
+            # uniform-random SafeNav episodes have std inf, which JSON cannot hold: null
+            {
+                **{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in vars(c).items()},
+                "n_episodes": n,
+            }
             for c, n in zip(components, counts, strict=True)
         ],
-        "n_episodes": n_episodes,
+        "n_episodes": sum(counts),
         "seed": seed,
     }
-    return concat(parts, provenance)

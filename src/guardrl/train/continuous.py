@@ -30,7 +30,7 @@ from guardrl.data import Dataset
 from guardrl.errors import ConfigError
 from guardrl.progress import make_progress
 from guardrl.train.learners import FusedAdamFactory, LearnerConfigError, _make
-from guardrl.train.trainer import resolve_device
+from guardrl.train.trainer import TrainResult, resolve_device
 
 d3rlpy = import_d3rlpy()
 from d3rlpy.dataset import TransitionMiniBatch  # noqa: E402
@@ -172,20 +172,12 @@ def build_continuous(cfg: ContinuousLearnerConfig, norm: dict[str, Any], device:
 
 
 @dataclass
-class ContinuousResult:
-    """A trained continuous learner: the d3rlpy algorithm, its loss curve and its normalization."""
+class ContinuousResult(TrainResult):
+    """A trained continuous learner: the d3rlpy algorithm, its loss curve, and the normalization and action box
+    it was trained with."""
 
-    name: str
-    algo: Any
-    normalization: dict[str, Any]
-    action_bounds: tuple[tuple[float, ...], tuple[float, ...]]
-    curve: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-    n_steps: int = 0
-
-    @property
-    def steps_per_second(self) -> float:
-        return self.n_steps / self.seconds if self.seconds > 0 else float("nan")
+    normalization: dict[str, Any] = field(default_factory=dict)
+    action_bounds: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """The policy's actions (n, k) at observations (n, d), clipped to the logged action box."""
@@ -208,7 +200,7 @@ def train_continuous(
     assert ds.action_bounds is not None
     n = len(ds)
     norm = normalization(cfg.name, ds, cfg.reward_multiplier)
-    result = ContinuousResult(cfg.name, None, norm, ds.action_bounds, n_steps=cfg.n_steps)
+    result = ContinuousResult(cfg.name, None, normalization=norm, action_bounds=ds.action_bounds, n_steps=cfg.n_steps)
     rng = np.random.default_rng(seed)
     sums: dict[str, float] = {}
     start = time.perf_counter()

@@ -13,22 +13,13 @@ def to_mdp_dataset(ds: Dataset) -> MDPDataset:
     """Terminations become ``terminals`` and truncations ``timeouts`` (a timeout is not a terminal);
     ``action_size`` is the dataset's declared number of actions, not the largest action seen (continuous
     actions: their width)."""
-    if ds.is_continuous:
-        return MDPDataset(
-            observations=ds.observations.astype(np.float32),
-            actions=ds.actions.astype(np.float32),
-            rewards=ds.rewards.astype(np.float32),
-            terminals=ds.terminations.astype(np.float32),
-            timeouts=ds.truncations.astype(np.float32),
-            action_space=ActionSpace.CONTINUOUS,
-            action_size=ds.action_dim,
-        )
+    continuous = ds.is_continuous
     return MDPDataset(
         observations=ds.observations.astype(np.float32),
-        actions=ds.actions.astype(np.int64),
+        actions=ds.actions.astype(np.float32 if continuous else np.int64),
         rewards=ds.rewards.astype(np.float32),
         terminals=ds.terminations.astype(np.float32),
         timeouts=ds.truncations.astype(np.float32),
-        action_space=ActionSpace.DISCRETE,
-        action_size=ds.n_actions,
+        action_space=ActionSpace.CONTINUOUS if continuous else ActionSpace.DISCRETE,
+        action_size=ds.action_dim if continuous else ds.n_actions,
     )
