@@ -30,10 +30,9 @@ from guardrl.data import Dataset
 from guardrl.errors import ConfigError
 from guardrl.progress import make_progress
 from guardrl.train.learners import FusedAdamFactory, LearnerConfigError, _make
-from guardrl.train.trainer import TrainResult, resolve_device
+from guardrl.train.trainer import TrainResult, TransitionArrays, resolve_device, run_updates
 
 d3rlpy = import_d3rlpy()
-from d3rlpy.dataset import TransitionMiniBatch  # noqa: E402
 from d3rlpy.models import VectorEncoderFactory  # noqa: E402
 from d3rlpy.preprocessing import MultiplyRewardScaler, StandardObservationScaler  # noqa: E402
 
@@ -64,45 +63,6 @@ class ContinuousLearnerConfig:
             raise ConfigError(f"continuous learner {self.name!r} is not one of {list(CONTINUOUS_LEARNERS)}")
         if self.n_steps < 1 or self.batch_size < 1 or not self.hidden_units:
             raise ConfigError(f"{self.name}: n_steps and batch_size must be >= 1, hidden_units non-empty")
-
-
-@dataclass(frozen=True)
-class ContinuousArrays:
-    """The dataset as float32 arrays in the shapes d3rlpy's ``TransitionMiniBatch`` wants."""
-
-    observations: np.ndarray
-    actions: np.ndarray  # (n, k)
-    rewards: np.ndarray  # (n, 1)
-    next_observations: np.ndarray
-    next_actions: np.ndarray  # (n, k); 0 where the episode ended
-    terminals: np.ndarray  # (n, 1): terminations only; a truncation still bootstraps
-    intervals: np.ndarray  # (n, 1) ones
-
-    @classmethod
-    def from_dataset(cls, ds: Dataset) -> ContinuousArrays:
-        if not ds.is_continuous:
-            raise ValueError("continuous learners need a dataset with continuous actions (action_bounds)")
-        n = len(ds)
-        actions = ds.actions.astype(np.float32)
-        next_actions = np.zeros_like(actions)
-        same_episode = ~ds.episode_ends[:-1]
-        next_actions[:-1][same_episode] = actions[1:][same_episode]
-        return cls(
-            observations=ds.observations.astype(np.float32),
-            actions=actions,
-            rewards=ds.rewards.astype(np.float32)[:, None],
-            next_observations=ds.next_observations.astype(np.float32),
-            next_actions=next_actions,
-            terminals=ds.terminations.astype(np.float32)[:, None],
-            intervals=np.ones((n, 1), dtype=np.float32),
-        )
-
-    def batch(self, idx: np.ndarray) -> TransitionMiniBatch:
-        return TransitionMiniBatch(
-            observations=self.observations[idx], actions=self.actions[idx], rewards=self.rewards[idx],
-            next_observations=self.next_observations[idx], next_actions=self.next_actions[idx],
-            terminals=self.terminals[idx], intervals=self.intervals[idx], transitions=[],
-        )  # fmt: skip
 
 
 def normalization(name: ContinuousLearner, ds: Dataset, reward_multiplier: float | None = None) -> dict[str, Any]:
@@ -196,13 +156,12 @@ def train_continuous(
     show_progress: bool = False,
 ) -> ContinuousResult:
     """Train ``cfg`` on ``ds`` for ``cfg.n_steps`` gradient steps; the same seed gives the same policy on CPU."""
-    arrays = ContinuousArrays.from_dataset(ds)
-    assert ds.action_bounds is not None
-    n = len(ds)
+    if ds.action_bounds is None:
+        raise ValueError("continuous learners need a dataset with continuous actions (action_bounds)")
+    arrays = TransitionArrays.from_dataset(ds)
     norm = normalization(cfg.name, ds, cfg.reward_multiplier)
     result = ContinuousResult(cfg.name, None, normalization=norm, action_bounds=ds.action_bounds, n_steps=cfg.n_steps)
     rng = np.random.default_rng(seed)
-    sums: dict[str, float] = {}
     start = time.perf_counter()
     with torch_threads(threads), torch.random.fork_rng(devices=[]), make_progress(show_progress) as progress:
         task = progress.add_task(f"train {cfg.name}", total=cfg.n_steps)
@@ -210,16 +169,9 @@ def train_continuous(
         algo = build_continuous(cfg, norm, resolve_device(device))
         algo.create_impl((ds.obs_dim,), ds.action_dim)
         result.algo = algo
-        for step in range(1, cfg.n_steps + 1):
-            for key, value in algo.update(arrays.batch(rng.integers(0, n, size=cfg.batch_size))).items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-            if step % log_every == 0 or step == cfg.n_steps:
-                count = step - (result.curve["step"][-1] if result.curve.get("step") else 0)
-                result.curve.setdefault("step", []).append(step)
-                for key, total in sums.items():
-                    result.curve.setdefault(key, []).append(total / count)
-                sums = {}
-            progress.advance(task)
+        result.curve = run_updates(
+            algo, arrays, cfg.n_steps, cfg.batch_size, rng, log_every, lambda step: progress.advance(task)
+        )
     result.seconds = time.perf_counter() - start
     return result
 
@@ -245,7 +197,6 @@ def fit_with_d3rlpy(cfg: ContinuousLearnerConfig, ds: Dataset, seed: int, thread
 
 __all__ = [
     "CONTINUOUS_LEARNERS",
-    "ContinuousArrays",
     "ContinuousLearnerConfig",
     "ContinuousResult",
     "LearnerConfigError",

@@ -33,25 +33,26 @@ class TransitionArrays:
     """The dataset as float32 arrays in the shapes d3rlpy's ``TransitionMiniBatch`` wants."""
 
     observations: np.ndarray
-    actions: np.ndarray  # (n, 1) float32
+    actions: np.ndarray  # (n, 1) float32 action indices, or (n, k) continuous actions
     rewards: np.ndarray  # (n, 1) float32
     next_observations: np.ndarray
-    next_actions: np.ndarray  # (n, 1) float32; 0 where the episode ended
+    next_actions: np.ndarray  # as actions; 0 where the episode ended
     terminals: np.ndarray  # (n, 1) float32: terminations only; a truncation still bootstraps
     intervals: np.ndarray  # (n, 1) float32 ones
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> TransitionArrays:
         n = len(ds)
-        next_actions = np.zeros(n, dtype=np.float32)
+        actions = ds.actions.astype(np.float32).reshape(n, ds.action_dim)
+        next_actions = np.zeros_like(actions)
         same_episode = ~ds.episode_ends[:-1]
-        next_actions[:-1][same_episode] = ds.actions[1:][same_episode]
+        next_actions[:-1][same_episode] = actions[1:][same_episode]
         return cls(
             observations=ds.observations.astype(np.float32),
-            actions=ds.actions.astype(np.float32)[:, None],
+            actions=actions,
             rewards=ds.rewards.astype(np.float32)[:, None],
             next_observations=ds.next_observations.astype(np.float32),
-            next_actions=next_actions[:, None],
+            next_actions=next_actions,
             terminals=ds.terminations.astype(np.float32)[:, None],
             intervals=np.ones((n, 1), dtype=np.float32),
         )
@@ -118,7 +119,6 @@ def train_learner(
     device = resolve_device(train_cfg.device)
     rng = np.random.default_rng(seed)
     result = TrainResult(name=name, algo=None, n_steps=cfg.n_steps)
-    sums: dict[str, float] = {}
     task = progress.add_task(f"train {name}", total=cfg.n_steps) if progress is not None else None
     start = time.perf_counter()
     with torch_threads(train_cfg.torch_threads):
@@ -127,24 +127,46 @@ def train_learner(
             algo = build_algo(name, cfg, bounds, device, grid_size)
             algo.create_impl((arrays.observations.shape[1],), n_actions)
             result.algo = algo
-            for step in range(1, cfg.n_steps + 1):
-                loss = algo.update(arrays.batch(rng.integers(0, n, size=cfg.batch_size)))
-                for key, value in loss.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                if step % train_cfg.log_every == 0 or step == cfg.n_steps:
-                    count = step - (result.curve.get("step", [0])[-1] if result.curve.get("step") else 0)
-                    result.curve.setdefault("step", []).append(step)
-                    for key, total in sums.items():
-                        result.curve.setdefault(key, []).append(total / count)
-                    sums = {}
+
+            def after(step: int) -> None:
                 if monitor is not None and (step % train_cfg.monitor_every == 0 or step == cfg.n_steps):
                     result.monitor.setdefault("step", []).append(step)
                     for key, value in monitor(result.predict).items():
                         result.monitor.setdefault(key, []).append(value)
                 if progress is not None and task is not None:
                     progress.advance(task)
+
+            result.curve = run_updates(algo, arrays, cfg.n_steps, cfg.batch_size, rng, train_cfg.log_every, after)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def run_updates(
+    algo: Any,
+    arrays: TransitionArrays,
+    n_steps: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    log_every: int,
+    after_step: Callable[[int], None] | None = None,
+) -> dict[str, list[float]]:
+    """``n_steps`` d3rlpy updates of ``algo`` on batches drawn uniformly from ``arrays``; returns the loss curve,
+    each loss averaged over its window of ``log_every`` steps (the last window may be shorter)."""
+    n = arrays.observations.shape[0]
+    curve: dict[str, list[float]] = {}
+    sums: dict[str, float] = {}
+    for step in range(1, n_steps + 1):
+        for key, value in algo.update(arrays.batch(rng.integers(0, n, size=batch_size))).items():
+            sums[key] = sums.get(key, 0.0) + value
+        if step % log_every == 0 or step == n_steps:
+            count = step - (curve["step"][-1] if curve.get("step") else 0)
+            curve.setdefault("step", []).append(step)
+            for key, total in sums.items():
+                curve.setdefault(key, []).append(total / count)
+            sums = {}
+        if after_step is not None:
+            after_step(step)
+    return curve
 
 
 def learner_configs(cfg: TrainConfig) -> dict[str, LearnerConfig]:
