@@ -249,6 +249,13 @@ class SquashedGaussian:
         return np.asarray(per_axis.sum(axis=-1))
 
 
+def _zero_mean(pos: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.zeros_like(pos, dtype=np.float64)
+
+
+UNIFORM_ACTIONS = SquashedGaussian(_zero_mean, np.inf, name="uniform")
+"""Actions uniform on the box (density 1/4): the normalized score's zero, and mixed logs' random episodes."""
+
 DEFAULT_WAYPOINTS: tuple[tuple[float, float], ...] = ((9.0, 1.0),)
 """The scripted controller's way round the default layout: along the bottom edge, then up to the goal."""
 SHORTCUT_WAYPOINTS: tuple[tuple[float, float], ...] = ((5.94, 3.59),)
@@ -313,22 +320,24 @@ class NavPlan:
     """(H, 2) the candidate actions: H directions pushed out to the edge of the box."""
     iterations: int
     residual: float
-    _nodes: NDArray[np.float64] = field(repr=False, default_factory=lambda: np.zeros((0, 2)))
-    _weights: NDArray[np.float64] = field(repr=False, default_factory=lambda: np.zeros(0))
+    nodes: NDArray[np.float64] = field(repr=False)
+    """(K, 2) the quadrature nodes of the action noise, with their weights ``node_weights`` (K,)."""
+    node_weights: NDArray[np.float64] = field(repr=False)
 
     def action_values(self, pos: NDArray[np.float64]) -> NDArray[np.float64]:
         """(N, H) expected reward plus value of each heading at positions (N, 2)."""
-        return _Backup.at(self.layout, self.grid, pos, self.headings, self._nodes, self._weights)(self.values)
+        return _Backup.at(self.layout, self.grid, pos, self.headings, self.nodes, self.node_weights)(self.values)
+
+    def mean(self, pos: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The greedy heading (N, 2) at positions (N, 2)."""
+        return self.headings[self.action_values(np.asarray(pos, dtype=np.float64)).argmax(axis=1)]
 
     def __call__(self, pos: NDArray[np.float64], steps: NDArray[np.int64], rng: np.random.Generator) -> NDArray:
         """The greedy planner as a policy (deterministic)."""
-        return self.headings[self.action_values(np.asarray(pos, dtype=np.float64)).argmax(axis=1)]
-
-    def mean(self, pos: NDArray[np.float64]) -> NDArray[np.float64]:
-        return self(pos, np.zeros(len(pos), dtype=np.int64), np.random.default_rng(0))
+        return self.mean(pos)
 
 
-def _quadrature(layout: NavLayout) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _quadrature() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Gauss-Hermite nodes (K, 2) and weights (K,) for the 2-D standard normal action noise (3 per axis)."""
     x = np.array([-np.sqrt(3.0), 0.0, np.sqrt(3.0)])
     w = np.array([1 / 6, 2 / 3, 1 / 6])
@@ -389,7 +398,7 @@ def solve_nav(layout: NavLayout, resolution: int = 81, n_headings: int = 16, max
     angle = 2 * np.pi * np.arange(n_headings) / n_headings
     direction = np.stack([np.cos(angle), np.sin(angle)], axis=-1)
     headings = direction / np.abs(direction).max(axis=1, keepdims=True)
-    nodes, weights = _quadrature(layout)
+    nodes, weights = _quadrature()
     hazard = in_circles(points, layout.hazards)
     goal = in_circles(points, (layout.goal,)) & ~hazard
     fixed = np.where(hazard, layout.hazard_reward, np.where(goal, layout.goal_reward, np.nan))
@@ -415,8 +424,7 @@ def nav_reference(layout: NavLayout, n_episodes: int = 5_000, seed: int = 0) -> 
     (:func:`solve_nav`, greedy, as ``optimal``) and actions uniform on the box (``random``); with their hazard
     rates. 100 * (R - random) / (optimal - random) is the score, as D4RL's."""
     out: dict[str, float] = {}
-    uniform = SquashedGaussian(lambda pos: np.zeros_like(pos), np.inf, name="uniform")
-    for name, policy in (("optimal", solve_nav(layout)), ("random", uniform)):
+    for name, policy in (("optimal", solve_nav(layout)), ("random", UNIFORM_ACTIONS)):
         episodes, _ = simulate_nav(layout, policy, n_episodes, np.random.default_rng(seed))
         out[f"{name}_return"] = float(episodes.returns.mean())
         out[f"{name}_hazard_rate"] = float(episodes.hazard.mean())
@@ -443,7 +451,7 @@ class NavComponent:
         if self.base == "planner":
             return SquashedGaussian(solve_nav(layout).mean, self.std, name=f"planner(std={self.std})")
         if self.base == "uniform":
-            return SquashedGaussian(lambda pos: np.zeros_like(pos), np.inf, name="uniform")
+            return UNIFORM_ACTIONS
         raise ValueError(f"unknown SafeNav behaviour {self.base!r}")
 
 
