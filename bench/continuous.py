@@ -32,6 +32,7 @@ from matrix import across_seeds, result_header, save_results  # bench/ is on the
 from guardrl._parallel import run_forked
 from guardrl.data.collect import collect_nav
 from guardrl.envs.safenav import NavLayout, nav_reference, simulate_nav
+from guardrl.evaluate.metrics import wilson_interval
 from guardrl.train.continuous import CONTINUOUS_LEARNERS, ContinuousLearnerConfig, fit_with_d3rlpy, train_continuous
 
 HIDDEN = (64, 64)
@@ -41,11 +42,8 @@ EVAL_EPISODES = 1000
 
 def wilson(k: int, n: int) -> tuple[float, float]:
     """95% Wilson interval of a rate k/n."""
-    z = 1.96
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
+    low, high = wilson_interval(k / n, n)
+    return float(low), float(high)
 
 
 def cell(regime: str, seed: int, name: str, steps: int) -> dict[str, Any]:

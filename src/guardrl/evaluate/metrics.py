@@ -73,6 +73,17 @@ def bootstrap(
     return out
 
 
+def wilson_interval(
+    rate: NDArray[np.float64] | float, n: int, z: float = 1.959964
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Wilson's score interval (low, high) of a share ``rate`` of ``n`` 0/1 events (elementwise for arrays); it
+    stays above 0 when no event was seen, where a normal interval collapses to a point."""
+    p = np.asarray(rate, dtype=np.float64)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def normalized_score(value: float, random_value: float, optimal_value: float) -> float:
     """100 * (R - R_random) / (R_optimal - R_random): 0 is uniform random, 100 is the exact optimum."""
     span = optimal_value - random_value

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from guardrl.data import Dataset
-from guardrl.evaluate.metrics import Estimate
+from guardrl.evaluate.metrics import Estimate, wilson_interval
 from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.evaluate.target import TargetPolicy
 from guardrl.train.world_model import WorldModel
@@ -38,9 +38,7 @@ def member_interval(values: NDArray[np.float64], confidence: float, binary: bool
     n = values.shape[1]
     means = values.mean(axis=1)
     if binary:
-        centre = (means + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * np.sqrt(means * (1 - means) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        low, high = centre - half, centre + half
+        low, high = wilson_interval(means, n, z)
     else:
         se = values.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(means)
         low, high = means - z * se, means + z * se
