@@ -17,6 +17,7 @@ import numpy as np
 
 from guardrl._io import atomic_write
 from guardrl.data.dataset import Dataset, check_continuous_actions
+from guardrl.data.hdf5 import open_hdf5
 from guardrl.errors import GuardrlError
 
 REQUIRED = ("observations", "actions", "rewards", "terminals", "timeouts")
@@ -51,13 +52,7 @@ def import_d4rl(path: Path, action_low: float | list[float] = -1.0, action_high:
     """Read a D4RL-layout file; every entry and row is checked before anything is built. ``action_low`` and
     ``action_high`` bound the actions (a number for every dimension, or one per dimension)."""
     path = Path(path)
-    if not path.is_file():
-        raise D4RLFormatError(f"{path}: no such file")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise D4RLFormatError(f"{path}: not an HDF5 file ({exc})") from None
-    with h5:
+    with open_hdf5(path, D4RLFormatError) as h5:
         for key in REQUIRED:
             if key not in h5 or not isinstance(h5[key], h5py.Dataset):
                 raise D4RLFormatError(f"{path}: missing array '{key}' (D4RL's layout has {', '.join(REQUIRED)})")
@@ -80,10 +75,11 @@ def import_d4rl(path: Path, action_low: float | list[float] = -1.0, action_high:
     except ValueError as exc:
         raise D4RLFormatError(str(exc)) from None
     for key in ("observations", "rewards", "next_observations"):
-        value = arrays[key]
-        if value is not None and not np.isfinite(value.astype(np.float64)).all():
-            row = int(np.argwhere(~np.isfinite(value.astype(np.float64)).reshape(n, -1))[0][0])
-            raise D4RLFormatError(f"{path}: '{key}' row {row} is NaN or infinite")
+        if arrays[key] is None:
+            continue
+        bad = ~np.isfinite(arrays[key].astype(np.float64)).reshape(n, -1).all(axis=1)
+        if bad.any():
+            raise D4RLFormatError(f"{path}: '{key}' row {int(np.argmax(bad))} is NaN or infinite")
     terminals, timeouts = arrays["terminals"].astype(bool).reshape(n), arrays["timeouts"].astype(bool).reshape(n)
     both = np.flatnonzero(terminals & timeouts)
     if len(both):

@@ -49,16 +49,20 @@ def export_hdf5(ds: Dataset, path: Path) -> Path:
     return path
 
 
+def open_hdf5(path: Path, error: type[Exception]) -> h5py.File:
+    """``path`` opened read-only, or ``error`` naming the file when it is missing or not HDF5."""
+    if not path.is_file():
+        raise error(f"{path}: no such file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise error(f"{path}: not an HDF5 file ({exc})") from None
+
+
 def import_hdf5(path: Path, n_actions: int) -> Dataset:
     """Read a d3rlpy-format HDF5 file; every entry is checked before anything is built."""
     path = Path(path)
-    if not path.is_file():
-        raise HDF5FormatError(f"{path}: no such file")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise HDF5FormatError(f"{path}: not an HDF5 file ({exc})") from None
-    with h5:
+    with open_hdf5(path, HDF5FormatError) as h5:
         for key in ("columns", "num_episodes", "version"):
             if key not in h5:
                 hint = "; a D4RL-layout file? pass --format d4rl" if "observations" in h5 and "actions" in h5 else ""
