@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -65,25 +66,17 @@ def collect(tables: Tables, regime: str, n_episodes: int, seed: int) -> Dataset:
     Each component of a regime draws from its own child of ``SeedSequence(seed)``, so the same arguments
     always give the same dataset.
     """
-    if regime not in REGIMES:
-        raise ValueError(f"unknown dataset regime {regime!r}; choose one of {sorted(REGIMES)}")
-    if n_episodes < 1:
-        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
-    components = REGIMES[regime]
-    counts = split_counts(components, n_episodes)
-    children = np.random.SeedSequence(seed).spawn(len(components))
-    parts, next_id = [], 0
-    for comp, count, child in zip(components, counts, children, strict=True):
-        if count == 0:
-            continue
+
+    def log(comp: Component, count: int, rng: np.random.Generator, first_id: int) -> Dataset:
         policy = comp.policy(tables)
-        eps = simulate(tables, policy, count, np.random.default_rng(child))
+        eps = simulate(tables, policy, count, rng)
         states = obs_to_states(tables.layout, eps.obs.reshape(-1, eps.obs.shape[-1])).reshape(eps.actions.shape)
         probs = policy.state_probs(states, eps.steps)
         propensities = np.take_along_axis(probs, eps.actions[..., None], axis=-1)[..., 0]
-        parts.append(episodes_to_dataset(eps, propensities, next_id, N_ACTIONS))
-        next_id += count
-    return concat(parts, _provenance("SafeGrid-v0", tables.layout.to_dict(), regime, components, counts, seed))
+        return episodes_to_dataset(eps, propensities, first_id, N_ACTIONS)
+
+    layout = tables.layout.to_dict()
+    return _log_regime("SafeGrid-v0", layout, REGIMES, "dataset", regime, n_episodes, seed, log)
 
 
 def collect_gym(
@@ -125,22 +118,41 @@ def collect_nav(layout: NavLayout, regime: str, n_episodes: int, seed: int) -> D
     """Log ``n_episodes`` SafeNav episodes of the named behaviour ``regime`` (see ``NAV_REGIMES``), seeded by
     ``seed`` as :func:`collect` is. Continuous actions; the propensity column holds the behaviour's density
     at the logged action (with respect to area on the action box)."""
-    if regime not in NAV_REGIMES:
-        raise ValueError(f"unknown SafeNav regime {regime!r}; choose one of {sorted(NAV_REGIMES)}")
+    box = ((-1.0,) * ACTION_DIM, (1.0,) * ACTION_DIM)
+
+    def log(comp: NavComponent, count: int, rng: np.random.Generator, first_id: int) -> Dataset:
+        eps, log_density = simulate_nav(layout, comp.policy(layout), count, rng)
+        return episodes_to_dataset(eps, np.exp(log_density), first_id, 0, action_bounds=box)
+
+    return _log_regime("SafeNav-v0", layout.to_dict(), NAV_REGIMES, "SafeNav", regime, n_episodes, seed, log)
+
+
+def _log_regime(
+    environment: str,
+    layout: dict[str, Any],
+    regimes: Mapping[str, tuple[Any, ...]],
+    what: str,
+    regime: str,
+    n_episodes: int,
+    seed: int,
+    log: Callable[[Any, int, np.random.Generator, int], Dataset],
+) -> Dataset:
+    """A regime's episodes split among its components, each component logged by ``log(component, count, rng,
+    first episode id)`` with its own child of ``SeedSequence(seed)``, then joined with their provenance."""
+    if regime not in regimes:
+        raise ValueError(f"unknown {what} regime {regime!r}; choose one of {sorted(regimes)}")
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
-    components = NAV_REGIMES[regime]
+    components = regimes[regime]
     counts = split_counts(components, n_episodes)
     children = np.random.SeedSequence(seed).spawn(len(components))
-    box = ((-1.0,) * ACTION_DIM, (1.0,) * ACTION_DIM)
     parts, next_id = [], 0
     for comp, count, child in zip(components, counts, children, strict=True):
         if count == 0:
             continue
-        eps, log_density = simulate_nav(layout, comp.policy(layout), count, np.random.default_rng(child))
-        parts.append(episodes_to_dataset(eps, np.exp(log_density), next_id, 0, action_bounds=box))
+        parts.append(log(comp, count, np.random.default_rng(child), next_id))
         next_id += count
-    return concat(parts, _provenance("SafeNav-v0", layout.to_dict(), regime, components, counts, seed))
+    return concat(parts, _provenance(environment, layout, regime, components, counts, seed))
 
 
 def _provenance(
