@@ -143,3 +143,29 @@ def test_two_fitting_threads_give_the_same_weights(grid_logs, monkeypatch):
         weights.append([p.detach().numpy().copy() for p in model.transition.parameters()])
     for one, two in zip(*weights, strict=True):
         np.testing.assert_array_equal(one, two)
+
+
+def test_rollouts_run_for_a_given_horizon(grid_model, grid_logs):
+    starts = grid_logs.observations[grid_logs.episode_starts[:10]]
+    loop = grid_model.rollout(lambda o: np.full(len(o), 3), starts, np.random.default_rng(0), horizon=200)
+    # walking into the wall never ends an episode: every episode runs the given horizon, past the logged one
+    assert grid_model.horizon < 200 and (loop.lengths == 200).mean() > 0.9
+
+
+def test_one_step_lists_each_members_outcomes(grid_model, tables):
+    obs = np.array([[7.0, 7.0], [0.0, 0.0]], dtype=np.float32)
+    out = grid_model.one_step(obs, np.array([0, 3]))
+    total = np.zeros((grid_model.n_members, 2))
+    np.add.at(total, (slice(None), out.row), out.prob)
+    np.testing.assert_allclose(total, 1.0)  # each row's outcomes are a distribution in every member
+    # the outcomes are the row's observation plus a logged change, clipped to the logged map
+    for e in range(len(out.row)):
+        change = out.next_obs[e] - obs[out.row[e]]
+        assert np.abs(change).sum() <= 1 and out.next_obs[e].min() >= 0
+    # 'down' from (7, 7): (7, 8) most likely; x-1 from (0, 0) stays in the corner (the wall)
+    best = [out.next_obs[out.row == r][out.prob.mean(axis=0)[out.row == r].argmax()].tolist() for r in (0, 1)]
+    assert best == [[7.0, 8.0], [0.0, 0.0]]
+    assert out.cost.shape == out.prob.shape and (out.termination >= 0).all() and (out.termination <= 1).all()
+    gaussian = WorldModel({**grid_model.meta, "kind": "gaussian"}, grid_model.transition, grid_model.outcome)
+    with pytest.raises(WorldModelError, match="Gaussian"):
+        gaussian.one_step(obs, np.array([0, 3]))

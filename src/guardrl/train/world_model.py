@@ -184,6 +184,35 @@ class WorldModel:
         mean = pred["mean"] / np.asarray(self.meta["obs_std"])
         return mean.std(axis=0).max(axis=-1)
 
+    @torch.no_grad()
+    def one_step(self, obs: NDArray[np.floating], actions: NDArray[np.integer], min_prob: float = 1e-3) -> OneStep:
+        """Every member's distribution of the next observation for each (observation, action), with the
+        expected reward, the cost probability and the termination probability of each outcome.
+
+        Class kinds only (a Gaussian next observation has no list of outcomes). Outcomes below ``min_prob`` in
+        every member are dropped and each row's remaining mass is renormalized (with at most 64 classes, a row
+        keeps at least its likeliest one)."""
+        if self.kind == "gaussian":
+            raise WorldModelError("one_step: the world model predicts a Gaussian change, not a list of outcomes")
+        with one_thread():
+            o, a = self._batch(obs, actions)
+            probs = torch.softmax(self.transition(self._inputs(o, a)), dim=-1).numpy().astype(np.float64)
+            row, cls = np.nonzero((probs >= min_prob).any(axis=0))
+            d = self.obs_dim
+            base = torch.as_tensor(np.asarray(obs, dtype=np.float32)[row])
+            classes = self._t("classes").reshape(-1, d)[torch.as_tensor(cls)]
+            nxt = self.clip(base + classes) if self.kind == "delta" else classes
+            p = probs[:, row, cls]
+            total = np.zeros((len(obs), self.n_members))
+            np.add.at(total, row, p.T)
+            total = total.T
+            p = p / total[:, row]
+            out = self.predict_outcome(np.asarray(base.numpy()), np.asarray(actions)[row], nxt.numpy())
+        return OneStep(
+            row=row.astype(np.int64), next_obs=nxt.numpy(), prob=p, reward=out["reward"], cost=out["cost"],
+            termination=out["termination"],
+        )  # fmt: skip
+
     def _batch(self, obs: NDArray[np.floating], actions: NDArray[np.integer]) -> tuple[torch.Tensor, torch.Tensor]:
         o = torch.tensor(np.asarray(obs, dtype=np.float32)).expand(self.n_members, -1, -1)
         a = torch.tensor(np.asarray(actions, dtype=np.int64)).expand(self.n_members, -1)
@@ -197,13 +226,15 @@ class WorldModel:
         starts: NDArray[np.floating],
         rng: np.random.Generator,
         unknown: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
+        horizon: int | None = None,
     ) -> ModelRollouts:
-        """Roll ``policy`` out from each start observation in every member's model, up to the logged horizon.
+        """Roll ``policy`` out from each start observation in every member's model, for ``horizon`` steps (unset:
+        the longest logged episode).
 
         Each member simulates every start with its own dynamics; all members and episodes step at once.
         ``unknown(obs, actions)`` marks pairs the logs do not support; an episode that takes one is flagged."""
         with one_thread(), torch.no_grad():
-            return self._rollout(policy, starts, rng, unknown)
+            return self._rollout(policy, starts, rng, unknown, self.horizon if horizon is None else horizon)
 
     def _rollout(
         self,
@@ -211,6 +242,7 @@ class WorldModel:
         starts: NDArray[np.floating],
         rng: np.random.Generator,
         unknown: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None,
+        horizon: int,
     ) -> ModelRollouts:
         m, n, d = self.n_members, len(starts), self.obs_dim
         obs = torch.tensor(np.asarray(starts, dtype=np.float32)).expand(m, n, d).clone()
@@ -219,7 +251,7 @@ class WorldModel:
         lengths = np.zeros((m, n), dtype=np.int64)
         hit_unknown = np.zeros((m, n), dtype=bool)
         classes = self._t("classes").reshape(-1, d) if self.kind != "gaussian" else None
-        for _ in range(self.horizon):
+        for _ in range(horizon):
             if not alive.any():
                 break
             flat = obs.reshape(m * n, d).numpy()
@@ -238,9 +270,11 @@ class WorldModel:
             res = self.outcome(self._outcome_inputs(obs, a, nxt))
             reward = self._sample_reward(res, rng)
             res = res.numpy().astype(np.float64)
-            u = rng.uniform(size=(2, m, n))
-            cost = u[0] < 1.0 / (1.0 + np.exp(-res[..., 0]))
-            done = u[1] < 1.0 / (1.0 + np.exp(-res[..., 1]))
+            # one uniform for both: a cost and an ending as likely as each other come together (entering a hazard
+            # ends the episode), where independent draws let a hazard's cost recur in an episode that went on
+            u = rng.uniform(size=(m, n))
+            cost = u < 1.0 / (1.0 + np.exp(-res[..., 0]))
+            done = u < 1.0 / (1.0 + np.exp(-res[..., 1]))
             returns += np.where(alive, reward, 0.0)
             costs += np.where(alive, cost, 0.0)
             lengths += alive
@@ -303,6 +337,20 @@ def _draw(logits: torch.Tensor, rng: np.random.Generator) -> NDArray[np.int64]:
     """One class per row of ``logits`` (..., K), drawn by guardrl's one categorical sampler."""
     probs = torch.softmax(logits, dim=-1).numpy().astype(np.float64)
     return sample_actions(probs.reshape(-1, probs.shape[-1]), rng).reshape(probs.shape[:-1])
+
+
+@dataclass(frozen=True)
+class OneStep:
+    """One-step outcomes of (observation, action) rows: entry ``e`` is a possible next observation of row
+    ``row[e]``; the per-member arrays have the members on their first axis."""
+
+    row: NDArray[np.int64]
+    next_obs: NDArray[np.float32]
+    prob: NDArray[np.float64]
+    """(members, entries): each member's probability of the outcome (a row's entries sum to 1)."""
+    reward: NDArray[np.float64]
+    cost: NDArray[np.float64]
+    termination: NDArray[np.float64]
 
 
 @dataclass(frozen=True)
