@@ -29,7 +29,7 @@ class _RecordingModel:
     def __init__(self):
         self.actions = None
 
-    def rollout(self, policy, starts, rng, unknown=None):
+    def rollout(self, policy, starts, rng, unknown=None, horizon=None):
         from guardrl.train.world_model import ModelRollouts
 
         actions = np.asarray(policy(np.asarray(starts, dtype=np.float32)))
@@ -62,3 +62,35 @@ def test_a_stochastic_target_is_rolled_out_with_its_own_draws():
     greedy = TargetPolicy("zero", lambda o: np.zeros(len(o), np.int64))
     model_estimates(model, ds, greedy, cfg)
     assert model.actions.max() == 0
+
+
+def test_model_pessimistic_trusts_an_unlogged_pair_only_where_the_model_has_seen_every_outcome(tables):
+    from guardrl.data import collect
+    from guardrl.evaluate.model_ope import untrusted_pairs
+    from guardrl.train.config import WorldModelConfig
+    from guardrl.train.world_model import fit_world_model
+
+    ds = collect(tables, "safe", 120, 5)
+    model = fit_world_model(ds, WorldModelConfig(n_members=3, steps=600, hidden_units=(64, 64)))
+    seen = {tuple(o) for o in np.concatenate([ds.observations, ds.next_observations]).tolist()}
+
+    def neighbours_seen(x, y):
+        cells = [(min(max(x + dx, 0), 14), min(max(y + dy, 0), 14)) for dx, dy in ((0, 1), (1, 0), (0, -1), (-1, 0))]
+        return all((float(a), float(b)) in seen for a, b in cells)
+
+    inside = next(c for c in sorted(seen) if neighbours_seen(int(c[0]), int(c[1])))
+    edge = next(c for c in sorted(seen) if not neighbours_seen(int(c[0]), int(c[1])))
+    obs = np.array([inside, edge], dtype=np.float32)
+    actions = np.array([0, 0])
+    everything = lambda o, a: np.ones(len(o), dtype=bool)  # noqa: E731 (every pair unlogged)
+    lenient, rule = untrusted_pairs(model, ds, everything, 1.0, exact=True)
+    # slips reach every neighbour: the cell whose neighbours were all logged is vouched for, the other is not
+    assert lenient(obs, actions).tolist() == [False, True]
+    assert "members agree" in rule
+    strict, _ = untrusted_pairs(model, ds, everything, 0.0, exact=True)  # members never agree exactly
+    assert strict(obs, actions).tolist() == [True, True]
+    logged = lambda o, a: np.zeros(len(o), dtype=bool)  # noqa: E731 (every pair logged)
+    assert untrusted_pairs(model, ds, logged, 1.0, exact=True)[0](obs, actions).tolist() == [False, False]
+    for off in ({"max_disagreement": None, "exact": True}, {"max_disagreement": 1.0, "exact": False}):
+        halt, text = untrusted_pairs(model, ds, everything, **off)
+        assert halt is everything and text == "every (state, action) pair the logs never contain"

@@ -8,7 +8,12 @@ dynamics lie within the ensemble's spread.
 
 ``model_pessimistic`` (cost only) drops that assumption where the logs are silent: an episode that takes an
 action never logged in that state (the audit's state index) counts as a hazard event, whatever the model
-predicts there (as MOReL halts on unknown pairs). It assumes only that the model is right on logged pairs.
+predicts there (as MOReL halts on unknown pairs), unless the model can vouch for the pair
+(:func:`untrusted_pairs`): its members agree on the outcome and every outcome they predict is an observation the
+logs contain, so the model has seen what lies there (a hazard entered in the logs is a logged next observation
+with its cost; a cell nobody reached is not, and counts). It assumes the model is right on logged pairs and on
+those vouched-for ones. Halting on every unlogged pair made the exact optimum fail on most logs of the OPE
+suite: its route takes moves the logging controller never made, next to cells it visited all the time.
 (Counting pairs logged fewer than ``audit.k`` times as well flagged 99.96% of a near-optimal policy's model
 episodes on the default logs: its route crosses cells the controller reached only through its noise.)
 """
@@ -27,6 +32,47 @@ from guardrl.evaluate.metrics import Estimate, wilson_interval
 from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.evaluate.target import TargetPolicy
 from guardrl.train.world_model import WorldModel
+
+Pairs = Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]]
+
+
+def untrusted_pairs(
+    model: WorldModel, ds: Dataset, unlogged: Pairs, max_disagreement: float | None, exact: bool
+) -> tuple[Pairs, str]:
+    """Which (observation, action) pairs ``model_pessimistic`` counts as hazard events, and the rule in words.
+
+    ``unlogged``: the pairs the logs never contain. Of those, a pair is trusted when the members' disagreement is
+    at most ``max_disagreement`` and every outcome they predict (probability at least 0.001 in some member) is an
+    observation the logs contain; ``exact``: observations are matched as exact rows (the audit's index is exact),
+    without which, or with a Gaussian model or ``max_disagreement`` None, no unlogged pair is trusted."""
+    if max_disagreement is None or not exact or model.kind == "gaussian":
+        return unlogged, "every (state, action) pair the logs never contain"
+    seen = np.unique(np.concatenate([ds.observations, ds.next_observations]).astype(np.float32), axis=0)
+    view = seen.view([("", seen.dtype)] * seen.shape[1]).ravel()
+
+    def is_seen(obs: NDArray[np.float32]) -> NDArray[np.bool_]:
+        q = np.ascontiguousarray(obs, dtype=np.float32).view([("", np.float32)] * obs.shape[1]).ravel()
+        pos = np.minimum(np.searchsorted(view, q), len(view) - 1)
+        return np.asarray(view[pos] == q)
+
+    def untrusted(obs: NDArray[np.float32], actions: NDArray[np.int64]) -> NDArray[np.bool_]:
+        out = np.asarray(unlogged(obs, actions), dtype=bool).copy()
+        rows = np.flatnonzero(out)
+        if len(rows) == 0:
+            return out
+        o, a = obs[rows], actions[rows]
+        agree = model.disagreement(o, a) <= max_disagreement
+        step = model.one_step(o, a)
+        off_map = np.zeros(len(rows), dtype=bool)
+        np.logical_or.at(off_map, step.row, ~is_seen(step.next_obs))
+        out[rows] = ~agree | off_map
+        return out
+
+    rule = (
+        f"every (state, action) pair the logs never contain, unless the model's members agree on it (disagreement "
+        f"<= {max_disagreement}) and all its predicted outcomes are logged observations"
+    )
+    return untrusted, rule
 
 
 def member_interval(values: NDArray[np.float64], confidence: float, binary: bool = False) -> Estimate:
@@ -50,9 +96,11 @@ def model_estimates(
     ds: Dataset,
     target: TargetPolicy,
     cfg: OPEConfig,
-    unlogged: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
+    unlogged: Pairs | None = None,
+    horizon: int | None = None,
 ) -> dict[str, Any]:
-    """``{"return": {"model": ...}, "cost": {"model": ..., "model_pessimistic": ...}, "model": details}``."""
+    """``{"return": {"model": ...}, "cost": {"model": ..., "model_pessimistic": ...}, "model": details}``;
+    episodes run for ``horizon`` steps (unset: the model's, the longest logged episode)."""
     rng = np.random.default_rng([cfg.seed, 2])
     starts = ds.observations[ds.episode_starts]
     picks = starts[rng.integers(0, len(starts), size=cfg.model_episodes)]
@@ -61,7 +109,7 @@ def model_estimates(
     def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
         return target.act(obs, act_rng, ds.n_actions)
 
-    roll = model.rollout(act, picks, rng, unknown=unlogged)
+    roll = model.rollout(act, picks, rng, unknown=unlogged, horizon=horizon)
     binary = bool(np.isin(roll.costs, (0.0, 1.0)).all())
     cost = member_interval(roll.costs, cfg.confidence, binary)
     out: dict[str, Any] = {

@@ -25,12 +25,22 @@ class OPEConfig:
     """Discount of the estimated value; 1 matches the undiscounted rollout metrics."""
     cost: bool = True
     """Also estimate expected cost (hazard events) per episode; with FQE/DR that is a second FQE per policy."""
+    horizon: int | None = None
+    """The episode step limit the estimates are for (the tabular FQE's backups and the world model's rollouts).
+    Unset: the longest truncated logged episode when the logs record truncations (the time limit they show),
+    else the longest logged episode. Logs in which every episode ends before the limit cannot show it: there a
+    policy slower than the logger's would be judged on too few steps, so set it to the deployment's limit."""
     fqe_function_class: Literal["auto", "tabular", "network"] = "auto"
     """``tabular``: FQE over the audit's state index (exact rows or quantile bins), solved exactly, with
     intervals from bootstrap refits (:mod:`guardrl.evaluate.fqe_tabular`); ``network``: d3rlpy's ``DiscreteFQE``
     trained by gradient steps (the ``fqe_*`` settings below), its interval over start states only; ``auto``:
     tabular when the index has at most ``fqe_max_states`` states, else network."""
     fqe_max_states: int = 5000
+    fqe_unlogged: Literal["model", "logged_average"] = "model"
+    """How the tabular FQE values a (state, action) pair the logs (or a refit's resample) lack. ``model``: backed
+    up through the run's world model (its predicted next states, reward, cost and ending), where the run has one
+    that lists outcomes and the index holds exact rows; otherwise, and with ``logged_average``, as the logged
+    actions in that state are worth on average. ``ope.json`` says which was used."""
     fqe_refits: int = 200
     """Bootstrap refits (episodes resampled) behind the tabular FQE's interval."""
     fqe_steps: int = 800
@@ -53,6 +63,13 @@ class OPEConfig:
     fqe_workers: int = 2
     """A policy's return and cost FQEs run in forked processes, this many at once (1: in this process, one after
     the other). Each fit seeds its own randomness, so the estimates do not depend on this."""
+    model_trust_disagreement: float | None = 0.1
+    """Which unlogged (state, action) pairs ``model_pessimistic`` counts as hazards. A pair the logs never
+    contain is trusted to the model when its members agree on the outcome (total-variation disagreement at most
+    this) and every outcome they predict lands on an observation the logs contain (as an observation or a next
+    one), so that the model has seen what is there; every other unlogged pair counts as a hazard event. ``null``:
+    every unlogged pair does (MOReL's halt on every unknown pair). Needs an exact state index and a world model
+    that lists outcomes; otherwise every unlogged pair counts."""
     model_episodes: int = 2000
     """Episodes simulated per ensemble member for the model estimator, from logged start observations. Its
     interval is the widest member's, so Monte Carlo error alone can reach a 1% limit: with 1,000 episodes a
@@ -67,6 +84,10 @@ class OPEConfig:
     estimate with the truth from rollouts (SafeGrid only)."""
 
     def __post_init__(self) -> None:
+        if self.model_trust_disagreement is not None and not 0.0 <= self.model_trust_disagreement <= 1.0:
+            raise ValueError(f"ope.model_trust_disagreement must lie in [0, 1], got {self.model_trust_disagreement}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"ope.horizon must be >= 1, got {self.horizon}")
         if self.fqe_refits < 10 or self.fqe_max_states < 1:
             raise ValueError("ope.fqe_refits must be >= 10 and ope.fqe_max_states >= 1")
         if not 0.0 <= self.epsilon < 1.0:

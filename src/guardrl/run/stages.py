@@ -380,6 +380,11 @@ def ope_estimates(
         ds = replace(ds, propensities=probs[np.arange(len(ds)), ds.actions])
         propensities = "estimated from the logged action counts per state (the logs carry no propensities)"
     world_model = ctx.world_model if "model" in cfg.ope.chosen else None
+    fill_model = ctx.world_model if cfg.needs_world_model and cfg.ope.fqe_unlogged == "model" else None
+    horizon = None
+    if cfg.ope.horizon is None and not ctx.logs_only:  # a run with an environment knows its step limit
+        limit = ctx.tables.layout.max_steps if ctx.is_safegrid else ctx.simulator.max_steps
+        horizon = (int(limit), "the environment's step limit")
     estimates = {}
     with make_progress(show_progress) as progress:
         task = progress.add_task("ope", total=len(targets))
@@ -388,6 +393,7 @@ def ope_estimates(
             estimates[name] = evaluate_policy(
                 ds, target, cfg.ope, low, high, grid_size=ctx.grid_size, world_model=world_model,
                 unlogged=lambda obs, act: support.action_counts(obs, act) == 0, index=support.index,
+                fill_model=fill_model, horizon=horizon,
             )  # fmt: skip
             progress.advance(task)
     return estimates, propensities
