@@ -144,6 +144,13 @@ def test_logs_only_hazard_uses_the_pessimistic_model_bound_and_the_worst_point()
     assert reasons(decide(logs_only(dr_high), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "PASS"
     many = dataclasses.replace(logs_only(dr_high), ope=OPEEvidence(logs_only(dr_high).ope.estimates, 50.0))
     assert reasons(decide(many, BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "FAIL"
+    # ... and only when it estimates the policy itself, not its softened version
+    softened = dataclasses.replace(many, ope=dataclasses.replace(many.ope, softened=True))
+    assert reasons(decide(softened, BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "PASS"
+    entry = {"estimates": {"cost": {"dr": {"mean": 0.02, "low": 0.0, "high": 0.05}}}, "weights": {"ess_episodes": 50}}
+    assert OPEEvidence.from_dict({**entry, "epsilon": 0.05}).softened
+    assert not OPEEvidence.from_dict({**entry, "epsilon": None}).softened  # a stochastic target
+    assert not OPEEvidence.from_dict({**entry, "epsilon": 0.0}).softened
     # the model bound reaching the limit cautions
     reach = {**tight, "model_pessimistic": ci(0.006, 0.002, 0.015)}
     assert reasons(decide(logs_only(reach), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "CAUTION"
