@@ -230,7 +230,7 @@ def import_cmd(
     file: Annotated[Path, typer.Argument(help="The log file (for --format minari: the dataset id).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (guardrl format).")],
     n_actions: Annotated[
-        int | None, typer.Option(help="Number of discrete actions; actions must lie in [0, n). Not for d4rl.")
+        int | None, typer.Option(help="Discrete actions: their number; actions must lie in [0, n).")
     ] = None,
     fmt: Annotated[
         LogFormat | None,
@@ -241,8 +241,12 @@ def import_cmd(
             "default: by extension.",
         ),
     ] = None,
-    action_low: Annotated[float, typer.Option(help="d4rl: the action box's lower bound (every dimension).")] = -1.0,
-    action_high: Annotated[float, typer.Option(help="d4rl: the action box's upper bound (every dimension).")] = 1.0,
+    action_low: Annotated[
+        float, typer.Option(help="Continuous actions (d4rl; csv/parquet action_0.. columns): the box's lower bound.")
+    ] = -1.0,
+    action_high: Annotated[
+        float, typer.Option(help="Continuous actions (d4rl; csv/parquet action_0.. columns): the box's upper bound.")
+    ] = 1.0,
     minari_root: Annotated[
         Path | None, typer.Option(help="Local Minari datasets folder (default: Minari's own).")
     ] = None,

@@ -1,5 +1,6 @@
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 from guardrl.data.collect import collect_nav
@@ -126,8 +127,70 @@ def test_the_cli_imports_and_exports_d4rl_and_refuses_to_lose_continuous_actions
     assert not (tmp_path / "d3.h5").exists()
     res = runner.invoke(app, ["export", str(tmp_path / "ds"), "--out", str(tmp_path / "again.hdf5"), "-f", "d4rl"])
     assert res.exit_code == 0 and import_d4rl(tmp_path / "again.hdf5").content_hash() == nav_logs.content_hash()
-    res = runner.invoke(app, ["import", str(tmp_path / "nav.hdf5"), "-f", "csv", "--out", str(tmp_path / "y")])
+    res = runner.invoke(app, ["import", str(tmp_path / "nav.hdf5"), "-f", "hdf5", "--out", str(tmp_path / "y")])
     assert res.exit_code == 2 and "needs --n-actions" in res.output
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_csv_and_parquet_round_trip_continuous_actions_and_their_densities(nav_logs, tmp_path, fmt):
+    from guardrl.data.dataset import ARRAY_FIELDS
+    from guardrl.data.importer import export_log, import_log
+
+    path = export_log(nav_logs, tmp_path / f"nav.{fmt}", fmt)
+    header = pd.read_parquet(path).columns if fmt == "parquet" else pd.read_csv(path, nrows=1).columns
+    assert {"action_0", "action_1"} <= set(header) and "action" not in header
+    assert (nav_logs.propensities > 1).any()  # densities, not probabilities: above 1 is fine
+    back = import_log(path, fmt, None, action_bounds=(-1.0, 1.0), chunk_rows=501, csv_block_bytes=1 << 14)
+    assert back.action_bounds == nav_logs.action_bounds and back.n_actions == 0
+    for name in ARRAY_FIELDS:
+        assert np.array_equal(getattr(back, name), getattr(nav_logs, name), equal_nan=True), name
+
+
+def test_continuous_csv_errors_name_the_row_and_column_and_write_nothing(nav_logs, tmp_path):
+    from typer.testing import CliRunner
+
+    from guardrl.cli import app
+    from guardrl.data.importer import ImportValidationError, export_log, import_log
+
+    path = export_log(nav_logs, tmp_path / "nav.csv", "csv")
+    df = pd.read_csv(path)
+    df.loc[6, "action_1"] = 1.5  # data row 7 (CSV line 8)
+    df.to_csv(path, index=False)
+    ep, st = int(df.loc[6, "episode_id"]), int(df.loc[6, "step"])
+    res = CliRunner().invoke(app, ["import", str(path), "--out", str(tmp_path / "ds")])
+    assert res.exit_code == 2, res.output
+    assert (f"row 7 (line 8, episode {ep}, step {st}), column 'action_1': action outside its bounds [-1, 1]"
+            in " ".join(res.output.split()))  # fmt: skip
+    assert not (tmp_path / "ds").exists()
+    # a discrete action count for continuous columns is a mistake, not a hint
+    with pytest.raises(ImportValidationError, match=r"the actions are continuous .* drop --n-actions"):
+        import_log(path, "csv", 4)
+    df.loc[6, "action_1"] = 0.5
+    df.loc[3, "propensity"] = 0.0
+    df.to_csv(path, index=False)
+    with pytest.raises(ImportValidationError, match=r"row 4 .*column 'propensity': .*density.* > 0"):
+        import_log(path, "csv", None, action_bounds=(-1.0, 1.0))
+    df.loc[3, "propensity"] = 0.5
+    df.drop(columns="action_1").to_csv(path, index=False)  # one column left: a box of two does not fit
+    with pytest.raises(ImportValidationError, match=r"do not fit 1 action column"):
+        import_log(path, "csv", None, action_bounds=([-1.0, -1.0], [1.0, 1.0]))
+    df.rename(columns={"action_1": "action_2"}).to_csv(path, index=False)
+    with pytest.raises(ImportValidationError, match=r"numbered from 0 without gaps, got \['action_0', 'action_2'\]"):
+        import_log(path, "csv", None, action_bounds=(-1.0, 1.0))
+
+
+def test_a_list_column_of_continuous_actions_imports_and_a_bound_value_stays_inside_the_box(nav_logs, tmp_path):
+    from guardrl.data.importer import export_log, import_log
+
+    df = pd.read_parquet(export_log(nav_logs, tmp_path / "nav.parquet", "parquet"))
+    actions = np.clip(df[["action_0", "action_1"]].to_numpy(np.float64), -0.1, 0.1)
+    actions[0] = [-0.1, 0.1]  # on the bounds below, which float32 cannot hold exactly
+    df = df.drop(columns=["action_0", "action_1"]).assign(action=[list(a) for a in actions])
+    df.to_parquet(tmp_path / "list.parquet", index=False)
+    ds = import_log(tmp_path / "list.parquet", "parquet", None, action_bounds=(-0.1, 0.1))
+    assert ds.actions.shape == (len(nav_logs), 2) and ds.actions.dtype == np.float32
+    assert -0.1 <= float(ds.actions[0, 0]) and float(ds.actions[0, 1]) <= 0.1
+    assert np.allclose(ds.actions[0], [-0.1, 0.1])
 
 
 def test_continuous_support_accepts_logged_pairs_and_refuses_far_actions():

@@ -9,7 +9,7 @@ from guardrl.data.dataset import Dataset
 from guardrl.data.importer import ImportValidationError, LogSchema, format_from_extension
 
 FORMATS = ("csv", "parquet", "hdf5", "d4rl", "minari")
-CONTINUOUS_FORMATS = ("d4rl",)
+CONTINUOUS_FORMATS = ("d4rl", "csv", "parquet")
 """The formats that hold continuous actions so far."""
 
 
@@ -24,7 +24,8 @@ class ImportOptions:
     allow_negative_costs: bool = False
     minari_root: Path | None = None
     action_bounds: tuple[float, float] = (-1.0, 1.0)
-    """d4rl: the action box (low, high), the same for every dimension."""
+    """Continuous actions (d4rl, or csv/parquet with ``action_<j>`` columns): the box (low, high), the same for
+    every dimension."""
 
 
 def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
@@ -34,6 +35,13 @@ def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
         from guardrl.data.d4rl import import_d4rl
 
         return import_d4rl(Path(source), *options.action_bounds)
+    if fmt in ("csv", "parquet"):
+        from guardrl.data.importer import import_log
+
+        return import_log(
+            Path(source), fmt, options.n_actions, options.schema, unended_as_truncated=options.unended_as_truncated,
+            allow_negative_costs=options.allow_negative_costs, action_bounds=options.action_bounds,
+        )  # fmt: skip
     if options.n_actions is None:
         raise ImportValidationError(f"{source}: a {fmt} log needs --n-actions (its number of discrete actions)")
     if fmt == "hdf5":
@@ -49,14 +57,7 @@ def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
                 f"{source}: the Minari action space has {ds.n_actions} actions, --n-actions {options.n_actions}"
             )
         return ds
-    if fmt not in FORMATS:
-        raise ImportValidationError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
-    from guardrl.data.importer import import_log
-
-    return import_log(
-        Path(source), fmt, options.n_actions, options.schema, unended_as_truncated=options.unended_as_truncated,
-        allow_negative_costs=options.allow_negative_costs,
-    )  # fmt: skip
+    raise ImportValidationError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
 
 
 def write_log(ds: Dataset, target: str | Path, fmt: str, minari_root: Path | None = None) -> None:

@@ -8,12 +8,14 @@ column (default name) meaning
 ``episode_id``        integer episode id
 ``step``              0-based step within the episode: 0, 1, 2, ... without gaps or repeats
 observation           ``obs_0 .. obs_{d-1}`` (numeric columns sharing ``obs_prefix``), or one list column
-``action``            integer in ``[0, n_actions)``
+``action``            integer in ``[0, n_actions)``; continuous actions: ``action_0 .. action_{k-1}`` (numeric
+                      columns sharing ``action_prefix``) or one list column ``action``, each inside the box
 ``reward``            finite number
 ``terminated``        true on the last row of an episode that ended in the task (goal, crash, ...)
 ``truncated``         true on the last row of an episode cut off by a time limit; never both flags on one row
 ``cost`` (optional)   safety cost of the step (e.g. 1.0 on a hazard), >= 0; 0 when the column is absent
-``propensity`` (opt.) behaviour probability of the logged action, in (0, 1]; NaN (unknown) when absent or empty
+``propensity`` (opt.) behaviour probability of the logged action, in (0, 1] (continuous actions: its density,
+                      finite and > 0); NaN (unknown) when absent or empty
 ``success`` (opt.)    true where the task succeeded; false when absent
 ====================  =========================================================================================
 
@@ -84,6 +86,8 @@ class LogSchema:
     """Observation feature columns are ``<prefix>0``, ``<prefix>1``, ... (numbered from 0)."""
     obs_column: str = "obs"
     """Used instead when there are no prefixed columns: one list-valued observation column."""
+    action_prefix: str = "action_"
+    """Continuous action columns are ``<prefix>0``, ``<prefix>1``, ... (or ``action`` as one list column)."""
     next_obs_prefix: str = "next_obs_"
     """Optional next-observation columns ``<prefix>0, ..`` (as ``guardrl export`` writes them). When present they
     give every transition's next observation, the last of an episode included; within an episode each must equal
@@ -139,7 +143,8 @@ def _float_columns(names: list[str], schema: LogSchema) -> list[str]:
     def numbered(name: str, prefix: str) -> bool:
         return name.startswith(prefix) and name[len(prefix) :].isdigit()
 
-    return [n for n in names if n in fixed or numbered(n, schema.obs_prefix) or numbered(n, schema.next_obs_prefix)]
+    prefixes = (schema.obs_prefix, schema.next_obs_prefix, schema.action_prefix)
+    return [n for n in names if n in fixed or any(numbered(n, p) for p in prefixes)]
 
 
 def _csv_value_problem(typ: pa.DataType, value: str) -> str | None:
@@ -211,19 +216,26 @@ def schema_from_mapping(items: list[str], schema: LogSchema | None = None) -> Lo
     return schema
 
 
+Bounds = tuple[tuple[float, ...], tuple[float, ...]]
+
+
 def import_log(
     path: Path,
     fmt: str,
-    n_actions: int,
+    n_actions: int | None,
     schema: LogSchema | None = None,
     unended_as_truncated: bool = False,
     chunk_rows: int = 1_000_000,
     allow_negative_costs: bool = False,
     csv_block_bytes: int = 1 << 24,
+    action_bounds: tuple[float | list[float], float | list[float]] | None = None,
 ) -> Dataset:
     """Read and validate a log file into a :class:`Dataset` (not yet saved).
 
-    ``chunk_rows`` sizes Parquet batches and ``csv_block_bytes`` CSV blocks; neither changes the result.
+    Discrete actions need ``n_actions``. A log whose actions are ``action_0 ..`` columns (or a list column) has
+    continuous actions: give ``action_bounds`` (low, high; a number for every dimension or one per dimension)
+    and no ``n_actions``. ``chunk_rows`` sizes Parquet batches and ``csv_block_bytes`` CSV blocks; neither
+    changes the result.
     """
     path = Path(path)
     schema = schema or LogSchema()
@@ -231,17 +243,18 @@ def import_log(
         raise ImportValidationError(f"{path}: unknown format {fmt!r}; choose one of {list(FORMATS)}")
     if not path.is_file():
         raise ImportValidationError(f"{path}: no such file")
-    if n_actions < 1:
+    if n_actions is not None and n_actions < 1:
         raise ImportValidationError(f"n_actions must be at least 1, got {n_actions}")
-    ctx = _Context(path, fmt, schema, n_actions, allow_negative_costs)
     parts: dict[str, list[np.ndarray]] = {}
     carry = _Carry(seen=set())
     obs_cols: list[str] | None = None
+    ctx = _Context(path, fmt, schema, n_actions or 0, allow_negative_costs)
     for batch in _read_batches(ctx, carry, chunk_rows, csv_block_bytes):
         if batch.num_rows == 0:
             continue
         if obs_cols is None:
             obs_cols = _obs_columns(path, batch.schema.names, schema)
+            ctx = _action_mode(ctx, batch, n_actions, action_bounds)
         chunk = _validate_chunk(ctx, batch, obs_cols, carry)
         for key, value in chunk.items():
             parts.setdefault(key, []).append(value)
@@ -257,7 +270,7 @@ def import_log(
         parts["truncated"][-1] = parts["truncated"][-1].copy()
         parts["truncated"][-1][-1] = True
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    return _to_dataset(arrays, n_actions, path, fmt)
+    return _to_dataset(arrays, ctx, path, fmt)
 
 
 @dataclass(frozen=True)
@@ -267,6 +280,10 @@ class _Context:
     schema: LogSchema
     n_actions: int
     allow_negative_costs: bool
+    action_cols: tuple[str, ...] = ()
+    """Continuous actions: their numbered columns, or ``(schema.action,)`` for one list column."""
+    bounds: Bounds | None = None
+    """Continuous actions: the box (low, high), one entry per dimension."""
 
     def row(self, row: int, episode: int | None = None, step: int | None = None) -> str:
         """``<file>: row R`` (1-based data row), with the CSV line (header = line 1), episode and step."""
@@ -308,11 +325,67 @@ def _read_batches(ctx: _Context, carry: _Carry, chunk_rows: int, csv_block_bytes
         raise ImportValidationError(f"{path}: cannot be read as csv: {_clip(str(exc), 200)}") from None
 
 
+def _numbered(names: list[str], prefix: str) -> list[str]:
+    return sorted((c for c in names if c.startswith(prefix) and c[len(prefix) :].isdigit()),
+                  key=lambda c: int(c[len(prefix) :]))  # fmt: skip
+
+
+def _action_mode(
+    ctx: _Context,
+    first: pa.RecordBatch,
+    n_actions: int | None,
+    bounds: tuple[float | list[float], float | list[float]] | None,
+) -> _Context:
+    """Discrete (an integer ``action`` column and ``n_actions``) or continuous (numbered ``action_<j>`` columns or
+    a list column, and a box), decided from the file's columns; a mismatch with the options is refused. A list
+    column's width is its first row's."""
+    path, schema, names = ctx.path, ctx.schema, first.schema.names
+    numbered = _numbered(names, schema.action_prefix)
+    as_list = schema.action in names and pa.types.is_list(first.schema.field(schema.action).type)
+    if not numbered and not as_list:
+        if schema.action not in names:
+            raise ImportValidationError(
+                f"{path}: missing column(s) ['{schema.action}' or {schema.action_prefix}0..]; columns present: {names}"
+            )
+        if n_actions is None:
+            raise ImportValidationError(f"{path}: a log with discrete actions ('{schema.action}') needs --n-actions")
+        return ctx
+    if numbered and schema.action in names:
+        raise ImportValidationError(
+            f"{path}: both '{schema.action}' and {numbered} are present; a log has one kind of action columns"
+        )
+    expected = [f"{schema.action_prefix}{j}" for j in range(len(numbered))]
+    if numbered != expected:
+        raise ImportValidationError(f"{path}: action columns must be numbered from 0 without gaps, got {numbered}")
+    if n_actions is not None:
+        raise ImportValidationError(
+            f"{path}: the actions are continuous ({numbered or [schema.action + ' (a list)']}); drop --n-actions "
+            "and give the box with --action-low/--action-high"
+        )
+    if bounds is None:
+        raise ImportValidationError(f"{path}: continuous actions need their box (--action-low/--action-high)")
+    if numbered:
+        width = len(numbered)
+    else:
+        head = first.column(first.schema.get_field_index(schema.action))[0].as_py()
+        width = len(head) if isinstance(head, list) else max(np.size(bounds[0]), np.size(bounds[1]))
+    if width < 1:
+        raise ImportValidationError(f"{path}: row 1, column '{schema.action}': an action needs at least one number")
+    try:
+        low = np.broadcast_to(np.asarray(bounds[0], dtype=np.float64), (width,))
+        high = np.broadcast_to(np.asarray(bounds[1], dtype=np.float64), (width,))
+    except ValueError:
+        raise ImportValidationError(f"{path}: action bounds {bounds} do not fit {width} action column(s)") from None
+    if not (np.isfinite(low).all() and np.isfinite(high).all() and (low < high).all()):
+        raise ImportValidationError(f"{path}: action bounds must be finite with low < high, got {bounds}")
+    box = (tuple(low.tolist()), tuple(high.tolist()))
+    return dataclasses.replace(ctx, action_cols=tuple(numbered) or (schema.action,), bounds=box)
+
+
 def _obs_columns(path: Path, names: list[str], schema: LogSchema) -> list[str]:
-    required = [schema.episode_id, schema.step, schema.action, schema.reward, schema.terminated, schema.truncated]
+    required = [schema.episode_id, schema.step, schema.reward, schema.terminated, schema.truncated]
     missing = [c for c in required if c not in names]
-    prefixed = sorted((c for c in names if c.startswith(schema.obs_prefix) and c[len(schema.obs_prefix) :].isdigit()),
-                      key=lambda c: int(c[len(schema.obs_prefix) :]))  # fmt: skip
+    prefixed = _numbered(names, schema.obs_prefix)
     if not prefixed and schema.obs_column not in names:
         missing.append(f"{schema.obs_prefix}0.. or {schema.obs_column}")
     if missing:
@@ -443,8 +516,11 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
     if present:
         next_obs = float32_columns(next_cols, "next observation")
 
-    actions = _numeric(ctx, batch, schema.action, row0, integer=True)
-    fail((actions < 0) | (actions >= n_actions), schema.action, f"action outside [0, {n_actions})")
+    if ctx.bounds is not None:
+        actions = _continuous_actions(ctx, batch, row0, fail)
+    else:
+        actions = _numeric(ctx, batch, schema.action, row0, integer=True)
+        fail((actions < 0) | (actions >= n_actions), schema.action, f"action outside [0, {n_actions})")
     rewards = _numeric(ctx, batch, schema.reward, row0)
     fail(~np.isfinite(rewards), schema.reward, "NaN or infinite reward")
     term = _flag(ctx, batch, schema.terminated, row0)
@@ -459,8 +535,12 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
         costs = np.zeros(len(ep))
     if schema.propensity in names:
         props = _numeric(ctx, batch, schema.propensity, row0)  # an empty cell is an unknown propensity (NaN)
-        fail((props <= 0) | (props > 1) | np.isinf(props), schema.propensity,
-             "propensity outside (0, 1]: a logged action must have had a positive probability")  # fmt: skip
+        if ctx.bounds is not None:  # a density: positive and finite, possibly above 1
+            fail((props <= 0) | np.isinf(props), schema.propensity,
+                 "propensity (the logged action's density) must be finite and > 0")  # fmt: skip
+        else:
+            fail((props <= 0) | (props > 1) | np.isinf(props), schema.propensity,
+                 "propensity outside (0, 1]: a logged action must have had a positive probability")  # fmt: skip
     else:
         props = np.full(len(ep), np.nan)
     success = _flag(ctx, batch, schema.success, row0) if schema.success in names else np.zeros(len(ep), bool)
@@ -517,7 +597,33 @@ def _validate_chunk(ctx: _Context, batch: pa.RecordBatch, obs_cols: list[str], c
     return out
 
 
-def _to_dataset(a: dict[str, np.ndarray], n_actions: int, path: Path, fmt: str) -> Dataset:
+def _continuous_actions(ctx: _Context, batch: pa.RecordBatch, row0: int, fail: Any) -> np.ndarray:
+    """The (rows, k) float32 actions, each finite and inside the box; errors name the row and column."""
+    assert ctx.bounds is not None
+    low, high = np.asarray(ctx.bounds[0]), np.asarray(ctx.bounds[1])
+    if ctx.action_cols == (ctx.schema.action,):  # one list column
+        col = ctx.schema.action
+        values = batch.column(batch.schema.get_field_index(col)).to_pylist()
+        widths = np.array([len(v) if isinstance(v, (list, tuple)) else -1 for v in values])
+        fail(widths != len(low), col, f"expected a list of {len(low)} numbers (the action box's width)")
+        try:
+            a64 = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ImportValidationError(f"{ctx.path}: column '{col}': action lists must hold numbers") from None
+        names = [f"{col}[{j}]" for j in range(len(low))]
+    else:
+        a64 = np.stack([_numeric(ctx, batch, c, row0) for c in ctx.action_cols], axis=1)
+        names = list(ctx.action_cols)
+    for j, c in enumerate(names):
+        fail(~np.isfinite(a64[:, j]), c, "NaN or infinite action")
+        fail((a64[:, j] < low[j]) | (a64[:, j] > high[j]), c, f"action outside its bounds [{low[j]:g}, {high[j]:g}]")
+    a32 = a64.astype(np.float32)
+    # a value on a bound that float32 cannot hold (-0.1) rounds outward; step it back inside the box
+    a32 = np.where(a32 < low, np.nextafter(a32, np.float32(np.inf)), a32)
+    return np.where(a32 > high, np.nextafter(a32, np.float32(-np.inf)), a32).astype(np.float32)
+
+
+def _to_dataset(a: dict[str, np.ndarray], ctx: _Context, path: Path, fmt: str) -> Dataset:
     n = len(a["episode_ids"])
     if "next_observations" in a:  # the log carries them: exact, the last rows included
         next_obs = a["next_observations"]
@@ -539,7 +645,8 @@ def _to_dataset(a: dict[str, np.ndarray], n_actions: int, path: Path, fmt: str) 
         successes=a["successes"],
         propensities=a["propensities"],
         next_observations=next_obs,
-        n_actions=n_actions,
+        n_actions=ctx.n_actions if ctx.bounds is None else 0,
+        action_bounds=ctx.bounds,
         provenance=provenance,
     )
 
@@ -553,7 +660,11 @@ def export_log(ds: Dataset, path: Path, fmt: str) -> Path:
     cols: dict[str, Any] = {"episode_id": ds.episode_ids, "step": ds.steps}
     for j in range(ds.obs_dim):
         cols[f"obs_{j}"] = ds.observations[:, j]
-    cols.update({"action": ds.actions, "reward": ds.rewards, "terminated": ds.terminations,
+    if ds.is_continuous:
+        cols.update({f"action_{j}": ds.actions[:, j] for j in range(ds.action_dim)})
+    else:
+        cols["action"] = ds.actions
+    cols.update({"reward": ds.rewards, "terminated": ds.terminations,
                  "truncated": ds.truncations, "cost": ds.costs, "propensity": ds.propensities,
                  "success": ds.successes})  # fmt: skip
     for j in range(ds.obs_dim):  # so that an episode's last next observation survives the round trip
