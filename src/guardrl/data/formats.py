@@ -9,7 +9,7 @@ from guardrl.data.dataset import Dataset
 from guardrl.data.importer import ImportValidationError, LogSchema, format_from_extension
 
 FORMATS = ("csv", "parquet", "hdf5", "d4rl", "minari")
-CONTINUOUS_FORMATS = ("d4rl", "csv", "parquet")
+CONTINUOUS_FORMATS = ("d4rl", "csv", "parquet", "minari")
 """The formats that hold continuous actions so far."""
 
 
@@ -42,22 +42,30 @@ def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
             Path(source), fmt, options.n_actions, options.schema, unended_as_truncated=options.unended_as_truncated,
             allow_negative_costs=options.allow_negative_costs, action_bounds=options.action_bounds,
         )  # fmt: skip
-    if options.n_actions is None:
-        raise ImportValidationError(f"{source}: a {fmt} log needs --n-actions (its number of discrete actions)")
-    if fmt == "hdf5":
-        from guardrl.data.hdf5 import import_hdf5
-
-        return import_hdf5(Path(source), options.n_actions)
     if fmt == "minari":
         from guardrl.data.minari_io import import_minari
 
         ds = import_minari(str(source), options.minari_root)
+        if ds.is_continuous:
+            if options.n_actions is not None:
+                raise ImportValidationError(
+                    f"{source}: the Minari action space is a Box (continuous actions); drop --n-actions"
+                )
+            return ds
+        if options.n_actions is None:
+            raise ImportValidationError(f"{source}: a {fmt} log needs --n-actions (its number of discrete actions)")
         if ds.n_actions != options.n_actions:
             raise ImportValidationError(
                 f"{source}: the Minari action space has {ds.n_actions} actions, --n-actions {options.n_actions}"
             )
         return ds
-    raise ImportValidationError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+    if fmt != "hdf5":
+        raise ImportValidationError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+    if options.n_actions is None:
+        raise ImportValidationError(f"{source}: a {fmt} log needs --n-actions (its number of discrete actions)")
+    from guardrl.data.hdf5 import import_hdf5
+
+    return import_hdf5(Path(source), options.n_actions)
 
 
 def write_log(ds: Dataset, target: str | Path, fmt: str, minari_root: Path | None = None) -> None:

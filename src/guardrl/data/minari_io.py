@@ -3,7 +3,8 @@
 Minari keeps ``observations`` with one more row than actions (the final observation) and per-step ``infos``
 whose first row belongs to the reset. guardrl writes its costs, propensities and success flags as the infos
 ``cost``, ``propensity`` and ``is_success`` (the reset row is 0 / NaN / false), so a round trip is exact.
-Observation spaces: a flat ``Box``, or ``Discrete`` (one-hot encoded on import). Minari is an optional extra:
+Observation spaces: a flat ``Box``, or ``Discrete`` (one-hot encoded on import). Action spaces: ``Discrete``, or
+a flat, bounded ``Box`` (continuous actions; each checked inside it). Minari is an optional extra:
 ``pip install "guardrl[minari]"``.
 """
 
@@ -83,7 +84,7 @@ def export_minari(ds: Dataset, dataset_id: str, root: Path | None = None, descri
         try:
             minari.create_dataset_from_buffers(
                 dataset_id, buffers, env=None, algorithm_name="guardrl export",
-                action_space=gym.spaces.Discrete(ds.n_actions),
+                action_space=_action_space(ds),
                 observation_space=gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32),
                 description=description or f"guardrl dataset ({ds.provenance.get('regime', 'imported')})",
                 data_format="hdf5",
@@ -93,8 +94,27 @@ def export_minari(ds: Dataset, dataset_id: str, root: Path | None = None, descri
     return dataset_id
 
 
+def _action_space(ds: Dataset) -> Any:
+    import gymnasium as gym
+
+    if ds.action_bounds is None:
+        return gym.spaces.Discrete(ds.n_actions)
+    low, high = (np.asarray(b, dtype=np.float32) for b in ds.action_bounds)
+    return gym.spaces.Box(low, high, dtype=np.float32)
+
+
+def _box_bounds(dataset_id: str, space: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+    if low.ndim != 1 or not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise MinariError(f"minari dataset {dataset_id!r}: action space {space} is not a flat, bounded Box")
+    return tuple(low.tolist()), tuple(high.tolist())
+
+
 def import_minari(dataset_id: str, root: Path | None = None) -> Dataset:
-    """Read a local Minari dataset with a ``Discrete`` action space into a :class:`Dataset`."""
+    """Read a local Minari dataset with a ``Discrete`` or flat bounded ``Box`` action space into a
+    :class:`Dataset`; a continuous action outside the box is refused naming its episode and step."""
+    from guardrl.data.dataset import check_continuous_actions
+
     minari = _minari()
     import gymnasium as gym
 
@@ -103,8 +123,13 @@ def import_minari(dataset_id: str, root: Path | None = None) -> Dataset:
             data = minari.load_dataset(dataset_id)
         except (FileNotFoundError, ValueError) as exc:
             raise MinariError(f"minari dataset {dataset_id!r}: {exc}") from None
-        if not isinstance(data.action_space, gym.spaces.Discrete):
-            raise MinariError(f"minari dataset {dataset_id!r}: action space {data.action_space} is not Discrete")
+        bounds = None
+        if isinstance(data.action_space, gym.spaces.Box):
+            bounds = _box_bounds(dataset_id, data.action_space)
+        elif not isinstance(data.action_space, gym.spaces.Discrete):
+            raise MinariError(
+                f"minari dataset {dataset_id!r}: action space {data.action_space} is neither Discrete nor a Box"
+            )
         space = data.observation_space
         if isinstance(space, gym.spaces.Discrete):
 
@@ -134,7 +159,7 @@ def import_minari(dataset_id: str, root: Path | None = None) -> Dataset:
                 "steps": np.arange(T, dtype=np.int64),
                 "observations": obs[:-1],
                 "next_observations": obs[1:],
-                "actions": np.asarray(ep.actions, np.int64).reshape(T),
+                "actions": _episode_actions(dataset_id, ep, T, bounds, check_continuous_actions),
                 "rewards": np.asarray(ep.rewards, np.float64),
                 "terminations": np.asarray(ep.terminations, bool),
                 "truncations": np.asarray(ep.truncations, bool),
@@ -149,6 +174,18 @@ def import_minari(dataset_id: str, root: Path | None = None) -> Dataset:
     arrays: dict[str, Any] = {k: np.concatenate(v) for k, v in cols.items()}
     return Dataset(
         **arrays,
-        n_actions=int(data.action_space.n),
+        n_actions=0 if bounds is not None else int(data.action_space.n),  # type: ignore[union-attr]
+        action_bounds=bounds,
         provenance={"source": "import", "format": "minari", "dataset_id": dataset_id},
     )
+
+
+def _episode_actions(dataset_id: str, ep: Any, T: int, bounds: Any, check: Any) -> np.ndarray:
+    if bounds is None:
+        return np.asarray(ep.actions, np.int64).reshape(T)
+    actions = np.asarray(ep.actions, np.float32).reshape(T, len(bounds[0]))
+    try:
+        check(actions, bounds, f"minari dataset {dataset_id!r}: episode {ep.id}")
+    except ValueError as exc:  # its rows are the episode's steps
+        raise MinariError(str(exc).replace(": row ", ": step ", 1)) from None
+    return actions
