@@ -82,15 +82,20 @@ def exact_of_greedy(tables: Any, greedy: Any) -> dict[str, float]:
     return evaluate_greedy(tables, greedy).to_dict()
 
 
-def logs_only_run(ds: Any, propensities: bool, work: Path) -> tuple[RunContext, dict[str, Any], dict[str, Any]]:
-    """The logs handed to a run with ``env: none``, stages up to the gate; returns its context, OPE and gate."""
+def logs_only_run(
+    ds: Any, propensities: bool, work: Path, step_limit: int, learners: tuple[str, ...] = LEARNERS
+) -> tuple[RunContext, dict[str, Any], dict[str, Any]]:
+    """The logs handed to a run with ``env: none``, stages up to the gate; returns its context, OPE and gate.
+
+    The run is told the episode step limit (``ope.horizon``), as an operator knows the deployment's: logs whose
+    episodes all end before it cannot show it."""
     if not propensities:
         ds = replace(ds, propensities=np.full(len(ds), np.nan))
     data_dir = ds.save(work / "data")
     cfg: RunConfig = from_dict(
         RunConfig,
-        {"name": "suite", "env": "none", "collect": {"dataset": str(data_dir)}, "train": {"learners": list(LEARNERS)},
-         "report": False},
+        {"name": "suite", "env": "none", "collect": {"dataset": str(data_dir)}, "train": {"learners": list(learners)},
+         "ope": {"horizon": step_limit}, "report": False},
     )  # fmt: skip
     ctx = RunContext(cfg, RunFolder(work / "run"))
     ctx.folder.root.mkdir(parents=True)
@@ -107,7 +112,7 @@ def run_setting(layout: str, regime: str, seed: int, propensities: bool, work: P
     """One logs-only run on SafeGrid logs and its candidates, with every estimate, verdict and exact truth."""
     t0 = time.perf_counter()
     tables = build_tables(named_layout(layout))
-    ctx, ope, gate = logs_only_run(collect(tables, regime, 500, seed), propensities, work)
+    ctx, ope, gate = logs_only_run(collect(tables, regime, 500, seed), propensities, work, tables.layout.max_steps)
     refs = references(tables)
     extra = stages.assess_candidates(
         ctx, {name: table_target(policy, deterministic) for name, (policy, deterministic) in refs.items()}
@@ -128,39 +133,64 @@ def run_setting(layout: str, regime: str, seed: int, propensities: bool, work: P
     }  # fmt: skip
 
 
-# ------------------------------------------------------------------ FrozenLake
+# ------------------------------------------------------------------ toy-text envs: FrozenLake, CliffWalking
 
 
-def toy_text_exact(env: Any, probs: NDArray[np.float64]) -> dict[str, float]:
-    """Exact expected return and hazard probability (a hole: terminated without reward) of a policy given as
-    action probabilities per state, by dynamic programming over the env's transition table and step limit."""
+def toy_text_exact(env: Any, probs: NDArray[np.float64], hazard: NDArray[np.float64], steps: int) -> dict[str, float]:
+    """Exact expected return and expected hazard events of a policy given as action probabilities per state, by
+    dynamic programming over the env's transition table for ``steps`` steps; ``hazard`` (S, A) is the expected
+    hazard events of one step (for FrozenLake the chance of a hole, so the total is a probability)."""
     tables = ToyTextTables.of(env)
-    reward, hazard, cont = tables.reward, tables.ending_without_reward, tables.cont
+    reward, cont = tables.reward, tables.cont
     n_states = reward.shape[0]
     v_ret, v_haz = np.zeros(n_states), np.zeros(n_states)
-    for _ in range(env.spec.max_episode_steps):
+    for _ in range(steps):
         v_ret = (probs * (reward + cont @ v_ret)).sum(axis=1)
         v_haz = (probs * (hazard + cont @ v_haz)).sum(axis=1)
     start = np.asarray(env.unwrapped.initial_state_distrib, dtype=np.float64)
     return {"expected_return": float(start @ v_ret), "hazard_prob": float(start @ v_haz)}
 
 
-def run_frozenlake(seed: int, propensities: bool, work: Path) -> dict[str, Any]:
-    """FrozenLake 4x4 (slippery) logs of ``configs/frozenlake.yaml``'s controller, as a logs-only run; the truth
-    from the env's own transition table."""
+def cliff_events(env: Any) -> NDArray[np.float64]:
+    """(S, A) expected cliff falls of one step (reward -100, the config's cost rule)."""
+    table = env.unwrapped.P
+    out = np.zeros((len(table), len(table[0])))
+    for s, row in table.items():
+        for a, outcomes in row.items():
+            out[s, a] = sum(p for p, _, r, _ in outcomes if r <= -100)
+    return out
+
+
+TOY_TEXT = {
+    # name: (config, how the setting is labelled, regime label, hazard table of one step)
+    "FrozenLake": ("frozenlake.yaml", "FrozenLake-v1 4x4", "controller eps=0.3",
+                   lambda env: ToyTextTables.of(env).ending_without_reward),
+    "CliffWalking": ("cliffwalking.yaml", "CliffWalking-v0 4x12", "controller eps=0.2", cliff_events),
+}  # fmt: skip
+
+
+def run_toy_text(name: str, seed: int, propensities: bool, work: Path) -> dict[str, Any]:
+    """Logs of a toy-text env's config controller (FrozenLake 4x4 slippery, CliffWalking), as a logs-only run;
+    the truth from the env's own transition table. CliffWalking's cliff does not end an episode (the agent goes
+    back to the start), so its "hazard" truth is the expected number of falls per episode, which is what the
+    cost estimators estimate."""
     import gymnasium as gym
 
     from guardrl.config import load_config
     from guardrl.evaluate.target import TargetPolicy
 
+    config, label, regime, hazard_of = TOY_TEXT[name]
     t0 = time.perf_counter()
-    sim_cfg = load_config(Path(__file__).parent.parent / "configs" / "frozenlake.yaml")
+    sim_cfg = load_config(Path(__file__).parent.parent / "configs" / config)
     sim_cfg = replace(sim_cfg, collect=replace(sim_cfg.collect, seed=seed))
     sim = RunContext(sim_cfg, RunFolder(work / "sim"))
     sim.folder.root.mkdir(parents=True)
     ds = stages.stage_collect(sim)
-    ctx, ope, gate = logs_only_run(ds, propensities, work)
     env = gym.make(sim_cfg.env.gym_id, **sim_cfg.env.gym_kwargs)
+    steps = sim_cfg.env.max_episode_steps or (env.spec.max_episode_steps if env.spec else None)
+    assert steps is not None
+    ctx, ope, gate = logs_only_run(ds, propensities, work, steps)
+    hazard = hazard_of(env)
     q = toy_text_values(env, 0.99)
     n_states, n_actions = q.shape
     optimal = np.eye(n_actions)[q.argmax(axis=1)]
@@ -185,12 +215,76 @@ def run_frozenlake(seed: int, propensities: bool, work: Path) -> dict[str, Any]:
     for name in LEARNERS:
         probs = np.eye(n_actions)[np.asarray(learned[name].greedy(onehot))]
         candidates[name] = {"ope": ope["policies"][name], "gate": gate["decisions"][name],
-                            "truth": toy_text_exact(env, probs)}  # fmt: skip
+                            "truth": toy_text_exact(env, probs, hazard, steps)}  # fmt: skip
     for name, probs in tables.items():
-        candidates[name] = {**extra[name], "truth": toy_text_exact(env, probs)}
+        candidates[name] = {**extra[name], "truth": toy_text_exact(env, probs, hazard, steps)}
     span = candidates["optimal"]["truth"]["expected_return"] - candidates["random"]["truth"]["expected_return"]
     return {
-        "layout": "FrozenLake-v1 4x4", "regime": "controller eps=0.3", "seed": seed,
+        "layout": label, "regime": regime, "seed": seed,
+        "propensities": "logged" if propensities else "dropped", "return_range": span,
+        "seconds": time.perf_counter() - t0, "candidates": candidates,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------ MiniGrid lava
+
+
+MINIGRID_TRUTH_EPISODES = 2000
+MINIGRID_LEARNERS = ("bc", "spibb", "cql")
+"""The world model of the egocentric views is Gaussian (too many distinct next views for classes), so MOReL,
+which plans over discrete outcomes, gives way to CQL."""
+
+
+def run_minigrid(seed: int, propensities: bool, work: Path) -> dict[str, Any]:
+    """Logs of ``configs/minigrid-lavagap.yaml``'s controller (it plans on the full grid; the logs hold the 7x7x3
+    egocentric view), as a logs-only run with BC, SPIBB and CQL. MiniGrid has no transition table over views, so
+    the truth is Monte Carlo: ``MINIGRID_TRUTH_EPISODES`` simulated episodes per candidate (the standard error of a
+    1% hazard rate is then 0.22 points). References: uniform random, and always-forward (into the lava or a wall)."""
+    from guardrl.config import load_config
+    from guardrl.envs.gym_env import GymSimulator
+    from guardrl.evaluate.target import TargetPolicy
+
+    t0 = time.perf_counter()
+    sim_cfg = load_config(Path(__file__).parent.parent / "configs" / "minigrid-lavagap.yaml")
+    sim_cfg = replace(sim_cfg, collect=replace(sim_cfg.collect, seed=seed))
+    sim = RunContext(sim_cfg, RunFolder(work / "sim"))
+    sim.folder.root.mkdir(parents=True)
+    ds = stages.stage_collect(sim)
+    assert sim_cfg.env.max_episode_steps is not None
+    ctx, ope, gate = logs_only_run(ds, propensities, work, sim_cfg.env.max_episode_steps, MINIGRID_LEARNERS)
+    simulator = GymSimulator(sim_cfg.env.gym_spec())
+    n_actions = simulator.n_actions
+    forward = 2  # MiniGrid's "move forward"
+
+    def uniform(obs: NDArray[np.float32]) -> NDArray[np.float64]:
+        return np.full((len(obs), n_actions), 1.0 / n_actions)
+
+    refs = {
+        "random": TargetPolicy("random", lambda obs: np.zeros(len(obs), np.int64), uniform),
+        "forward": TargetPolicy("forward", lambda obs: np.full(len(obs), forward, np.int64)),
+    }
+    extra = stages.assess_candidates(ctx, refs)
+    learned = stages.learned_policies(ctx)
+
+    def truth(act: Any, stream: int) -> dict[str, float]:
+        rng = np.random.default_rng([seed, 7, stream])
+        episodes = simulator.simulate(lambda obs, steps, r: act(obs, r), MINIGRID_TRUTH_EPISODES, rng)
+        return {"expected_return": float(episodes.returns.mean()), "hazard_prob": float(episodes.hazard.mean()),
+                "episodes": MINIGRID_TRUTH_EPISODES}  # fmt: skip
+
+    candidates: dict[str, Any] = {}
+    for i, name in enumerate(MINIGRID_LEARNERS):
+        policy = learned[name]
+        candidates[name] = {"ope": ope["policies"][name], "gate": gate["decisions"][name],
+                            "truth": truth(lambda obs, r, p=policy: p.greedy(obs), i)}  # fmt: skip
+    candidates["random"] = {**extra["random"],
+                            "truth": truth(lambda obs, r: r.integers(0, n_actions, len(obs)), 10)}  # fmt: skip
+    candidates["forward"] = {**extra["forward"], "truth": truth(lambda obs, r: np.full(len(obs), forward), 11)}
+    span = max(c["truth"]["expected_return"] for c in candidates.values()) - min(
+        c["truth"]["expected_return"] for c in candidates.values()
+    )
+    return {
+        "layout": "MiniGrid-LavaGapS7-v0", "regime": "controller eps=0.3", "seed": seed,
         "propensities": "logged" if propensities else "dropped", "return_range": span,
         "seconds": time.perf_counter() - t0, "candidates": candidates,
     }  # fmt: skip
@@ -205,9 +299,22 @@ def truth_class(c: dict[str, Any], bc_return: float, limit: float) -> str:
     return CLASSES[1] if c["truth"]["expected_return"] > bc_return else CLASSES[2]
 
 
+def is_safegrid(setting: dict[str, Any]) -> bool:
+    return setting["layout"] in LAYOUTS
+
+
 def score(settings: list[dict[str, Any]], limit: float) -> dict[str, Any]:
-    """Estimator table and gate confusion matrix over all settings."""
-    estimators: dict[str, dict[str, dict[str, list[float]]]] = {}
+    """Estimator tables (all settings, and SafeGrid's alone) and the gate's confusion matrix over all settings."""
+    return {
+        "estimators": estimator_table(settings),
+        "estimators_safegrid": estimator_table([s for s in settings if is_safegrid(s)]),
+        **gate_table(settings, limit),
+    }
+
+
+def estimator_table(settings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per estimator and signal: mean absolute error, rank correlation, regret@1 and interval coverage."""
+    estimators: dict[str, dict[str, list[float]]] = {}
     for s in settings:
         cands = s["candidates"]
         for signal, truth_key in (("return", "expected_return"), ("cost", "hazard_prob")):
@@ -239,6 +346,11 @@ def score(settings: list[dict[str, Any]], limit: float) -> dict[str, Any]:
         }
         for k, v in sorted(estimators.items())
     }
+    return table
+
+
+def gate_table(settings: list[dict[str, Any]], limit: float) -> dict[str, Any]:
+    """The gate's decisions against each candidate's true class."""
     confusion = {c: {d: 0 for d in ("PASS", "CAUTION", "FAIL")} for c in CLASSES}
     false_pass: list[str] = []
     for s in settings:
@@ -250,9 +362,17 @@ def score(settings: list[dict[str, Any]], limit: float) -> dict[str, Any]:
             if cls == CLASSES[0] and decision == "PASS":
                 false_pass.append(f"{s['layout']}/{s['regime']}/{s['seed']}/{s['propensities']}: {name}")
     good = confusion[CLASSES[1]]
+    by_candidate: dict[str, list[int]] = {}
+    for s in settings:
+        bc_return = s["candidates"]["bc"]["truth"]["expected_return"]
+        for name, c in s["candidates"].items():
+            if truth_class(c, bc_return, limit) == CLASSES[1]:
+                row = by_candidate.setdefault(name, [0, 0])
+                row[0] += c["gate"]["decision"] == "PASS"
+                row[1] += 1
     return {
-        "estimators": table,
         "confusion": confusion,
+        "safe_better_pass_by_candidate": by_candidate,
         "false_pass": false_pass,
         "pass_rate_safe_better": good["PASS"] / max(1, sum(good.values())),
         "n_candidates": sum(len(s["candidates"]) for s in settings),
@@ -262,12 +382,23 @@ def score(settings: list[dict[str, Any]], limit: float) -> dict[str, Any]:
 def settings_text(res: dict[str, Any]) -> str:
     parts = []
     if res["seeds"]:
+        props = (
+            "x propensities logged/dropped"
+            if res.get("both_propensities")
+            else "(propensities logged on even seeds, dropped on odd)"
+        )
         parts.append(f"SafeGrid layouts {', '.join(res['layouts'])} x regimes {', '.join(res['regimes'])} x data seeds "
-                     f"{', '.join(map(str, res['seeds']))} x propensities logged/dropped")  # fmt: skip
-    if res.get("frozenlake_seeds"):
-        parts.append(f"FrozenLake 4x4 x data seeds {', '.join(map(str, res['frozenlake_seeds']))} x propensities "
-                     "logged/dropped")  # fmt: skip
+                     f"{', '.join(map(str, res['seeds']))} {props}")  # fmt: skip
+    if res.get("toy_seeds") and res.get("toy_envs"):
+        parts.append(f"{' and '.join(res['toy_envs'])} x data seeds {', '.join(map(str, res['toy_seeds']))} x "
+                     "propensities logged/dropped")  # fmt: skip
+    if res.get("minigrid_seeds"):
+        parts.append(f"MiniGrid LavaGapS7 x data seeds {', '.join(map(str, res['minigrid_seeds']))} (truth by "
+                     f"{MINIGRID_TRUTH_EPISODES} simulated episodes per candidate)")  # fmt: skip
     return "; ".join(parts)
+
+
+TABLE_HEAD = "| estimate | mean abs error | rank corr. | regret@1 (share of return range) | interval covers truth | n |"
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -276,22 +407,23 @@ def markdown(res: dict[str, Any]) -> str:
         f"# OPE suite ({res['date']}, {res['machine']})",
         "",
         f"{len(res['settings'])} logs-only settings ({settings_text(res)}), {sc['n_candidates']} candidate policies, "
-        f"truth by dynamic programming; {res['seconds']:.0f} s in all.",
-        "",
-        "| estimate | mean abs error | rank corr. | regret@1 (share of return range) | interval covers truth | n |",
-        "|---|---|---|---|---|---|",
+        f"truth by dynamic programming (MiniGrid: Monte Carlo); {res['seconds']:.0f} s in all.",
     ]
 
     def f(v: float | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    for k, v in sc["estimators"].items():
-        err = f(v["mean_abs_error"] * 100, ".2f") + " pp" if k.startswith("cost") and v["mean_abs_error"] is not None \
-            else f(v["mean_abs_error"], ".2f")  # fmt: skip
-        lines.append(
-            f"| {k} | {err} | {f(v['rank_correlation'], '.2f')} | {f(v['regret_at_1'], '.1%')} | "
-            f"{v['coverage']:.0%} | {v['n']} |"
-        )
+    for title, key in (("All settings", "estimators"), ("SafeGrid settings only", "estimators_safegrid")):
+        if not sc.get(key):
+            continue
+        lines += ["", f"{title}:", "", TABLE_HEAD, "|---|---|---|---|---|---|"]
+        for k, v in sc[key].items():
+            mae = v["mean_abs_error"]
+            err = f(mae * 100, ".2f") + " pp" if k.startswith("cost") and mae is not None else f(mae, ".2f")
+            lines.append(
+                f"| {k} | {err} | {f(v['rank_correlation'], '.2f')} | {f(v['regret_at_1'], '.1%')} | "
+                f"{v['coverage']:.0%} | {v['n']} |"
+            )
     lines += ["", f"Gate (hazard limit {res['limit']:.0%}): true class against decision", "",
               "| true class | PASS | CAUTION | FAIL |", "|---|---|---|---|"]  # fmt: skip
     for cls, row in sc["confusion"].items():
@@ -300,7 +432,9 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"**False PASS: {len(sc['false_pass'])}**"
         + (": " + "; ".join(sc["false_pass"]) if sc["false_pass"] else "")
-        + f". Safe and better than BC that PASS: {sc['pass_rate_safe_better']:.0%}.",
+        + f". Safe and better than BC that PASS: {sc['pass_rate_safe_better']:.0%} ("
+        + ", ".join(f"{n} {p} of {t}" for n, (p, t) in sc["safe_better_pass_by_candidate"].items())
+        + ").",
         "",
     ]
     return "\n".join(lines)
@@ -311,20 +445,35 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="SafeGrid data seeds")
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS))
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES))
-    parser.add_argument("--frozenlake-seeds", type=int, nargs="*", default=[0, 1],
-                        help="FrozenLake settings (none: SafeGrid only)")  # fmt: skip
+    parser.add_argument("--both-propensities", action="store_true",
+                        help="run every SafeGrid setting with propensities logged and dropped (default: logged on "
+                             "even data seeds, dropped on odd ones)")  # fmt: skip
+    parser.add_argument("--toy-seeds", type=int, nargs="*", default=[0, 1],
+                        help="data seeds of the toy-text settings (none: SafeGrid only)")  # fmt: skip
+    parser.add_argument("--minigrid-seeds", type=int, nargs="*", default=[0, 1],
+                        help="MiniGrid LavaGap data seeds (propensities logged on even, dropped on odd)")  # fmt: skip
+    parser.add_argument("--toy-envs", nargs="*", default=list(TOY_TEXT), choices=list(TOY_TEXT))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     t0 = time.perf_counter()
     settings = []
-    combos: list[tuple[str, str, int, bool]] = list(
-        itertools.product(args.layouts, args.regimes, args.seeds, (True, False))
-    )
-    combos += [("FrozenLake", "", seed, props) for seed in args.frozenlake_seeds for props in (True, False)]
+    if args.both_propensities:
+        combos: list[tuple[str, str, int, bool]] = list(
+            itertools.product(args.layouts, args.regimes, args.seeds, (True, False))
+        )
+    else:  # logged on even seeds, dropped on odd ones: both kinds of logs, half the SafeGrid runs
+        combos = [
+            (lay, reg, seed, seed % 2 == 0)
+            for lay, reg, seed in itertools.product(args.layouts, args.regimes, args.seeds)
+        ]
+    combos += [(env, "", seed, props) for env in args.toy_envs for seed in args.toy_seeds for props in (True, False)]
+    combos += [("MiniGrid", "", seed, seed % 2 == 0) for seed in args.minigrid_seeds]
     for i, (layout, regime, seed, props) in enumerate(combos):
         with tempfile.TemporaryDirectory() as tmp:
-            if layout == "FrozenLake":
-                s = run_frozenlake(seed, props, Path(tmp))
+            if layout in TOY_TEXT:
+                s = run_toy_text(layout, seed, props, Path(tmp))
+            elif layout == "MiniGrid":
+                s = run_minigrid(seed, props, Path(tmp))
             else:
                 s = run_setting(layout, regime, seed, props, Path(tmp))
         settings.append(s)
@@ -338,14 +487,18 @@ def main() -> None:
         "seeds": args.seeds,
         "layouts": args.layouts,
         "regimes": args.regimes,
-        "frozenlake_seeds": args.frozenlake_seeds,
+        "both_propensities": args.both_propensities,
+        "toy_envs": args.toy_envs,
+        "toy_seeds": args.toy_seeds,
+        "minigrid_seeds": args.minigrid_seeds,
         "limit": limit,
         "seconds": time.perf_counter() - t0,
         "settings": settings,
     }
     res["score"] = score(settings, limit)
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.seeds == [0, 1] and args.frozenlake_seeds in ([0, 1], []) else "-dev"
+    held_out = args.seeds == [0, 1] and args.toy_seeds in ([0, 1], []) and args.minigrid_seeds in ([0, 1], [])
+    suffix = "" if held_out else "-dev"
     (args.out / f"ope_suite{suffix}.json").write_text(json.dumps(res, indent=1, default=float))
     text = markdown(res)
     (args.out / f"ope_suite{suffix}.md").write_text(text)
