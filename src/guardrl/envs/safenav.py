@@ -243,10 +243,18 @@ class SquashedGaussian:
         """Log density of ``actions`` (N, 2) at ``pos`` (N, 2) with respect to Lebesgue measure on the box."""
         if np.isinf(self.std):
             return np.full(len(pos), -np.log(4.0))
-        a = np.clip(np.asarray(actions, dtype=np.float64), -1 + 1e-7, 1 - 1e-7)
-        z = (np.arctanh(a) - self._centre(pos)) / self.std
-        per_axis = -0.5 * z**2 - np.log(self.std * np.sqrt(2 * np.pi)) - np.log1p(-(a**2))
-        return np.asarray(per_axis.sum(axis=-1))
+        return squashed_gaussian_log_density(actions, self._centre(pos), self.std)
+
+
+def squashed_gaussian_log_density(
+    actions: NDArray[np.floating], centre: NDArray[np.floating], std: float
+) -> NDArray[np.float64]:
+    """Log density on the box [-1, 1]^k of ``a = tanh(u)``, ``u ~ N(centre, std^2)`` per axis, at ``actions``
+    (N, k); ``centre`` (N, k) is in the pre-tanh coordinates. Summed over the k axes."""
+    a = np.clip(np.asarray(actions, dtype=np.float64), -1 + 1e-7, 1 - 1e-7)
+    z = (np.arctanh(a) - np.asarray(centre, dtype=np.float64)) / std
+    per_axis = -0.5 * z**2 - np.log(std * np.sqrt(2 * np.pi)) - np.log1p(-(a**2))
+    return np.asarray(per_axis.sum(axis=-1))
 
 
 def _zero_mean(pos: NDArray[np.float64]) -> NDArray[np.float64]:

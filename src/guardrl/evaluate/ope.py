@@ -56,14 +56,18 @@ class Padded:
 
     @classmethod
     def build(cls, ds: Dataset, target_probs: NDArray[np.float64]) -> Padded:
+        """Ratios of the target's probabilities (n, n_actions) of the logged actions to the propensities."""
+        return cls.from_ratios(ds, target_probs[np.arange(len(ds)), ds.actions] / ds.propensities)
+
+    @classmethod
+    def from_ratios(cls, ds: Dataset, ratio: NDArray[np.float64]) -> Padded:
+        """The logs padded per episode with the per-step importance ratios ``ratio`` (n,)."""
         starts = ds.episode_starts
         lengths = np.diff(np.append(starts, len(ds)))
         T = int(lengths.max())
         t = np.arange(T)
         valid = t[None, :] < lengths[:, None]
         index = np.where(valid, starts[:, None] + t[None, :], -1)
-        pi = target_probs[np.arange(len(ds)), ds.actions]
-        ratio = pi / ds.propensities
 
         def pad(a: NDArray, fill: float) -> NDArray:
             return np.where(valid, a[np.maximum(index, 0)], fill)
