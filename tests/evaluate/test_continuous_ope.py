@@ -56,3 +56,20 @@ def test_refusals_name_what_is_missing(safe_logs, tables):
         continuous_is(replace(safe_logs, propensities=props), steering_mean(NavLayout()), OPEConfig())
     with pytest.raises(ConfigError, match="smoothing std must be > 0"):
         continuous_is(safe_logs, steering_mean(NavLayout()), OPEConfig(), std=0.0)
+
+
+def test_continuous_fqe_values_the_logged_controller_close_to_its_simulated_return(safe_logs):
+    from dataclasses import replace
+
+    from guardrl.evaluate.continuous_ope import continuous_fqe
+
+    mean = steering_mean(NavLayout())
+    cfg = replace(OPEConfig(), fqe_steps=3000, cost=False)
+    out = continuous_fqe(safe_logs, lambda obs: mean(obs.astype(np.float64)), cfg, name="steering")
+    episodes, _ = simulate_nav(NavLayout(), lambda pos, steps, rng: mean(pos), 4000, np.random.default_rng(5))
+    truth = float(episodes.rewards.sum(axis=0).mean())  # 19.55: the deterministic controller
+    fqe = out["estimates"]["return"]["fqe"]
+    assert abs(fqe["mean"] - truth) < 1.5, (fqe, truth)  # measured: 19.76
+    assert fqe["low"] <= fqe["mean"] <= fqe["high"] and "cost" not in out["estimates"]
+    with pytest.raises(ValueError, match=r"returned actions of shape \(\d+, 3\), expected \(\d+, 2\)"):
+        continuous_fqe(safe_logs, lambda obs: np.zeros((len(obs), 3)), cfg)
