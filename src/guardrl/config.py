@@ -24,18 +24,34 @@ from guardrl.errors import ConfigError
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.gate import GateConfig
 from guardrl.evaluate.ope_config import MODEL_FREE, OPEConfig
-from guardrl.train.config import DEFAULT_LEARNERS, GRID_LEARNERS, MODEL_LEARNERS, TrainConfig, WorldModelConfig
+from guardrl.train.config import (
+    CONTINUOUS_DEFAULT_LEARNERS,
+    CONTINUOUS_RUN_LEARNERS,
+    DEFAULT_LEARNERS,
+    GRID_LEARNERS,
+    MODEL_LEARNERS,
+    TrainConfig,
+    WorldModelConfig,
+)
+
+CONTINUOUS_ESTIMATORS: tuple[Any, ...] = ("pdis", "wis", "fqe")
+"""The off-policy estimators built for continuous actions (``guardrl.evaluate.continuous_ope``)."""
+DISCRETE_LEARNERS = ("bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel")
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """The environment: a SafeGrid layout (the default), any gymnasium id with discrete actions, or none at all.
+    """The environment: a SafeGrid layout (the default), any gymnasium id with discrete actions, SafeNav
+    (continuous actions), or none at all.
 
     ``env: none`` in a run config (``logs_only``) runs on imported logs alone: no stage builds an environment,
-    and every estimate comes from the logs and a world model learned from them."""
+    and every estimate comes from the logs and a world model learned from them. ``env: safenav`` runs on
+    SafeNav-v0's default layout with continuous actions (``guardrl.run.continuous``)."""
 
     logs_only: bool = False
     """No simulator: the run has logs only (``collect.dataset``). Written ``env: none`` in YAML."""
+    safenav: bool = False
+    """SafeNav-v0 (continuous velocity actions, circular hazards). Written ``env: safenav`` in YAML."""
 
     gym_id: str | None = None
     """A gymnasium environment id (e.g. ``FrozenLake-v1``) instead of SafeGrid; the ``layout*`` fields then
@@ -64,9 +80,11 @@ class EnvConfig:
     """Layout fields replacing the named layout's (size, start, goal, hazards, slip, max_steps, rewards)."""
 
     def __post_init__(self) -> None:
-        if self.logs_only:
+        if self.logs_only and self.safenav:
+            raise ConfigError("env: none and env: safenav exclude each other")
+        if self.logs_only or self.safenav:
             if self.gym_id is not None:
-                raise ConfigError("env: a logs-only run (env: none) has no gym_id")
+                raise ConfigError(f"env: a {'logs-only' if self.logs_only else 'SafeNav'} run has no gym_id")
             return
         if self.gym_id is not None:
             try:
@@ -182,10 +200,20 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.ope.estimators is None:  # resolved here so that the saved config lists what ran
             chosen = (*MODEL_FREE, "model") if self.env.logs_only else MODEL_FREE
+            if self.env.safenav:
+                chosen = CONTINUOUS_ESTIMATORS
             object.__setattr__(self, "ope", dataclasses.replace(self.ope, estimators=chosen))
         if self.train.learners is None:
             learners = GRID_LEARNERS if not self.env.logs_only and not self.env.is_gym else DEFAULT_LEARNERS
+            if self.env.safenav:
+                learners = CONTINUOUS_DEFAULT_LEARNERS
             object.__setattr__(self, "train", dataclasses.replace(self.train, learners=learners))
+        if self.env.safenav:
+            self._check_continuous()
+        else:
+            only = [n for n in self.train.chosen if n not in DISCRETE_LEARNERS]
+            if only:
+                raise ConfigError(f"train.learners: {only} learn continuous actions only (env: safenav)")
         if self.collect.seed in self.evaluate.seeds:
             raise ConfigError("evaluate.seeds must not include collect.seed: evaluate on held-out seeds")
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -214,6 +242,26 @@ class RunConfig:
         elif self.collect.behaviour is not None:
             raise ConfigError("collect.behaviour: applies to gymnasium envs (env.gym_id); SafeGrid uses regime")
 
+    def _check_continuous(self) -> None:
+        """SafeNav runs: continuous learners and estimators, SafeNav's own logging regimes."""
+        wrong = [n for n in self.train.chosen if n not in CONTINUOUS_RUN_LEARNERS]
+        if wrong:
+            raise ConfigError(
+                f"train.learners: {wrong} learn discrete actions; a SafeNav run takes {list(CONTINUOUS_RUN_LEARNERS)}"
+            )
+        if "bc" not in self.train.chosen:
+            raise ConfigError("train.learners: the gate compares every candidate with bc; list it")
+        unknown = [e for e in self.ope.chosen if e not in CONTINUOUS_ESTIMATORS]
+        if unknown:
+            raise ConfigError(
+                f"ope.estimators: {unknown} are not built for continuous actions; choose from "
+                f"{list(CONTINUOUS_ESTIMATORS)}"
+            )
+        if self.collect.behaviour is not None:
+            raise ConfigError("collect.behaviour: SafeNav logs one of its regimes (collect.regime)")
+        if self.ope.validate:
+            raise ConfigError("ope.validate: reference policies with exact truth exist on SafeGrid only")
+
     @property
     def train_needs_world_model(self) -> bool:
         """A learner plans in the world model (``mopo``, ``morel``)."""
@@ -226,9 +274,12 @@ class RunConfig:
 
 
 def to_dict(obj: Any) -> Any:
-    """A config dataclass as plain YAML-friendly data (tuples become lists; a logs-only env is ``none``)."""
+    """A config dataclass as plain YAML-friendly data (tuples become lists; a logs-only env is ``none``, SafeNav
+    ``safenav``)."""
     if isinstance(obj, EnvConfig) and obj.logs_only:
         return "none"
+    if isinstance(obj, EnvConfig) and obj.safenav:
+        return "safenav"
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (tuple, list)):
@@ -242,6 +293,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is EnvConfig and value == "none":
         return EnvConfig(logs_only=True)
+    if tp is EnvConfig and value == "safenav":
+        return EnvConfig(safenav=True)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")

@@ -158,7 +158,9 @@ def continuous_fqe(
     signals = {"return": (ds.rewards, cfg.fqe_reward_scale), "cost": (ds.costs, cfg.fqe_cost_scale)}
     if not cfg.cost:
         signals.pop("cost")
-    out: dict[str, Any] = {"policy": name, "fqe": {"steps": cfg.fqe_steps, "interval": "over start observations"},
+    fqe_info = {"function_class": "network (d3rlpy's continuous FQE, squared TD error)", "steps": cfg.fqe_steps,
+                "interval": "bootstrap over start observations only"}  # fmt: skip
+    out: dict[str, Any] = {"policy": name, "fqe": fqe_info,
                            "estimates": {}, "final_loss": {}}  # fmt: skip
     rng = np.random.default_rng(cfg.seed)
     for job, (key, (signal, scale)) in enumerate(signals.items()):

@@ -173,7 +173,8 @@ def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
             if has_truth:
                 cells.append(f"{r['truth'][key]['mean']:.{digits}f}")
             cells += [_ci(r["estimates"][key].get(e), digits=digits) for e in ests]
-            cells.append(f"{r['weights']['ess_episodes']:.1f}" if key == "return" else "")
+            ess = r.get("weights", {}).get("ess_episodes")
+            cells.append(f"{ess:.1f}" if key == "return" and ess is not None else "")
             rows.append(cells)
     sources = sorted({r.get("truth_source", "rollouts") for r in ope["policies"].values()})
     truth_head = [f"truth ({', '.join(sources)})"] if has_truth else []
@@ -200,9 +201,11 @@ def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
             rc = "–" if v["rank_correlation"] is None else f"{v['rank_correlation']:.2f}"
             covers = v.get("ci_covers_truth", {})
             vrows.append([key, est, f"{v['mean_abs_error']:.3f}", rc, f"{sum(covers.values())}/{len(covers)}"])
-    eps = ope["config"]["epsilon"]
-    note = (f"<p>Deterministic targets are softened with ε = {eps} for importance sampling. "
-            "Cost = expected hazard events per episode.</p>")  # fmt: skip
+    softening = (
+        ope.get("note")
+        or f"Deterministic targets are softened with ε = {ope['config']['epsilon']} for importance sampling."
+    )
+    note = f"<p>{_e(softening)} Cost = expected hazard events per episode.</p>"
     return (
         table
         + note

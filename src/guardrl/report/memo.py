@@ -142,7 +142,7 @@ def _data_blocks(
     if collect.get("dataset"):
         source = f"logs imported from `{collect['dataset']}`"
     else:
-        world = env.get("gym_id") or "SafeGrid"
+        world = "SafeNav" if env == "safenav" else (env.get("gym_id") or "SafeGrid")
         who = collect.get("behaviour") or collect.get("regime")
         source = f"{collect.get('n_episodes')} episodes logged by the `{who}` controller on {world}"
         source += f" (seed {collect.get('seed')})"

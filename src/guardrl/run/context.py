@@ -51,11 +51,17 @@ class RunContext:
     def open(cls, folder: RunFolder | Any, cfg: RunConfig | None = None) -> RunContext:
         """The run in ``folder``, with ``cfg`` or the folder's saved config."""
         folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
-        return cls(cfg if cfg is not None else folder.read_config(), folder)
+        cfg = cfg if cfg is not None else folder.read_config()
+        if cfg.env.safenav:
+            raise RunError(
+                f"{folder.root}: a SafeNav run (continuous actions) runs as a whole with `guardrl run`; its stages "
+                "are not separate commands yet"
+            )
+        return cls(cfg, folder)
 
     @property
     def is_safegrid(self) -> bool:
-        return not self.cfg.env.is_gym and not self.cfg.env.logs_only
+        return not self.cfg.env.is_gym and not self.cfg.env.logs_only and not self.cfg.env.safenav
 
     @property
     def logs_only(self) -> bool:
@@ -142,8 +148,8 @@ def discrete_only(ds: Dataset, where: Path | str) -> Dataset:
     """``ds``, if a run's stages can use it: they handle discrete actions only so far."""
     if ds.is_continuous:
         raise RunError(
-            f"{where}: the logs have continuous actions ({ds.action_dim} dimensions); guardrl's run stages "
-            "handle discrete actions only so far. Continuous logs can be collected, imported, exported and "
-            "inspected (guardrl.data.collect_nav, guardrl.data.d4rl)"
+            f"{where}: the logs have continuous actions ({ds.action_dim} dimensions); this run's stages handle "
+            "discrete actions. Runs with continuous actions exist for SafeNav so far (env: safenav, "
+            "configs/safenav.yaml); other continuous logs can be imported, exported and inspected"
         )
     return ds

@@ -561,14 +561,19 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
             return result
 
         save_config(cfg, ctx.folder.config)
-        timed("collect", stage_collect)
-        timed("audit", stage_audit)
-        if cfg.needs_world_model:
-            timed("model", stage_model, show_progress=show_progress)
-        timed("train", stage_train, show_progress=show_progress)
-        metrics = timed("evaluate", stage_evaluate, show_progress=show_progress)
-        timed("ope", stage_ope, show_progress=show_progress)
-        timed("gate", stage_gate)
+        if cfg.env.safenav:
+            from guardrl.run.continuous import fill_continuous
+
+            metrics = fill_continuous(ctx, timed, show_progress)
+        else:
+            timed("collect", stage_collect)
+            timed("audit", stage_audit)
+            if cfg.needs_world_model:
+                timed("model", stage_model, show_progress=show_progress)
+            timed("train", stage_train, show_progress=show_progress)
+            metrics = timed("evaluate", stage_evaluate, show_progress=show_progress)
+            timed("ope", stage_ope, show_progress=show_progress)
+            timed("gate", stage_gate)
         timed("plots", lambda c: c.plotter.join() if c.plotter is not None else None)
         if cfg.report:
             timed("report", stage_report)

@@ -20,13 +20,18 @@ class LearnerConfigError(GuardrlError, ValueError):
 LRSchedule = Literal["constant", "cosine"]
 TDLoss = Literal["mse", "huber"]
 Encoder = Literal["auto", "grid", "mlp"]
-Learner = Literal["bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel"]
+Learner = Literal["bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel", "td3bc", "iql"]
 TABULAR_LEARNERS: tuple[str, ...] = ("spibb", "mopo", "morel")
 """Learners that plan over a table of states instead of training networks through d3rlpy."""
 MODEL_LEARNERS: tuple[str, ...] = ("mopo", "morel")
 DEFAULT_LEARNERS: tuple[Learner, ...] = ("bc", "cql")
 """The default where observations may be continuous (gymnasium envs, logs)."""
 GRID_LEARNERS: tuple[Learner, ...] = ("bc", "morel")
+CONTINUOUS_RUN_LEARNERS: tuple[str, ...] = ("bc", "td3bc", "iql", "cql")
+"""The learners of a run with continuous actions (``guardrl.train.continuous``); ``td3bc`` and ``iql`` are
+continuous-only, ``bc`` and ``cql`` name the continuous versions there."""
+CONTINUOUS_DEFAULT_LEARNERS: tuple[Learner, ...] = ("bc", "td3bc", "cql")
+"""The default of a continuous run (IQL fails on SafeNav: README, Continuous actions)."""
 """The default on SafeGrid: MOReL met the quality bar on 24 of 24 development runs (bench/tabular_dev.py)."""
 """Learners that plan in the run's world model (so a run with them fits one)."""
 LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
@@ -201,6 +206,22 @@ class MOReLConfig(PlannerConfig):
 
 
 @dataclass(frozen=True)
+class ContinuousTrainConfig:
+    """The continuous learners' shared settings (``train.continuous``); the rest are the references' own
+    (``guardrl.train.continuous``)."""
+
+    n_steps: int = 10_000
+    """Gradient steps per learner."""
+    batch_size: int = 256
+    hidden_units: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of every network (actor, critics, value)."""
+
+    def __post_init__(self) -> None:
+        if self.n_steps < 1 or self.batch_size < 1 or not self.hidden_units or min(self.hidden_units) < 1:
+            raise ValueError("train.continuous: n_steps and batch_size must be >= 1, hidden_units non-empty")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Which learners to train on the dataset, and how."""
 
@@ -216,6 +237,8 @@ class TrainConfig:
     spibb: SPIBBConfig = field(default_factory=SPIBBConfig)
     mopo: MOPOConfig = field(default_factory=MOPOConfig)
     morel: MOReLConfig = field(default_factory=MOReLConfig)
+    continuous: ContinuousTrainConfig = field(default_factory=ContinuousTrainConfig)
+    """Runs with continuous actions (``env: safenav``)."""
     seed: int = 0
     """Seeds network initialization (torch, in a forked RNG) and batch sampling (numpy Generator)."""
     device: str = "cpu"

@@ -1,0 +1,237 @@
+"""A run with continuous actions on SafeNav-v0: collect -> audit -> train -> evaluate -> OPE -> gate -> report.
+
+The same run folder and the same gate as a discrete run (:mod:`guardrl.run.stages`), with the continuous
+pieces in place of the discrete ones: SafeNav's logging regimes (:func:`guardrl.data.collect.collect_nav`, or
+imported logs with SafeNav's observations and action box), :func:`~guardrl.data.audit.audit_continuous`, the
+continuous learners (:mod:`guardrl.train.continuous`, exported as TorchScript and ONNX), rollouts of the
+exported policies in the vectorized simulator with intervals, support as distance to the logged (observation,
+action) pairs, and the continuous off-policy estimates (:mod:`guardrl.evaluate.continuous_ope`), which are
+reported beside the rollouts but, as in every run with a simulator, do not decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from guardrl._io import atomic_write_json
+from guardrl.data import Dataset
+from guardrl.data.audit import audit_continuous
+from guardrl.data.continuous_support import ContinuousSupport
+from guardrl.envs.safenav import ACTION_DIM, NavLayout, nav_reference, simulate_nav
+from guardrl.errors import RunError
+from guardrl.evaluate import MismatchThresholds, normalized_score
+from guardrl.evaluate.gate import Evidence, gate
+from guardrl.evaluate.metrics import Estimate, bootstrap, wilson_interval
+from guardrl.run.context import RunContext
+
+IS_SMOOTHING = 0.2
+"""The std of the squashed Gaussian that smooths a deterministic policy for importance sampling."""
+BOX = ((-1.0,) * ACTION_DIM, (1.0,) * ACTION_DIM)
+
+Actor = Callable[[NDArray[np.floating]], NDArray[np.float64]]
+
+
+def fill_continuous(ctx: RunContext, timed: Callable[..., Any], show_progress: bool) -> dict[str, Any]:
+    """Every stage of a SafeNav run into ``ctx.folder``; ``timed(name, stage, **kwargs)`` runs and times a stage
+    (called with the context). Returns the evaluation metrics."""
+    ds = timed("collect", collect_stage)
+    timed("audit", lambda c: audit_stage(c, ds))
+    actors = timed("train", lambda c: train_stage(c, ds, show_progress))
+    metrics = timed("evaluate", lambda c: evaluate_stage(c, ds, actors))
+    timed("ope", lambda c: ope_stage(c, ds, actors, metrics))
+    timed("gate", lambda c: gate_stage(c, metrics))
+    return metrics
+
+
+def collect_stage(ctx: RunContext) -> Dataset:
+    """Log ``collect.n_episodes`` of SafeNav's ``collect.regime`` (or read ``collect.dataset``) into ``dataset/``."""
+    from guardrl.data.collect import collect_nav
+    from guardrl.data.dataset import load_dataset
+
+    c, folder = ctx.cfg.collect, ctx.folder
+    if c.dataset is not None:
+        ds = load_dataset(Path(c.dataset))
+        if ds.action_bounds != BOX or ds.obs_dim != 2:
+            raise RunError(
+                f"{c.dataset}: a SafeNav run needs (x, y) observations and actions in [-1, 1]^2, got {ds.obs_dim} "
+                f"observation features and actions {ds.action_bounds or 'discrete'}"
+            )
+    else:
+        ds = collect_nav(NavLayout(), c.regime, c.n_episodes, c.seed)
+    ds.save(folder.dataset)
+    ctx.plot("reward_histogram", ds.rewards, ds.episode_returns(), folder.plot("rewards"))
+    return ds
+
+
+def audit_stage(ctx: RunContext, ds: Dataset) -> dict[str, Any]:
+    result = audit_continuous(ds, ctx.cfg.audit)
+    atomic_write_json(ctx.folder.audit, result)
+    return result
+
+
+def train_stage(ctx: RunContext, ds: Dataset, show_progress: bool) -> dict[str, Actor]:
+    """Train ``train.learners`` with ``train.continuous``; export each (TorchScript, ONNX) with a model card, and
+    return the exported policies, which are what the later stages judge."""
+    import guardrl
+    from guardrl.train.continuous import ContinuousLearnerConfig, train_continuous
+    from guardrl.train.export import TorchScriptActor, export_policy
+
+    cfg, folder = ctx.cfg, ctx.folder
+    shared = cfg.train.continuous
+    seeds = np.random.SeedSequence(cfg.train.seed).generate_state(len(cfg.train.chosen))
+    training: dict[str, Any] = {}
+    actors: dict[str, Actor] = {}
+    for name, seed in zip(cfg.train.chosen, seeds, strict=True):
+        # a SafeNav run config admits only the continuous learners' names (RunConfig checks them at load)
+        kind: Any = name
+        learner = ContinuousLearnerConfig(
+            kind, n_steps=shared.n_steps, batch_size=shared.batch_size, hidden_units=shared.hidden_units
+        )
+        res = train_continuous(learner, ds, int(seed), device=cfg.train.device, threads=cfg.train.torch_threads,
+                               log_every=cfg.train.log_every * 10, show_progress=show_progress)  # fmt: skip
+        files = export_policy(res.algo, folder.policies, name)
+        card = {
+            "name": name, "guardrl_version": guardrl.__version__, "learner": learner.__dict__ | {"seed": int(seed)},
+            "dataset": {"hash": ds.content_hash(), "transitions": len(ds), "episodes": ds.n_episodes},
+            "normalization": res.normalization, "action_bounds": [list(b) for b in ds.action_bounds or BOX],
+            "files": {k: p.name for k, p in files.items()},
+            "input": f"observation (N, {ds.obs_dim}) float32", "output": f"action (N, {ds.action_dim}) in the box",
+        }  # fmt: skip
+        atomic_write_json(folder.card(name), card)
+        training[name] = {"seconds": res.seconds, "n_steps": res.n_steps, "steps_per_second": res.steps_per_second,
+                          "curve": res.curve, "monitor": {}}  # fmt: skip
+        actors[name] = TorchScriptActor(files["torchscript"], ds.action_bounds or BOX).act
+    atomic_write_json(folder.training, training)
+    ctx.plot("learning_curves", {n: t["curve"] for n, t in training.items()}, {n: {} for n in training},
+             folder.plot("learning_curves"))  # fmt: skip
+    return actors
+
+
+def evaluate_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor]) -> dict[str, Any]:
+    """Roll every exported policy out in SafeNav: ``evaluate.n_episodes`` split over ``evaluate.seeds`` (the same
+    draws for every policy), return and normalized score with bootstrap intervals, hazard and goal rates with
+    Wilson intervals, and the share of the policy's own steps (and of its actions on the logged observations)
+    outside the logged support."""
+    cfg, folder = ctx.cfg, ctx.folder
+    e = cfg.evaluate
+    layout = NavLayout()
+    ref = nav_reference(layout)
+    support = ContinuousSupport(ds)
+    light = MismatchThresholds(cfg.gate.unsupported_ok, cfg.gate.unsupported_red)
+    per_seed = np.diff(np.linspace(0, e.n_episodes, len(e.seeds) + 1).round().astype(int))
+    policies: dict[str, Any] = {}
+    for i, (name, actor) in enumerate(actors.items()):
+        returns, hazard, goal, unsupported, steps = [], [], [], 0, 0
+        for seed, count in zip(e.seeds, per_seed, strict=True):
+            policy = _as_nav_policy(actor)
+            eps, _ = simulate_nav(layout, policy, int(count), np.random.default_rng(seed))
+            returns.append(eps.returns)
+            hazard.append(eps.hazard)
+            goal.append(eps.success.any(axis=0))
+            valid = eps.valid
+            acted = eps.actions[valid].astype(np.float64)  # SafeNav's episodes hold (T, N, 2) float actions
+            unsupported += int((~support.supported(eps.obs[valid], acted)).sum())
+            steps += int(valid.sum())
+        ret = np.concatenate(returns)
+        haz = np.concatenate(hazard).astype(np.float64)
+        reached = np.concatenate(goal).astype(np.float64)
+        rng = np.random.default_rng([e.bootstrap_seed, i])
+        r = bootstrap({"return": ret}, e.n_bootstrap, e.confidence, rng)["return"]
+        logged_rate = float((~support.supported(ds.observations, actor(ds.observations))).mean())
+        rollout_rate = unsupported / max(steps, 1)
+        policies[name] = {
+            "return": r.to_dict(),
+            "normalized_score": Estimate(
+                *(normalized_score(v, ref["random_return"], ref["optimal_return"]) for v in (r.mean, r.low, r.high))
+            ).to_dict(),  # fmt: skip
+            "hazard_rate": _wilson(haz, e.confidence),
+            "goal_rate": _wilson(reached, e.confidence),
+            "episodes": len(ret),
+            "unsupported": {
+                "logs_rate": logged_rate,
+                "logs_flag": light.flag(logged_rate),
+                "rollout_rate": rollout_rate,
+                "rollout_flag": light.flag(rollout_rate),
+            },  # fmt: skip
+        }
+    returns_logged = ds.episode_returns()
+    metrics = {
+        "environment": "SafeNav-v0", "policies": policies, "reference": ref,
+        "return_range": float(returns_logged.max() - returns_logged.min()),
+        "unsupported_k": support.cfg.k, "support_threshold": support.threshold,
+    }  # fmt: skip
+    atomic_write_json(folder.metrics, metrics)
+    return metrics
+
+
+def _as_nav_policy(actor: Actor) -> Callable[[NDArray[np.float64], NDArray[np.int64], np.random.Generator], Any]:
+    def policy(pos: NDArray[np.float64], steps: NDArray[np.int64], rng: np.random.Generator) -> Any:
+        return actor(pos)
+
+    return policy
+
+
+def _wilson(events: NDArray[np.float64], confidence: float) -> dict[str, float]:
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    low, high = wilson_interval(float(events.mean()), len(events), z)
+    return {"mean": float(events.mean()), "low": float(low), "high": float(high)}
+
+
+def ope_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The continuous estimators (``ope.estimators``) per policy, from the logs alone, beside the rollouts'
+    return and hazard rate (a hazard ends a SafeNav episode, so it is the cost per episode) as the truth they
+    are compared with; written to ``ope.json``."""
+    from guardrl.evaluate.continuous_ope import continuous_fqe, continuous_is
+
+    cfg = ctx.cfg.ope
+    out: dict[str, Any] = {
+        "continuous": True, "propensities": "logged behaviour densities", "policies": {},
+        "note": f"Deterministic continuous targets are smoothed by a squashed Gaussian (std {IS_SMOOTHING}) around "
+        "their action for importance sampling; FQE evaluates them as they are.",
+    }  # fmt: skip
+    for name, actor in actors.items():
+        rolled = metrics["policies"][name]
+        entry: dict[str, Any] = {
+            "estimates": {"return": {}, "cost": {}}, "truth_source": "rollouts",
+            "truth": {"return": rolled["return"], "cost": rolled["hazard_rate"]},
+        }  # fmt: skip
+        if {"pdis", "wis"} & set(cfg.chosen):
+            est = continuous_is(ds, actor, cfg, std=IS_SMOOTHING, name=name)
+            entry["smoothing"], entry["weights"] = est["smoothing"], est["weights"]
+            for key, by in est["estimates"].items():
+                entry["estimates"][key].update({k: v for k, v in by.items() if k in cfg.chosen})
+        if "fqe" in cfg.chosen:
+            est = continuous_fqe(ds, actor, cfg, name=name)
+            entry["fqe"] = est["fqe"]
+            for key, by in est["estimates"].items():
+                entry["estimates"][key].update(by)
+        out["policies"][name] = entry
+    atomic_write_json(ctx.folder.ope, out)
+    return out
+
+
+def gate_stage(ctx: RunContext, metrics: dict[str, Any]) -> dict[str, Any]:
+    """PASS / CAUTION / FAIL from the rollouts (hazard bound, return against BC, support) and the audit."""
+    audit_result = ctx.folder.read_optional(ctx.folder.audit)
+    candidates = [
+        Evidence(
+            name,
+            hazard=Estimate.from_dict(p["hazard_rate"]),
+            ret=Estimate.from_dict(p["return"]),
+            unsupported_rate=p["unsupported"]["rollout_rate"],
+            unsupported_source="rollouts",
+            is_bc=name == "bc",
+        )  # fmt: skip
+        for name, p in metrics["policies"].items()
+    ]
+    verdict = audit_result["verdict"]["verdict"] if audit_result else None
+    out = gate(candidates, verdict, float(metrics["return_range"]), ctx.cfg.gate)
+    atomic_write_json(ctx.folder.gate, out)
+    return out
