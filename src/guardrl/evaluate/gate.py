@@ -75,8 +75,10 @@ class OPEEvidence:
         """From one policy's entry of ``ope.json``."""
         est = {sig: {k: Estimate.from_dict(v) for k, v in by.items()} for sig, by in entry["estimates"].items()}
         refits = bool(entry.get("fqe", {}).get("refits"))
-        softened = bool(entry.get("epsilon") or 0.0)
-        return cls(est, float(entry["weights"]["ess_episodes"]), refits, softened)
+        # a continuous target smoothed for importance sampling is, as a softened one, another policy
+        softened = bool(entry.get("epsilon") or 0.0) or "smoothing" in entry
+        ess = entry.get("weights", {}).get("ess_episodes", 0.0)
+        return cls(est, float(ess), refits, softened)
 
     def bounds(self, signal: str, min_ess: float) -> dict[str, Estimate]:
         """The trusted estimates whose intervals carry their own estimation error, so that their upper ends

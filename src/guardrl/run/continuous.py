@@ -25,7 +25,7 @@ from guardrl.data.continuous_support import ContinuousSupport
 from guardrl.envs.safenav import ACTION_DIM, NavLayout, nav_reference, simulate_nav
 from guardrl.errors import RunError
 from guardrl.evaluate import MismatchThresholds, normalized_score
-from guardrl.evaluate.gate import Evidence, gate
+from guardrl.evaluate.gate import Evidence, OPEEvidence, gate
 from guardrl.evaluate.metrics import Estimate, bootstrap, wilson_interval
 from guardrl.run.context import RunContext
 
@@ -218,17 +218,20 @@ def ope_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor], metrics: d
 
 
 def gate_stage(ctx: RunContext, metrics: dict[str, Any]) -> dict[str, Any]:
-    """PASS / CAUTION / FAIL from the rollouts (hazard bound, return against BC, support) and the audit."""
+    """PASS / CAUTION / FAIL from the rollouts (hazard bound, return against BC, support) and the audit; the
+    off-policy estimates' agreement is reported beside them."""
     audit_result = ctx.folder.read_optional(ctx.folder.audit)
+    ope = (ctx.folder.read_optional(ctx.folder.ope) or {}).get("policies", {})
     candidates = [
         Evidence(
             name,
             hazard=Estimate.from_dict(p["hazard_rate"]),
             ret=Estimate.from_dict(p["return"]),
+            ope=OPEEvidence.from_dict(ope[name]) if name in ope else None,
             unsupported_rate=p["unsupported"]["rollout_rate"],
             unsupported_source="rollouts",
             is_bc=name == "bc",
-        )  # fmt: skip
+        )
         for name, p in metrics["policies"].items()
     ]
     verdict = audit_result["verdict"]["verdict"] if audit_result else None

@@ -29,12 +29,13 @@ from guardrl._parallel import torch_threads
 from guardrl.data import Dataset
 from guardrl.errors import ConfigError
 from guardrl.progress import make_progress
-from guardrl.train.learners import FusedAdamFactory, LearnerConfigError, _make
-from guardrl.train.trainer import TrainResult, TransitionArrays, resolve_device, run_updates
 
-d3rlpy = import_d3rlpy()
+d3rlpy = import_d3rlpy()  # before the modules below import it loudly (the legacy gym banner)
 from d3rlpy.models import VectorEncoderFactory  # noqa: E402
 from d3rlpy.preprocessing import MultiplyRewardScaler, StandardObservationScaler  # noqa: E402
+
+from guardrl.train.learners import FusedAdamFactory, LearnerConfigError, _make  # noqa: E402
+from guardrl.train.trainer import TrainResult, TransitionArrays, resolve_device, run_updates  # noqa: E402
 
 ContinuousLearner = Literal["bc", "td3bc", "iql", "cql"]
 CONTINUOUS_LEARNERS: tuple[ContinuousLearner, ...] = ("bc", "td3bc", "iql", "cql")
