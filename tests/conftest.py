@@ -45,3 +45,27 @@ def tiny_run(tmp_path_factory, tiny_config):
 
     run_dir, _ = run(tiny_config, tmp_path_factory.mktemp("runs"), show_progress=False)
     return run_dir
+
+
+NAV_TINY = """
+name: nav
+env: safenav
+collect: {regime: noisy, n_episodes: 60}
+train: {learners: [bc, td3bc], continuous: {n_steps: 200, hidden_units: [32, 32]}}
+evaluate: {n_episodes: 90}
+ope: {fqe_steps: 100, n_bootstrap: 200}
+audit: {min_transitions: 500, min_episodes: 20}
+"""
+"""A SafeNav run (continuous actions) small enough for tests."""
+
+
+@pytest.fixture(scope="session")
+def nav_run(tmp_path_factory):
+    """One finished tiny SafeNav run for the whole session (BC and TD3+BC exported, report written)."""
+    from guardrl.config import load_config
+    from guardrl.run import run
+
+    root = tmp_path_factory.mktemp("nav")
+    (root / "nav.yaml").write_text(NAV_TINY)
+    run_dir, _ = run(load_config(root / "nav.yaml"), root / "runs", show_progress=False)
+    return run_dir

@@ -10,27 +10,9 @@ from guardrl.cli import app
 from guardrl.config import load_config
 from guardrl.data import load_dataset
 from guardrl.errors import ConfigError
+from tests.conftest import NAV_TINY
 
 runner = CliRunner()
-
-TINY = """
-name: nav
-env: safenav
-collect: {regime: noisy, n_episodes: 60}
-train: {learners: [bc, td3bc], continuous: {n_steps: 200, hidden_units: [32, 32]}}
-evaluate: {n_episodes: 90}
-ope: {fqe_steps: 100, n_bootstrap: 200}
-audit: {min_transitions: 500, min_episodes: 20}
-"""
-
-
-@pytest.fixture(scope="module")
-def nav_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nav")
-    (root / "nav.yaml").write_text(TINY)
-    res = runner.invoke(app, ["run", "-c", str(root / "nav.yaml"), "--runs-dir", str(root / "runs"), "-q"])
-    assert res.exit_code == 0, res.output
-    return root / "runs" / "nav"
 
 
 def test_a_safenav_run_writes_every_artifact_with_continuous_evidence(nav_run):
@@ -71,7 +53,7 @@ def test_a_safenav_run_writes_every_artifact_with_continuous_evidence(nav_run):
 
 
 def test_the_same_config_gives_the_same_dataset_and_metrics(nav_run, tmp_path):
-    (tmp_path / "nav.yaml").write_text(TINY)
+    (tmp_path / "nav.yaml").write_text(NAV_TINY)
     res = runner.invoke(app, ["run", "-c", str(tmp_path / "nav.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"])
     assert res.exit_code == 0, res.output
     again = json.loads((tmp_path / "runs" / "nav" / "metrics.json").read_text())

@@ -99,7 +99,8 @@ def train_stage(ctx: RunContext, ds: Dataset, show_progress: bool) -> dict[str, 
             "name": name, "guardrl_version": guardrl.__version__, "learner": learner.__dict__ | {"seed": int(seed)},
             "dataset": {"hash": ds.content_hash(), "transitions": len(ds), "episodes": ds.n_episodes},
             "normalization": res.normalization, "action_bounds": [list(b) for b in ds.action_bounds or BOX],
-            "files": {k: p.name for k, p in files.items()},
+            "files": {k: p.name for k, p in files.items()}, "dataset_sha256": ds.content_hash(),
+            "scores": {"file": files["torchscript"].name, "kind": "continuous"},
             "input": f"observation (N, {ds.obs_dim}) float32", "output": f"action (N, {ds.action_dim}) in the box",
         }  # fmt: skip
         atomic_write_json(folder.card(name), card)

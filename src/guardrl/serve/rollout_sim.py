@@ -181,9 +181,11 @@ def run_rollout_sim(run_dir: Path, policy: str, cfg: RolloutSimConfig, show_prog
     run_dir = Path(run_dir)
     run = ServedRun.open(run_dir)
     run_cfg = run.cfg
-    if run_cfg.env.is_gym:
-        raise RunError("rollout-sim replays the rollout on SafeGrid; this run uses a gymnasium env")
+    if run_cfg.env.is_gym or run_cfg.env.safenav:
+        used = "SafeNav (continuous actions)" if run_cfg.env.safenav else "a gymnasium env"
+        raise RunError(f"rollout-sim replays the rollout on SafeGrid; this run uses {used}")
     guard = run.load_policy(policy).guard
+    assert isinstance(guard, Guard)
     arms = simulate_rollout(build_tables(run_cfg.env.build()), guard, run_cfg.serve, cfg, show_progress)
     result = {"policy": policy, "config": to_dict(cfg), "serve": to_dict(run_cfg.serve), "arms": arms}
     folder = RunFolder(run_dir)

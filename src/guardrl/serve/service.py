@@ -1,9 +1,11 @@
 """The policy service: exported policies behind guardrails, with shadow mode, canary routing, rollback and an
 append-only audit log. HTTP lives in :mod:`guardrl.serve.app`; this module holds the state and the rules.
 
-Only exported artifacts are loaded: the TorchScript action-score graph (``policies/<name>.scores.pt``), the
-model card (``<name>.json``), the gate verdict (``gate.json``) and the logged dataset (Parquet) for the
-support checks. No pickle is ever read.
+Only exported artifacts are loaded: the TorchScript action-score graph (``policies/<name>.scores.pt``; for
+continuous actions the TorchScript actor ``<name>.pt``), the model card (``<name>.json``), the gate verdict
+(``gate.json``) and the logged dataset (Parquet) for the support checks. No pickle is ever read. A run with
+continuous actions (``env: safenav``) is served behind :class:`~guardrl.serve.continuous.ContinuousGuard`:
+actions are lists of numbers inside the logged box, in answers and in requests alike.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import numpy as np
 from guardrl.config import RunConfig, load_config, to_dict
 from guardrl.data import load_dataset
 from guardrl.data.audit import Support
+from guardrl.data.continuous_support import ContinuousSupport
 from guardrl.errors import GuardrlError
 from guardrl.run.folder import RunFolder
+from guardrl.serve.continuous import Box, ContinuousGuard, check_action
 from guardrl.serve.guard import MODES, Decisions, Guard, RollbackMonitor, ServeConfig
 from guardrl.train import ScoresModel
 
@@ -58,7 +62,7 @@ def _splitmix(seed: int, n: int) -> float:
 @dataclass
 class LoadedPolicy:
     name: str
-    guard: Guard
+    guard: Guard | ContinuousGuard
     card: dict[str, Any]
     gate: dict[str, Any] | None
 
@@ -81,8 +85,10 @@ class ServedRun:
     dataset_sha256: str
     obs_dim: int
     n_actions: int
-    support: Support
+    support: Support | ContinuousSupport
     gate: dict[str, Any]
+    action_bounds: Box | None = None
+    """The action box of a run with continuous actions; None for discrete ones."""
 
     @classmethod
     def open(cls, run_dir: Path, cfg: RunConfig | None = None) -> ServedRun:
@@ -93,6 +99,9 @@ class ServedRun:
         cfg = cfg or load_config(folder.config)
         ds = load_dataset(folder.dataset)
         gate = (folder.read_optional(folder.gate) or {}).get("decisions", {})
+        if ds.is_continuous:
+            continuous = ContinuousSupport(ds)
+            return cls(run_dir, cfg, ds.content_hash(), ds.obs_dim, 0, continuous, gate, ds.action_bounds)
         support = Support.from_dataset(ds, cfg.audit)
         return cls(run_dir, cfg, ds.content_hash(), ds.obs_dim, ds.n_actions, support, gate)
 
@@ -107,6 +116,16 @@ class ServedRun:
             raise ServeError(f"{card_path}: no action-score export; retrain with this guardrl version", 400)
         if card.get("dataset_sha256") != self.dataset_sha256:
             raise ServeError(f"{card_path}: the model card's dataset hash does not match {self.run_dir}/dataset", 400)
+        if (scores["kind"] == "continuous") != (self.action_bounds is not None):
+            raise ServeError(f"{card_path}: a {scores['kind']} policy does not fit this run's actions", 400)
+        if self.action_bounds is not None:
+            from guardrl.train.export import TorchScriptActor
+
+            assert isinstance(self.support, ContinuousSupport)
+            actor = TorchScriptActor(card_path.parent / scores["file"], self.action_bounds)
+            return LoadedPolicy(name, ContinuousGuard(actor.act, self.support, self.action_bounds), card,
+                                self.gate.get(name))  # fmt: skip
+        assert isinstance(self.support, Support)
         model = ScoresModel(card_path.parent / scores["file"], scores["kind"])
         guard = Guard(model, scores["kind"], self.support, self.cfg.serve)
         return LoadedPolicy(name, guard, card, self.gate.get(name))
@@ -135,6 +154,7 @@ class PolicyService:
         self.serve_cfg: ServeConfig = self.cfg.serve
         self.mode = mode
         self.obs_dim, self.n_actions = self.run.obs_dim, self.run.n_actions
+        self.action_bounds = self.run.action_bounds
         self.policies = {name: self.run.load_policy(name) for name in policies}
         failed = [n for n, p in self.policies.items() if p.gate and p.gate["decision"] == "FAIL"]
         # a policy the gate has not judged (a DAgger or GAIL policy not yet evaluated, a run not gated) has no evidence
@@ -156,7 +176,7 @@ class PolicyService:
         self._policy_acts: set[int] = set()  # decision ids where the policy was in control
         self._outcomes: set[int] = set()  # decision ids with a reported outcome: one each
         self._to_label: dict[int, dict[str, Any]] = {}  # deferred and shadow decisions: the DAgger label queue
-        self._labels: dict[int, int] = {}  # decision id -> the person's action
+        self._labels: dict[int, Any] = {}  # decision id -> the person's action (an index, or a list of numbers)
         self._next_id = 0
         self._lock = threading.Lock()
         self.audit_path = Path(audit_log) if audit_log else RunFolder(self.run_dir).serve_log
@@ -245,7 +265,8 @@ class PolicyService:
         elif kind == "rollback":
             self.monitor.rolled_back, self.monitor.reason = True, rec["reason"]
         elif kind == "label":
-            self._labels[int(rec["id"])] = int(rec["action"])
+            action = rec["action"]
+            self._labels[int(rec["id"])] = [float(v) for v in action] if isinstance(action, list) else int(action)
 
     def close(self) -> None:
         self._log.close()
@@ -269,11 +290,21 @@ class PolicyService:
             raise ServeError("observation: NaN or infinite values (or beyond the float32 range) are not allowed")
         return obs
 
-    def _action(self, value: Any, name: str) -> None:
-        """An action a client sent (field ``name``): an integer inside the action space."""
+    def _action(self, value: Any, name: str) -> Any:
+        """An action a client sent (field ``name``): an integer inside the action space, or for continuous
+        actions a list of numbers inside the box; returns it."""
+        if self.action_bounds is not None:
+            return check_action(value, name, self.action_bounds, ServeError)
         _integer(value, name)
         if not 0 <= value < self.n_actions:
             raise ServeError(f"{name}: {_echo(value)} is outside [0, {self.n_actions})")
+        return value
+
+    def _plain(self, action: Any) -> Any:
+        """A policy's action as JSON: an index, or a list of numbers."""
+        if self.action_bounds is not None:
+            return [float(v) for v in np.asarray(action).reshape(-1)]
+        return int(action)
 
     def _policy(self, name: str | None) -> LoadedPolicy:
         """``None`` is the default policy; a name must be one of the served ones."""
@@ -283,8 +314,8 @@ class PolicyService:
             raise ServeError(f"unknown policy {_echo(name)}; serving: {', '.join(self.policies)}", 404)
         return self.policies[name]
 
-    def _fallback_action(self, obs: np.ndarray) -> int | None:
-        return None if self.fallback is None else int(self.fallback.guard.greedy(obs)[0])
+    def _fallback_action(self, obs: np.ndarray) -> Any:
+        return None if self.fallback is None else self._plain(self.fallback.guard.greedy(obs)[0])
 
     def act(self, observation: Any, policy: str | None = None) -> dict[str, Any]:
         """Route one decision: to the policy (canary draw, full mode) behind its guard, or to the fallback."""
@@ -305,7 +336,7 @@ class PolicyService:
                 d: Decisions = pol.guard.decide(obs)
                 reasons = d.reason_names(0)
                 decision = "defer" if d.defer[0] else "act"
-                action = None if d.defer[0] else int(d.actions[0])
+                action = None if d.defer[0] else self._plain(d.actions[0])
                 source = "policy" if decision == "act" else "none"
             else:
                 decision, source = "fallback", "fallback" if self.fallback else "none"
@@ -326,14 +357,18 @@ class PolicyService:
         """What the policy would have done next to the production controller's action; records divergence."""
         pol = self._policy(policy)
         obs = self._observation(observation)
-        self._action(production_action, "production_action")
+        production_action = self._action(production_action, "production_action")
         d = pol.guard.decide(obs)
-        action = int(d.actions[0])
+        action = self._plain(d.actions[0])
+        if isinstance(pol.guard, ContinuousGuard):
+            diverged = pol.guard.diverged(np.asarray(action), np.asarray(production_action))
+        else:
+            diverged = action != production_action
         with self._lock:
             decision_id = self._next_id
             self._next_id += 1
             rec = {"type": "shadow", "id": decision_id, "policy": pol.name, "policy_action": action,
-                   "production_action": production_action, "diverged": action != production_action,
+                   "production_action": production_action, "diverged": diverged,
                    "decision": "defer" if d.defer[0] else "act", "reasons": d.reason_names(0),
                    "observation": observation}  # fmt: skip
             self._write(rec)
@@ -376,7 +411,7 @@ class PolicyService:
         """A person's action for a deferred or shadowed decision. Acknowledged only once it is on disk (written,
         flushed and fsynced), so a crash after the answer loses no label; one label per decision."""
         _integer(decision_id, "decision_id")
-        self._action(action, "action")
+        action = self._action(action, "action")
         if labeller is not None and (not isinstance(labeller, str) or not 0 < len(labeller) <= 200):
             raise ServeError("labeller: expected a name of 1 to 200 characters")
         with self._lock:
