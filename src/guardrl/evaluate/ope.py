@@ -265,7 +265,7 @@ def evaluate_policy(
     world_model: Any = None,
     unlogged: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
     index: StateIndex | None = None,
-    fill_model: Any = None,
+    model_step: ModelStep | None = None,
     horizon: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
     """Every configured estimator of return (and cost) for ``target``, each with a bootstrap CI.
@@ -273,8 +273,8 @@ def evaluate_policy(
     ``grid_size``: the network FQE reads a one-hot of the (x, y) cell (as the learners do on SafeGrid).
     ``world_model``: the run's :class:`~guardrl.train.world_model.WorldModel`, for the ``model`` estimator;
     ``unlogged``: which (observation, action) pairs the logs never contain, for its pessimistic cost bound.
-    ``index``: the audit's state index, for the tabular FQE; ``fill_model``: the run's world model, which backs
-    up the tabular FQE's unlogged pairs when ``ope.fqe_unlogged`` is ``model`` (:func:`fqe_model_step`);
+    ``index``: the audit's state index, for the tabular FQE; ``model_step``: the world model's outcomes that back
+    up the tabular FQE's unlogged pairs (:func:`fqe_model_step`; the same for every target, so computed once);
     ``horizon``: the episode step limit and where it came from, when the caller knows it (an environment's);
     else :func:`episode_horizon`."""
     if "model" in cfg.chosen and world_model is None:
@@ -323,7 +323,7 @@ def evaluate_policy(
         assert index is not None
         next_probs = target.probs(next_obs, n_actions, 0.0)
         fills = {"return": float(ds.rewards.min()), "cost": float(ds.costs.max())}
-        step = fqe_model_step(cfg, index, fill_model, n_actions)
+        step = model_step
         fqe_index = index if step is None else step.index
         # the policy's own first action (not the softened one IS needs): FQE estimates the policy itself
         own_starts = target.probs(ds.observations[ds.episode_starts].astype(np.float32), n_actions, 0.0)
@@ -348,7 +348,7 @@ def evaluate_policy(
         "policy": target.name,
         "epsilon": cfg.epsilon if target.probs_fn is None else None,
         "horizon": {"steps": horizon_steps, "source": horizon_source, "used_by": "tabular FQE and the world model"},
-        **({"fqe": fqe_description(cfg, index, fill_model)} if "fqe" in cfg.chosen else {}),
+        **({"fqe": fqe_description(cfg, index, model_step is not None)} if "fqe" in cfg.chosen else {}),
         "weights": {
             "mean_ratio": float(ratios.mean()),
             "share_zero_weight_episodes": float((np.prod(padded.ratios, axis=1) == 0).mean()),
@@ -494,15 +494,12 @@ def fqe_model_step(
     )  # fmt: skip
 
 
-def fqe_description(cfg: OPEConfig, index: StateIndex | None, fill_model: Any = None) -> dict[str, Any]:
-    """What the FQE estimate is, for ``ope.json`` and the report."""
+def fqe_description(cfg: OPEConfig, index: StateIndex | None, filled: bool = False) -> dict[str, Any]:
+    """What the FQE estimate is, for ``ope.json`` and the report; ``filled``: the tabular FQE backs unlogged
+    pairs up through the world model (a :class:`ModelStep` was given)."""
     if fqe_is_tabular(cfg, index):
         assert index is not None
         kind = "exact rows" if index.exact is not None else "quantile bins"
-        filled = (
-            cfg.fqe_unlogged == "model" and fill_model is not None and fill_model.kind != "gaussian"
-            and index.exact is not None
-        )  # fmt: skip
         return {
             "function_class": f"tabular over the audit's {index.n_states} states ({kind}), solved exactly",
             "interval": f"percentile bootstrap over {cfg.fqe_refits} refits on resampled episodes"

@@ -369,7 +369,7 @@ def ope_estimates(
 ) -> tuple[dict[str, dict[str, Any]], str]:
     """Every configured estimator for every target, from the run's logs; and where the propensities came from
     (logged, or estimated from the logged action counts when the logs carry none)."""
-    from guardrl.evaluate.ope import evaluate_policy
+    from guardrl.evaluate.ope import evaluate_policy, fqe_is_tabular, fqe_model_step
 
     cfg, ds = ctx.cfg, ctx.dataset
     low, high = ctx.obs_bounds()
@@ -380,7 +380,9 @@ def ope_estimates(
         ds = replace(ds, propensities=probs[np.arange(len(ds)), ds.actions])
         propensities = "estimated from the logged action counts per state (the logs carry no propensities)"
     world_model = ctx.world_model if "model" in cfg.ope.chosen else None
-    fill_model = ctx.world_model if cfg.needs_world_model and cfg.ope.fqe_unlogged == "model" else None
+    model_step = None  # the world model's outcomes behind the tabular FQE: the same for every target
+    if "fqe" in cfg.ope.chosen and fqe_is_tabular(cfg.ope, support.index) and cfg.needs_world_model:
+        model_step = fqe_model_step(cfg.ope, support.index, ctx.world_model, ds.n_actions)
     horizon = None
     if cfg.ope.horizon is None and not ctx.logs_only:  # a run with an environment knows its step limit
         limit = ctx.tables.layout.max_steps if ctx.is_safegrid else ctx.simulator.max_steps
@@ -393,7 +395,7 @@ def ope_estimates(
             estimates[name] = evaluate_policy(
                 ds, target, cfg.ope, low, high, grid_size=ctx.grid_size, world_model=world_model,
                 unlogged=lambda obs, act: support.action_counts(obs, act) == 0, index=support.index,
-                fill_model=fill_model, horizon=horizon,
+                model_step=model_step, horizon=horizon,
             )  # fmt: skip
             progress.advance(task)
     return estimates, propensities
