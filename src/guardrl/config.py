@@ -26,8 +26,9 @@ from guardrl.evaluate.gate import GateConfig
 from guardrl.evaluate.ope_config import MODEL_FREE, OPEConfig
 from guardrl.train.config import (
     CONTINUOUS_DEFAULT_LEARNERS,
-    CONTINUOUS_RUN_LEARNERS,
+    CONTINUOUS_LEARNERS,
     DEFAULT_LEARNERS,
+    DISCRETE_LEARNERS,
     GRID_LEARNERS,
     MODEL_LEARNERS,
     TrainConfig,
@@ -36,7 +37,6 @@ from guardrl.train.config import (
 
 CONTINUOUS_ESTIMATORS: tuple[Any, ...] = ("pdis", "wis", "fqe")
 """The off-policy estimators built for continuous actions (``guardrl.evaluate.continuous_ope``)."""
-DISCRETE_LEARNERS = ("bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel")
 
 
 @dataclass(frozen=True)
@@ -244,10 +244,10 @@ class RunConfig:
 
     def _check_continuous(self) -> None:
         """SafeNav runs: continuous learners and estimators, SafeNav's own logging regimes."""
-        wrong = [n for n in self.train.chosen if n not in CONTINUOUS_RUN_LEARNERS]
+        wrong = [n for n in self.train.chosen if n not in CONTINUOUS_LEARNERS]
         if wrong:
             raise ConfigError(
-                f"train.learners: {wrong} learn discrete actions; a SafeNav run takes {list(CONTINUOUS_RUN_LEARNERS)}"
+                f"train.learners: {wrong} learn discrete actions; a SafeNav run takes {list(CONTINUOUS_LEARNERS)}"
             )
         if "bc" not in self.train.chosen:
             raise ConfigError("train.learners: the gate compares every candidate with bc; list it")

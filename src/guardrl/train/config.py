@@ -20,24 +20,27 @@ class LearnerConfigError(GuardrlError, ValueError):
 LRSchedule = Literal["constant", "cosine"]
 TDLoss = Literal["mse", "huber"]
 Encoder = Literal["auto", "grid", "mlp"]
-Learner = Literal["bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel", "td3bc", "iql"]
+DiscreteLearner = Literal["bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel"]
+ContinuousLearner = Literal["bc", "td3bc", "iql", "cql"]
+"""The learners of a run with continuous actions (``guardrl.train.continuous``); ``td3bc`` and ``iql`` are
+continuous-only, ``bc`` and ``cql`` name the continuous versions there."""
+Learner = Literal[DiscreteLearner, ContinuousLearner]
 TABULAR_LEARNERS: tuple[str, ...] = ("spibb", "mopo", "morel")
 """Learners that plan over a table of states instead of training networks through d3rlpy."""
 MODEL_LEARNERS: tuple[str, ...] = ("mopo", "morel")
+"""Learners that plan in the run's world model (so a run with them fits one)."""
 DEFAULT_LEARNERS: tuple[Learner, ...] = ("bc", "cql")
 """The default where observations may be continuous (gymnasium envs, logs)."""
 GRID_LEARNERS: tuple[Learner, ...] = ("bc", "morel")
-CONTINUOUS_RUN_LEARNERS: tuple[str, ...] = ("bc", "td3bc", "iql", "cql")
-"""The learners of a run with continuous actions (``guardrl.train.continuous``); ``td3bc`` and ``iql`` are
-continuous-only, ``bc`` and ``cql`` name the continuous versions there."""
+"""The default on SafeGrid: MOReL met the quality bar on 24 of 24 development runs (bench/tabular_dev.py)."""
 CONTINUOUS_DEFAULT_LEARNERS: tuple[Learner, ...] = ("bc", "td3bc", "cql")
 """The default of a continuous run (IQL fails on SafeNav: README, Continuous actions)."""
-"""The default on SafeGrid: MOReL met the quality bar on 24 of 24 development runs (bench/tabular_dev.py)."""
-"""Learners that plan in the run's world model (so a run with them fits one)."""
 LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
 TD_LOSSES: tuple[str, ...] = get_args(TDLoss)
 ENCODERS: tuple[str, ...] = get_args(Encoder)
 LEARNERS: tuple[str, ...] = get_args(Learner)
+DISCRETE_LEARNERS: tuple[str, ...] = get_args(DiscreteLearner)
+CONTINUOUS_LEARNERS: tuple[ContinuousLearner, ...] = get_args(ContinuousLearner)
 
 
 @dataclass(frozen=True)

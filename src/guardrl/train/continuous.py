@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from guardrl._parallel import torch_threads
 from guardrl.data import Dataset
 from guardrl.errors import ConfigError
 from guardrl.progress import make_progress
+from guardrl.train.config import CONTINUOUS_LEARNERS, ContinuousLearner
 
 d3rlpy = import_d3rlpy()  # before the modules below import it loudly (the legacy gym banner)
 from d3rlpy.models import VectorEncoderFactory  # noqa: E402
@@ -36,9 +37,6 @@ from d3rlpy.preprocessing import MultiplyRewardScaler, StandardObservationScaler
 
 from guardrl.train.learners import FusedAdamFactory, LearnerConfigError, _make  # noqa: E402
 from guardrl.train.trainer import TrainResult, TransitionArrays, resolve_device, run_updates  # noqa: E402
-
-ContinuousLearner = Literal["bc", "td3bc", "iql", "cql"]
-CONTINUOUS_LEARNERS: tuple[ContinuousLearner, ...] = ("bc", "td3bc", "iql", "cql")
 
 
 @dataclass(frozen=True)
