@@ -17,12 +17,15 @@ Verdict rules, in order (thresholds in :class:`AuditConfig`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from guardrl.data.dataset import Dataset
+
+if TYPE_CHECKING:
+    from guardrl.data.continuous_support import ContinuousSupport
 
 VERDICTS = ("offline-RL-ready", "BC-only", "insufficient")
 
@@ -225,12 +228,14 @@ def _episodes(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def audit_continuous(ds: Dataset, cfg: AuditConfig | None = None) -> dict[str, Any]:
+def audit_continuous(
+    ds: Dataset, cfg: AuditConfig | None = None, support: ContinuousSupport | None = None
+) -> dict[str, Any]:
     """The audit of logs with continuous actions: what :func:`audit` reports where it applies (size,
     distributions, endings, sanity, behaviour densities), the action box's use, and the support threshold of
     :class:`~guardrl.data.continuous_support.ContinuousSupport` in place of per-state action counts. Verdict:
     ``insufficient`` below ``min_transitions`` or ``min_episodes``, ``BC-only`` for constant rewards, else
-    ``offline-RL-ready``."""
+    ``offline-RL-ready``. ``support``: the logs' support when the caller has built it already."""
     from guardrl.data.continuous_support import ContinuousSupport
 
     cfg = cfg or AuditConfig()
@@ -245,7 +250,7 @@ def audit_continuous(ds: Dataset, cfg: AuditConfig | None = None) -> dict[str, A
     edge = np.isclose(ds.actions, low, atol=1e-3 * (high - low)) | np.isclose(
         ds.actions, high, atol=1e-3 * (high - low)
     )
-    support = ContinuousSupport(ds)
+    support = support or ContinuousSupport(ds)
     out["coverage"] = {
         "state_mode": "continuous: distance to the logged (observation, action) pairs",
         "support_threshold": support.threshold,

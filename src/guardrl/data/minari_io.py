@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from guardrl.data.dataset import Dataset
+from guardrl.data.dataset import Dataset, check_continuous_actions
 from guardrl.errors import GuardrlError
 
 
@@ -113,8 +113,6 @@ def _box_bounds(dataset_id: str, space: Any) -> tuple[tuple[float, ...], tuple[f
 def import_minari(dataset_id: str, root: Path | None = None) -> Dataset:
     """Read a local Minari dataset with a ``Discrete`` or flat bounded ``Box`` action space into a
     :class:`Dataset`; a continuous action outside the box is refused naming its episode and step."""
-    from guardrl.data.dataset import check_continuous_actions
-
     minari = _minari()
     import gymnasium as gym
 
@@ -159,7 +157,7 @@ def import_minari(dataset_id: str, root: Path | None = None) -> Dataset:
                 "steps": np.arange(T, dtype=np.int64),
                 "observations": obs[:-1],
                 "next_observations": obs[1:],
-                "actions": _episode_actions(dataset_id, ep, T, bounds, check_continuous_actions),
+                "actions": _episode_actions(dataset_id, ep, T, bounds),
                 "rewards": np.asarray(ep.rewards, np.float64),
                 "terminations": np.asarray(ep.terminations, bool),
                 "truncations": np.asarray(ep.truncations, bool),
@@ -180,12 +178,12 @@ def import_minari(dataset_id: str, root: Path | None = None) -> Dataset:
     )
 
 
-def _episode_actions(dataset_id: str, ep: Any, T: int, bounds: Any, check: Any) -> np.ndarray:
+def _episode_actions(dataset_id: str, ep: Any, T: int, bounds: Any) -> np.ndarray:
     if bounds is None:
         return np.asarray(ep.actions, np.int64).reshape(T)
     actions = np.asarray(ep.actions, np.float32).reshape(T, len(bounds[0]))
     try:
-        check(actions, bounds, f"minari dataset {dataset_id!r}: episode {ep.id}")
+        check_continuous_actions(actions, bounds, f"minari dataset {dataset_id!r}: episode {ep.id}")
     except ValueError as exc:  # its rows are the episode's steps
         raise MinariError(str(exc).replace(": row ", ": step ", 1)) from None
     return actions

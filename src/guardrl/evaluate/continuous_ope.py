@@ -163,13 +163,14 @@ def continuous_fqe(
     out: dict[str, Any] = {"policy": name, "fqe": fqe_info,
                            "estimates": {}, "final_loss": {}}  # fmt: skip
     rng = np.random.default_rng(cfg.seed)
+    # what both signals' fits share: the batch arrays (the logged horizon ends every episode), the scaling
+    base = replace(
+        TransitionArrays.from_dataset(ds), terminals=(ds.terminations | ds.truncations).astype(np.float32)[:, None]
+    )
+    mean, std = ds.observations.mean(axis=0), ds.observations.std(axis=0) + 1e-3
+    pending = torch.as_tensor(next_actions)
     for job, (key, (signal, scale)) in enumerate(signals.items()):
-        arrays = replace(
-            TransitionArrays.from_dataset(ds),
-            rewards=(signal * scale).astype(np.float32)[:, None],
-            terminals=(ds.terminations | ds.truncations).astype(np.float32)[:, None],
-        )
-        mean, std = ds.observations.mean(axis=0), ds.observations.std(axis=0) + 1e-3
+        arrays = replace(base, rewards=(signal * scale).astype(np.float32)[:, None])
         config = d3rlpy.ope.FQEConfig(
             learning_rate=cfg.fqe_learning_rate, batch_size=cfg.fqe_batch_size, gamma=cfg.gamma,
             target_update_interval=cfg.fqe_target_update_interval,
@@ -184,7 +185,6 @@ def continuous_fqe(
             target = _PendingActions()
             fqe = d3rlpy.ope.FQE(algo=target, config=config, device=device)  # type: ignore[arg-type]
             fqe.create_impl((ds.obs_dim,), ds.action_dim)
-            pending = torch.as_tensor(next_actions)
             for _ in range(cfg.fqe_steps):
                 idx = batch_rng.integers(0, n, size=cfg.fqe_batch_size)
                 target.pending = pending[idx]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,20 +29,22 @@ from guardrl.evaluate.gate import Evidence, OPEEvidence, gate
 from guardrl.evaluate.metrics import Estimate, bootstrap, wilson_interval
 from guardrl.run.context import RunContext
 
+if TYPE_CHECKING:
+    from guardrl.train.export import TorchScriptActor
+
 IS_SMOOTHING = 0.2
 """The std of the squashed Gaussian that smooths a deterministic policy for importance sampling."""
 BOX = ((-1.0,) * ACTION_DIM, (1.0,) * ACTION_DIM)
-
-Actor = Callable[[NDArray[np.floating]], NDArray[np.float64]]
 
 
 def fill_continuous(ctx: RunContext, timed: Callable[..., Any], show_progress: bool) -> dict[str, Any]:
     """Every stage of a SafeNav run into ``ctx.folder``; ``timed(name, stage, **kwargs)`` runs and times a stage
     (called with the context). Returns the evaluation metrics."""
     ds = timed("collect", collect_stage)
-    timed("audit", lambda c: audit_stage(c, ds))
+    support = ContinuousSupport(ds)  # the audit's threshold and the evaluation's support checks
+    timed("audit", lambda c: audit_stage(c, ds, support))
     actors = timed("train", lambda c: train_stage(c, ds, show_progress))
-    metrics = timed("evaluate", lambda c: evaluate_stage(c, ds, actors))
+    metrics = timed("evaluate", lambda c: evaluate_stage(c, ds, actors, support))
     timed("ope", lambda c: ope_stage(c, ds, actors, metrics))
     timed("gate", lambda c: gate_stage(c, metrics))
     return metrics
@@ -68,13 +70,13 @@ def collect_stage(ctx: RunContext) -> Dataset:
     return ds
 
 
-def audit_stage(ctx: RunContext, ds: Dataset) -> dict[str, Any]:
-    result = audit_continuous(ds, ctx.cfg.audit)
+def audit_stage(ctx: RunContext, ds: Dataset, support: ContinuousSupport) -> dict[str, Any]:
+    result = audit_continuous(ds, ctx.cfg.audit, support)
     atomic_write_json(ctx.folder.audit, result)
     return result
 
 
-def train_stage(ctx: RunContext, ds: Dataset, show_progress: bool) -> dict[str, Actor]:
+def train_stage(ctx: RunContext, ds: Dataset, show_progress: bool) -> dict[str, TorchScriptActor]:
     """Train ``train.learners`` with ``train.continuous``; export each (TorchScript, ONNX) with a model card, and
     return the exported policies, which are what the later stages judge."""
     import guardrl
@@ -85,7 +87,8 @@ def train_stage(ctx: RunContext, ds: Dataset, show_progress: bool) -> dict[str, 
     shared = cfg.train.continuous
     seeds = np.random.SeedSequence(cfg.train.seed).generate_state(len(cfg.train.chosen))
     training: dict[str, Any] = {}
-    actors: dict[str, Actor] = {}
+    actors: dict[str, TorchScriptActor] = {}
+    ds_hash = ds.content_hash()
     for name, seed in zip(cfg.train.chosen, seeds, strict=True):
         # a SafeNav run config admits only the continuous learners' names (RunConfig checks them at load)
         kind: Any = name
@@ -97,23 +100,25 @@ def train_stage(ctx: RunContext, ds: Dataset, show_progress: bool) -> dict[str, 
         files = export_policy(res.algo, folder.policies, name)
         card = {
             "name": name, "guardrl_version": guardrl.__version__, "learner": learner.__dict__ | {"seed": int(seed)},
-            "dataset": {"hash": ds.content_hash(), "transitions": len(ds), "episodes": ds.n_episodes},
+            "dataset": {"hash": ds_hash, "transitions": len(ds), "episodes": ds.n_episodes},
             "normalization": res.normalization, "action_bounds": [list(b) for b in ds.action_bounds or BOX],
-            "files": {k: p.name for k, p in files.items()}, "dataset_sha256": ds.content_hash(),
+            "files": {k: p.name for k, p in files.items()}, "dataset_sha256": ds_hash,
             "scores": {"file": files["torchscript"].name, "kind": "continuous"},
             "input": f"observation (N, {ds.obs_dim}) float32", "output": f"action (N, {ds.action_dim}) in the box",
         }  # fmt: skip
         atomic_write_json(folder.card(name), card)
         training[name] = {"seconds": res.seconds, "n_steps": res.n_steps, "steps_per_second": res.steps_per_second,
                           "curve": res.curve, "monitor": {}}  # fmt: skip
-        actors[name] = TorchScriptActor(files["torchscript"], ds.action_bounds or BOX).act
+        actors[name] = TorchScriptActor(files["torchscript"], ds.action_bounds or BOX)
     atomic_write_json(folder.training, training)
     ctx.plot("learning_curves", {n: t["curve"] for n, t in training.items()}, {n: {} for n in training},
              folder.plot("learning_curves"))  # fmt: skip
     return actors
 
 
-def evaluate_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor]) -> dict[str, Any]:
+def evaluate_stage(
+    ctx: RunContext, ds: Dataset, actors: dict[str, TorchScriptActor], support: ContinuousSupport
+) -> dict[str, Any]:
     """Roll every exported policy out in SafeNav: ``evaluate.n_episodes`` split over ``evaluate.seeds`` (the same
     draws for every policy), return and normalized score with bootstrap intervals, hazard and goal rates with
     Wilson intervals, and the share of the policy's own steps (and of its actions on the logged observations)
@@ -122,15 +127,13 @@ def evaluate_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor]) -> di
     e = cfg.evaluate
     layout = NavLayout()
     ref = nav_reference(layout)
-    support = ContinuousSupport(ds)
     light = MismatchThresholds(cfg.gate.unsupported_ok, cfg.gate.unsupported_red)
     per_seed = np.diff(np.linspace(0, e.n_episodes, len(e.seeds) + 1).round().astype(int))
     policies: dict[str, Any] = {}
     for i, (name, actor) in enumerate(actors.items()):
         returns, hazard, goal, unsupported, steps = [], [], [], 0, 0
         for seed, count in zip(e.seeds, per_seed, strict=True):
-            policy = _as_nav_policy(actor)
-            eps, _ = simulate_nav(layout, policy, int(count), np.random.default_rng(seed))
+            eps, _ = simulate_nav(layout, actor, int(count), np.random.default_rng(seed))
             returns.append(eps.returns)
             hazard.append(eps.hazard)
             goal.append(eps.success.any(axis=0))
@@ -143,7 +146,7 @@ def evaluate_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor]) -> di
         reached = np.concatenate(goal).astype(np.float64)
         rng = np.random.default_rng([e.bootstrap_seed, i])
         r = bootstrap({"return": ret}, e.n_bootstrap, e.confidence, rng)["return"]
-        logged_rate = float((~support.supported(ds.observations, actor(ds.observations))).mean())
+        logged_rate = float((~support.supported(ds.observations, actor.act(ds.observations))).mean())
         rollout_rate = unsupported / max(steps, 1)
         policies[name] = {
             "return": r.to_dict(),
@@ -170,13 +173,6 @@ def evaluate_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor]) -> di
     return metrics
 
 
-def _as_nav_policy(actor: Actor) -> Callable[[NDArray[np.float64], NDArray[np.int64], np.random.Generator], Any]:
-    def policy(pos: NDArray[np.float64], steps: NDArray[np.int64], rng: np.random.Generator) -> Any:
-        return actor(pos)
-
-    return policy
-
-
 def _wilson(events: NDArray[np.float64], confidence: float) -> dict[str, float]:
     from statistics import NormalDist
 
@@ -185,7 +181,9 @@ def _wilson(events: NDArray[np.float64], confidence: float) -> dict[str, float]:
     return {"mean": float(events.mean()), "low": float(low), "high": float(high)}
 
 
-def ope_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor], metrics: dict[str, Any]) -> dict[str, Any]:
+def ope_stage(
+    ctx: RunContext, ds: Dataset, actors: dict[str, TorchScriptActor], metrics: dict[str, Any]
+) -> dict[str, Any]:
     """The continuous estimators (``ope.estimators``) per policy, from the logs alone, beside the rollouts'
     return and hazard rate (a hazard ends a SafeNav episode, so it is the cost per episode) as the truth they
     are compared with; written to ``ope.json``."""
@@ -204,12 +202,12 @@ def ope_stage(ctx: RunContext, ds: Dataset, actors: dict[str, Actor], metrics: d
             "truth": {"return": rolled["return"], "cost": rolled["hazard_rate"]},
         }  # fmt: skip
         if {"pdis", "wis"} & set(cfg.chosen):
-            est = continuous_is(ds, actor, cfg, std=IS_SMOOTHING, name=name)
+            est = continuous_is(ds, actor.act, cfg, std=IS_SMOOTHING, name=name)
             entry["smoothing"], entry["weights"] = est["smoothing"], est["weights"]
             for key, by in est["estimates"].items():
                 entry["estimates"][key].update({k: v for k, v in by.items() if k in cfg.chosen})
         if "fqe" in cfg.chosen:
-            est = continuous_fqe(ds, actor, cfg, name=name)
+            est = continuous_fqe(ds, actor.act, cfg, name=name)
             entry["fqe"] = est["fqe"]
             for key, by in est["estimates"].items():
                 entry["estimates"][key].update(by)
