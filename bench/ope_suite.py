@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from numpy.typing import NDArray
 
 from guardrl.config import RunConfig, from_dict, save_config
@@ -83,19 +84,24 @@ def exact_of_greedy(tables: Any, greedy: Any) -> dict[str, float]:
 
 
 def logs_only_run(
-    ds: Any, propensities: bool, work: Path, step_limit: int, learners: tuple[str, ...] = LEARNERS
+    ds: Any,
+    propensities: bool,
+    work: Path,
+    step_limit: int,
+    learners: tuple[str, ...] = LEARNERS,
+    ope: dict[str, Any] | None = None,
 ) -> tuple[RunContext, dict[str, Any], dict[str, Any]]:
     """The logs handed to a run with ``env: none``, stages up to the gate; returns its context, OPE and gate.
 
     The run is told the episode step limit (``ope.horizon``), as an operator knows the deployment's: logs whose
-    episodes all end before it cannot show it."""
+    episodes all end before it cannot show it. ``ope``: further settings of the run's ``ope`` section."""
     if not propensities:
         ds = replace(ds, propensities=np.full(len(ds), np.nan))
     data_dir = ds.save(work / "data")
     cfg: RunConfig = from_dict(
         RunConfig,
         {"name": "suite", "env": "none", "collect": {"dataset": str(data_dir)}, "train": {"learners": list(learners)},
-         "ope": {"horizon": step_limit}, "report": False},
+         "ope": {"horizon": step_limit, **(ope or {})}, "report": False},
     )  # fmt: skip
     ctx = RunContext(cfg, RunFolder(work / "run"))
     ctx.folder.root.mkdir(parents=True)
@@ -108,11 +114,15 @@ def logs_only_run(
     return ctx, stages.stage_ope(ctx), stages.stage_gate(ctx)
 
 
-def run_setting(layout: str, regime: str, seed: int, propensities: bool, work: Path) -> dict[str, Any]:
+def run_setting(
+    layout: str, regime: str, seed: int, propensities: bool, work: Path, ope: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One logs-only run on SafeGrid logs and its candidates, with every estimate, verdict and exact truth."""
     t0 = time.perf_counter()
     tables = build_tables(named_layout(layout))
-    ctx, ope, gate = logs_only_run(collect(tables, regime, 500, seed), propensities, work, tables.layout.max_steps)
+    ctx, ope, gate = logs_only_run(
+        collect(tables, regime, 500, seed), propensities, work, tables.layout.max_steps, ope=ope
+    )
     refs = references(tables)
     extra = stages.assess_candidates(
         ctx, {name: table_target(policy, deterministic) for name, (policy, deterministic) in refs.items()}
@@ -169,7 +179,9 @@ TOY_TEXT = {
 }  # fmt: skip
 
 
-def run_toy_text(name: str, seed: int, propensities: bool, work: Path) -> dict[str, Any]:
+def run_toy_text(
+    name: str, seed: int, propensities: bool, work: Path, ope: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Logs of a toy-text env's config controller (FrozenLake 4x4 slippery, CliffWalking), as a logs-only run;
     the truth from the env's own transition table. CliffWalking's cliff does not end an episode (the agent goes
     back to the start), so its "hazard" truth is the expected number of falls per episode, which is what the
@@ -189,7 +201,7 @@ def run_toy_text(name: str, seed: int, propensities: bool, work: Path) -> dict[s
     env = gym.make(sim_cfg.env.gym_id, **sim_cfg.env.gym_kwargs)
     steps = sim_cfg.env.max_episode_steps or (env.spec.max_episode_steps if env.spec else None)
     assert steps is not None
-    ctx, ope, gate = logs_only_run(ds, propensities, work, steps)
+    ctx, ope, gate = logs_only_run(ds, propensities, work, steps, ope=ope)
     hazard = hazard_of(env)
     q = toy_text_values(env, 0.99)
     n_states, n_actions = q.shape
@@ -235,7 +247,7 @@ MINIGRID_LEARNERS = ("bc", "spibb", "cql")
 which plans over discrete outcomes, gives way to CQL."""
 
 
-def run_minigrid(seed: int, propensities: bool, work: Path) -> dict[str, Any]:
+def run_minigrid(seed: int, propensities: bool, work: Path, ope: dict[str, Any] | None = None) -> dict[str, Any]:
     """Logs of ``configs/minigrid-lavagap.yaml``'s controller (it plans on the full grid; the logs hold the 7x7x3
     egocentric view), as a logs-only run with BC, SPIBB and CQL. MiniGrid has no transition table over views, so
     the truth is Monte Carlo: ``MINIGRID_TRUTH_EPISODES`` simulated episodes per candidate (the standard error of a
@@ -251,7 +263,7 @@ def run_minigrid(seed: int, propensities: bool, work: Path) -> dict[str, Any]:
     sim.folder.root.mkdir(parents=True)
     ds = stages.stage_collect(sim)
     assert sim_cfg.env.max_episode_steps is not None
-    ctx, ope, gate = logs_only_run(ds, propensities, work, sim_cfg.env.max_episode_steps, MINIGRID_LEARNERS)
+    ctx, ope, gate = logs_only_run(ds, propensities, work, sim_cfg.env.max_episode_steps, MINIGRID_LEARNERS, ope)
     simulator = GymSimulator(sim_cfg.env.gym_spec())
     n_actions = simulator.n_actions
     forward = 2  # MiniGrid's "move forward"
@@ -454,7 +466,11 @@ def main() -> None:
                         help="MiniGrid LavaGap data seeds (propensities logged on even, dropped on odd)")  # fmt: skip
     parser.add_argument("--toy-envs", nargs="*", default=list(TOY_TEXT), choices=list(TOY_TEXT))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--ope", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="ope settings of every run, e.g. model_logged_prior=1 (values read as YAML); for "
+                             "tuning on development seeds")  # fmt: skip
     args = parser.parse_args()
+    ope = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.ope)}
     t0 = time.perf_counter()
     settings = []
     if args.both_propensities:
@@ -471,11 +487,11 @@ def main() -> None:
     for i, (layout, regime, seed, props) in enumerate(combos):
         with tempfile.TemporaryDirectory() as tmp:
             if layout in TOY_TEXT:
-                s = run_toy_text(layout, seed, props, Path(tmp))
+                s = run_toy_text(layout, seed, props, Path(tmp), ope)
             elif layout == "MiniGrid":
-                s = run_minigrid(seed, props, Path(tmp))
+                s = run_minigrid(seed, props, Path(tmp), ope)
             else:
-                s = run_setting(layout, regime, seed, props, Path(tmp))
+                s = run_setting(layout, regime, seed, props, Path(tmp), ope)
         settings.append(s)
         verdicts = ", ".join(f"{n} {c['gate']['decision']}" for n, c in s["candidates"].items())
         print(f"[{i + 1}/{len(combos)}] {layout}/{regime}/{seed}/{s['propensities']} {s['seconds']:.0f} s: {verdicts}",
@@ -491,13 +507,16 @@ def main() -> None:
         "toy_envs": args.toy_envs,
         "toy_seeds": args.toy_seeds,
         "minigrid_seeds": args.minigrid_seeds,
+        "ope": ope,
         "limit": limit,
         "seconds": time.perf_counter() - t0,
         "settings": settings,
     }
     res["score"] = score(settings, limit)
     args.out.mkdir(parents=True, exist_ok=True)
-    held_out = args.seeds == [0, 1] and args.toy_seeds in ([0, 1], []) and args.minigrid_seeds in ([0, 1], [])
+    held_out = (
+        not ope and args.seeds == [0, 1] and args.toy_seeds in ([0, 1], []) and args.minigrid_seeds in ([0, 1], [])
+    )
     suffix = "" if held_out else "-dev"
     (args.out / f"ope_suite{suffix}.json").write_text(json.dumps(res, indent=1, default=float))
     text = markdown(res)

@@ -29,7 +29,8 @@ class _RecordingModel:
     def __init__(self):
         self.actions = None
 
-    def rollout(self, policy, starts, rng, unknown=None, horizon=None):
+    def rollout(self, policy, starts, rng, unknown=None, horizon=None, logged=None):
+        self.logged = logged
         from guardrl.train.world_model import ModelRollouts
 
         actions = np.asarray(policy(np.asarray(starts, dtype=np.float32)))
@@ -62,6 +63,17 @@ def test_a_stochastic_target_is_rolled_out_with_its_own_draws():
     greedy = TargetPolicy("zero", lambda o: np.zeros(len(o), np.int64))
     model_estimates(model, ds, greedy, cfg)
     assert model.actions.max() == 0
+    assert model.logged is None and out["model"]["dynamics"] == "the networks at every step"
+
+
+def test_the_logs_weight_against_the_networks_is_checked_and_reported():
+    import pytest
+
+    from guardrl.evaluate.ope_config import OPEConfig
+
+    with pytest.raises(ValueError, match="ope.model_logged_prior must be >= 0"):
+        OPEConfig(model_logged_prior=-1.0)
+    assert OPEConfig(model_logged_prior=None).model_logged_prior is None
 
 
 def test_model_pessimistic_trusts_an_unlogged_pair_only_where_the_model_has_seen_every_outcome(tables):

@@ -8,7 +8,13 @@ import pytest
 
 from guardrl.data import collect
 from guardrl.train.config import WorldModelConfig
-from guardrl.train.world_model import WorldModel, WorldModelError, _transition_kind, fit_world_model
+from guardrl.train.world_model import (
+    LoggedTransitions,
+    WorldModel,
+    WorldModelError,
+    _transition_kind,
+    fit_world_model,
+)
 
 FAST = WorldModelConfig(n_members=3, steps=1000, hidden_units=(64, 64))
 
@@ -169,3 +175,65 @@ def test_one_step_lists_each_members_outcomes(grid_model, tables):
     gaussian = WorldModel({**grid_model.meta, "kind": "gaussian"}, grid_model.transition, grid_model.outcome)
     with pytest.raises(WorldModelError, match="Gaussian"):
         gaussian.one_step(obs, np.array([0, 3]))
+
+
+def test_logged_transitions_are_grouped_by_pair(grid_logs):
+    logged = LoggedTransitions.from_dataset(grid_logs, prior=5.0)
+    pair = logged.index(grid_logs.observations) * grid_logs.n_actions + grid_logs.actions
+    counts = np.diff(logged.start)
+    np.testing.assert_array_equal(counts, np.bincount(pair, minlength=len(counts)))
+    for i in range(0, len(grid_logs), 97):  # every transition sits in its own pair's slice
+        rows = slice(logged.start[pair[i]], logged.start[pair[i] + 1])
+        same = (logged.next_obs[rows] == grid_logs.next_observations[i]).all(axis=1)
+        assert same.any() and (logged.cost[rows][same] == grid_logs.costs[i]).any()
+    with pytest.raises(WorldModelError, match=">= 0"):
+        LoggedTransitions.from_dataset(grid_logs, prior=-1.0)
+
+
+def test_draws_follow_the_logs_at_their_rates_and_the_prior_weighs_them(grid_logs):
+    logged = LoggedTransitions.from_dataset(grid_logs, prior=0.0)
+    counts = np.diff(logged.start)
+    # the most-logged pair whose logged outcomes differ (a slip among the intended moves)
+    varied = [
+        p
+        for p in np.argsort(-counts)
+        if len(np.unique(logged.next_obs[logged.start[p] : logged.start[p + 1]], axis=0)) > 1
+    ]
+    p = int(varied[0])
+    s, a = divmod(p, grid_logs.n_actions)
+    obs = np.repeat(logged.index.exact[s][None], 400, axis=0)
+    actions = np.full(400, a)
+    member = np.repeat(np.arange(4), 100)
+    rng = np.random.default_rng(0)
+    picked = []
+    for _ in range(50):  # over many bootstrap resamples, each outcome comes at its logged rate
+        take, pick = logged.draw(obs, actions, member, logged.resample(4, rng), rng)
+        assert take.all() and ((pick >= logged.start[p]) & (pick < logged.start[p + 1])).all()
+        picked.append(pick)
+    drawn = np.bincount(np.concatenate(picked) - logged.start[p], minlength=counts[p]) / (50 * 400)
+    np.testing.assert_allclose(drawn, np.full(counts[p], 1 / counts[p]), atol=0.1 / counts[p] ** 0.5)
+    # an unlogged observation never takes a logged outcome; a prior of n takes about half of a pair's draws
+    off_map = np.full((400, 2), -5.0, np.float32)
+    take, _ = logged.draw(off_map, actions, member, logged.resample(4, rng), rng)
+    assert not take.any()
+    even = replace(logged, prior=float(counts[p]))
+    take, _ = even.draw(obs, actions, member, even.resample(4, rng), rng)
+    assert 0.3 < take.mean() < 0.7
+
+
+def test_rollouts_on_logged_pairs_follow_the_logs(grid_model, grid_logs):
+    logged = LoggedTransitions.from_dataset(grid_logs, prior=0.0)
+    counts = np.diff(logged.start).reshape(-1, grid_logs.n_actions)
+    most_logged = counts.argmax(axis=1)  # every logged state's most-logged action: a policy the logs hold
+    seen = []
+
+    def policy(obs):
+        seen.append(obs.copy())
+        state = logged.index(obs)
+        assert (state >= 0).all()  # only logged observations are ever reached
+        return most_logged[state]
+
+    starts = grid_logs.observations[grid_logs.episode_starts[:40]]
+    roll = grid_model.rollout(policy, starts, np.random.default_rng(3), logged=logged,
+                              unknown=lambda o, a: counts[logged.index(o), a] == 0)  # fmt: skip
+    assert not roll.hit_unknown.any() and len(seen) > 1

@@ -1,10 +1,14 @@
 """Model-based OPE: the target policy rolled out in the world model learned from the logs.
 
 Every ensemble member simulates ``model_episodes`` episodes from logged start observations with the target's
-action (greedy, or drawn from a stochastic target's probabilities). The point estimate is the mean over
-members; the interval runs from the lowest member's lower bound to the highest member's upper bound, so it
-holds both the Monte Carlo error and the members' disagreement (the model's uncertainty). Assumption: the true
-dynamics lie within the ensemble's spread.
+action (greedy, or drawn from a stochastic target's probabilities). At a step whose (state, action) pair the logs
+contain ``n`` times, the outcome is one of those logged transitions with probability ``n / (n + prior)``
+(``ope.model_logged_prior``; each member over its own bootstrap resample of them), else the member's networks'
+prediction: the rollout follows the logs where they are dense and the networks where they are thin or silent. The
+point estimate is the mean over members; the interval runs from the lowest member's lower bound to the highest
+member's upper bound, so it holds both the Monte Carlo error and the members' disagreement (the model's
+uncertainty, and the logs' sampling error where they speak). Assumption: the true dynamics lie within the
+ensemble's spread.
 
 ``model_pessimistic`` (cost only) drops that assumption where the logs are silent: an episode that takes an
 action never logged in that state (the audit's state index) counts as a hazard event, whatever the model
@@ -31,7 +35,7 @@ from guardrl.data import Dataset
 from guardrl.evaluate.metrics import Estimate, wilson_interval
 from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.evaluate.target import TargetPolicy
-from guardrl.train.world_model import WorldModel
+from guardrl.train.world_model import LoggedTransitions, WorldModel
 
 Pairs = Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]]
 
@@ -98,9 +102,11 @@ def model_estimates(
     cfg: OPEConfig,
     unlogged: Pairs | None = None,
     horizon: int | None = None,
+    logged: LoggedTransitions | None = None,
 ) -> dict[str, Any]:
     """``{"return": {"model": ...}, "cost": {"model": ..., "model_pessimistic": ...}, "model": details}``;
-    episodes run for ``horizon`` steps (unset: the model's, the longest logged episode)."""
+    episodes run for ``horizon`` steps (unset: the model's, the longest logged episode); ``logged``: the logs'
+    transitions, drawn from at steps whose pair they contain (:class:`LoggedTransitions`)."""
     rng = np.random.default_rng([cfg.seed, 2])
     starts = ds.observations[ds.episode_starts]
     picks = starts[rng.integers(0, len(starts), size=cfg.model_episodes)]
@@ -109,7 +115,7 @@ def model_estimates(
     def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
         return target.act(obs, act_rng, ds.n_actions)
 
-    roll = model.rollout(act, picks, rng, unknown=unlogged, horizon=horizon)
+    roll = model.rollout(act, picks, rng, unknown=unlogged, horizon=horizon, logged=logged)
     binary = bool(np.isin(roll.costs, (0.0, 1.0)).all())
     cost = member_interval(roll.costs, cfg.confidence, binary)
     out: dict[str, Any] = {
@@ -120,6 +126,10 @@ def model_estimates(
             "member_return_means": roll.returns.mean(axis=1).tolist(),
             "member_cost_means": roll.costs.mean(axis=1).tolist(),
             "mean_length": float(roll.lengths.mean()),
+            "dynamics": "the networks at every step"
+            if logged is None
+            else f"a logged transition of the step's (state, action) pair with probability n / (n + {logged.prior:g}) "
+            "(n: the pair's logged count, each member over its own bootstrap resample), else the networks",
         },
     }
     if unlogged is not None:

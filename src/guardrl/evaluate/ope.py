@@ -40,6 +40,7 @@ from guardrl.evaluate.fqe_tabular import ModelFill, TabularFQE, fit_tabular_fqe
 from guardrl.evaluate.metrics import Estimate, bootstrap
 from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.evaluate.target import TargetPolicy
+from guardrl.train.world_model import LoggedTransitions
 
 d3rlpy = import_d3rlpy()
 
@@ -267,6 +268,7 @@ def evaluate_policy(
     index: StateIndex | None = None,
     model_step: ModelStep | None = None,
     horizon: tuple[int, str] | None = None,
+    logged: LoggedTransitions | None = None,
 ) -> dict[str, Any]:
     """Every configured estimator of return (and cost) for ``target``, each with a bootstrap CI.
 
@@ -276,7 +278,8 @@ def evaluate_policy(
     ``index``: the audit's state index, for the tabular FQE; ``model_step``: the world model's outcomes that back
     up the tabular FQE's unlogged pairs (:func:`fqe_model_step`; the same for every target, so computed once);
     ``horizon``: the episode step limit and where it came from, when the caller knows it (an environment's);
-    else :func:`episode_horizon`."""
+    else :func:`episode_horizon`; ``logged``: the logs' transitions by pair, which the model estimator's rollouts
+    draw from (:class:`~guardrl.train.world_model.LoggedTransitions`, built once by the caller)."""
     if "model" in cfg.chosen and world_model is None:
         raise ConfigError("ope.estimators: model needs the run's world model (guardrl model RUN)")
     tabular = fqe_is_tabular(cfg, index)
@@ -403,7 +406,7 @@ def evaluate_policy(
         if unlogged is not None:
             exact = index is not None and index.exact is not None
             unlogged, rule = untrusted_pairs(world_model, ds, unlogged, cfg.model_trust_disagreement, exact)
-        by_model = model_estimates(world_model, ds, target, cfg, unlogged, horizon_steps)
+        by_model = model_estimates(world_model, ds, target, cfg, unlogged, horizon_steps, logged)
         out["model"] = by_model.pop("model")
         if rule is not None:
             out["model"]["pessimistic_counts_as_hazard"] = rule

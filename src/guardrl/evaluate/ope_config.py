@@ -70,6 +70,14 @@ class OPEConfig:
     one), so that the model has seen what is there; every other unlogged pair counts as a hazard event. ``null``:
     every unlogged pair does (MOReL's halt on every unknown pair). Needs an exact state index and a world model
     that lists outcomes; otherwise every unlogged pair counts."""
+    model_logged_prior: float | None = 1.0
+    """How the model estimator's rollouts weigh the logs against the networks. At a step whose (state, action)
+    pair the logs contain ``n`` times, the outcome is one of those logged transitions with probability
+    ``n / (n + this)``, else the networks' prediction (the networks count as this many transitions). ``null``: the
+    networks everywhere. Needs observations that recur as exact rows; elsewhere the networks speak
+    (:class:`guardrl.train.world_model.LoggedTransitions`). Chosen on the OPE suite's development seeds (SafeGrid,
+    12 settings): with 1, 22 of 35 safe candidates better than BC PASS and the model's cost errs 0.89 percentage
+    points; with 5, 21 and 1.17; with the networks alone, 19 and 1.42. No unsafe candidate PASSed in any."""
     model_episodes: int = 2000
     """Episodes simulated per ensemble member for the model estimator, from logged start observations. Its
     interval is the widest member's, so Monte Carlo error alone can reach a 1% limit: with 1,000 episodes a
@@ -86,6 +94,8 @@ class OPEConfig:
     def __post_init__(self) -> None:
         if self.model_trust_disagreement is not None and not 0.0 <= self.model_trust_disagreement <= 1.0:
             raise ValueError(f"ope.model_trust_disagreement must lie in [0, 1], got {self.model_trust_disagreement}")
+        if self.model_logged_prior is not None and not self.model_logged_prior >= 0.0:
+            raise ValueError(f"ope.model_logged_prior must be >= 0 or null, got {self.model_logged_prior}")
         if self.horizon is not None and self.horizon < 1:
             raise ValueError(f"ope.horizon must be >= 1, got {self.horizon}")
         if self.fqe_refits < 10 or self.fqe_max_states < 1:

@@ -383,6 +383,11 @@ def ope_estimates(
     model_step = None  # the world model's outcomes behind the tabular FQE: the same for every target
     if "fqe" in cfg.ope.chosen and fqe_is_tabular(cfg.ope, support.index) and cfg.needs_world_model:
         model_step = fqe_model_step(cfg.ope, support.index, ctx.world_model, ds.n_actions)
+    logged = None  # the logs' transitions by pair, for the model's rollouts: the same for every target
+    if world_model is not None and cfg.ope.model_logged_prior is not None:
+        from guardrl.train.world_model import LoggedTransitions
+
+        logged = LoggedTransitions.from_dataset(ds, cfg.ope.model_logged_prior)
     horizon = None
     if cfg.ope.horizon is None and not ctx.logs_only:  # a run with an environment knows its step limit
         limit = ctx.tables.layout.max_steps if ctx.is_safegrid else ctx.simulator.max_steps
@@ -395,7 +400,7 @@ def ope_estimates(
             estimates[name] = evaluate_policy(
                 ds, target, cfg.ope, low, high, grid_size=ctx.grid_size, world_model=world_model,
                 unlogged=lambda obs, act: support.action_counts(obs, act) == 0, index=support.index,
-                model_step=model_step, horizon=horizon,
+                model_step=model_step, horizon=horizon, logged=logged,
             )  # fmt: skip
             progress.advance(task)
     return estimates, propensities
