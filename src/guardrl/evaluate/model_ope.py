@@ -1,13 +1,13 @@
 """Model-based OPE: the target policy rolled out in the world model learned from the logs.
 
 Every ensemble member simulates ``model_episodes`` episodes from logged start observations with the target's
-action (greedy, or drawn from a stochastic target's probabilities). At a step whose (state, action) pair the logs
-contain ``n`` times, the outcome is one of those logged transitions with probability ``n / (n + prior)``
-(``ope.model_logged_prior``; each member over its own bootstrap resample of them), else the member's networks'
-prediction: the rollout follows the logs where they are dense and the networks where they are thin or silent. The
-point estimate is the mean over members; the interval runs from the lowest member's lower bound to the highest
-member's upper bound, so it holds both the Monte Carlo error and the members' disagreement (the model's
-uncertainty, and the logs' sampling error where they speak). Assumption: the true dynamics lie within the
+action (greedy, or drawn from a stochastic target's probabilities). The networks predict every step, unless
+``ope.model_logged_prior`` is set: then, at a step whose (state, action) pair the logs contain ``n`` times, the
+outcome is one of those logged transitions with probability ``n / (n + prior)`` (each member over its own
+bootstrap resample of them). That is off by default: it let an unsafe policy PASS on held-out data (see
+:class:`~guardrl.evaluate.ope_config.OPEConfig`). The point estimate is the mean over members; the interval
+runs from the lowest member's lower bound to the highest member's upper bound, so it holds both the Monte Carlo
+error and the members' disagreement (the model's uncertainty). Assumption: the true dynamics lie within the
 ensemble's spread.
 
 ``model_pessimistic`` (cost only) drops that assumption where the logs are silent: an episode that takes an

@@ -377,8 +377,10 @@ class LoggedTransitions:
     transitions of evidence. Where the logs are dense, the rollout follows them, as the tabular FQE does; where they
     are thin or silent, the networks, which share what they learned across states, speak. Each member draws from
     its own bootstrap resample of the transitions (Poisson weights), so the members' spread carries the logs'
-    sampling error there. Without this, the networks smoothed a hazard slip over neighbouring cells: on the OPE
-    suite's development logs the model put SPIBB's hazard at 2.99% where the truth is 0.21%.
+    sampling error there. The networks alone smooth a hazard slip over neighbouring cells (on one of the OPE
+    suite's development logs they put SPIBB's hazard at 2.99% where the truth is 0.21%); but that smoothing also
+    sees risk on pairs whose logged transitions happen to show none, which these draws cannot (the model
+    estimator uses them only when ``ope.model_logged_prior`` is set).
 
     Observations are matched as exact rows; logs whose observations never repeat leave every step to the networks."""
 
