@@ -1,8 +1,11 @@
+import json
+
 import numpy as np
 import pytest
 
 from guardrl.config import CollectConfig, RunConfig
 from guardrl.envs import build_tables, default_layout
+from guardrl.envs.mujoco import actor_set
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.ope import OPEConfig
 from guardrl.train import BCConfig, CQLConfig, TrainConfig
@@ -69,3 +72,30 @@ def nav_run(tmp_path_factory):
     (root / "nav.yaml").write_text(NAV_TINY)
     run_dir, _ = run(load_config(root / "nav.yaml"), root / "runs", show_progress=False)
     return run_dir
+
+
+def write_actor(path, rng, obs_dim=11, action_dim=3, hidden=(16, 16), scale=0.3):
+    """A random-weight squashed-Gaussian actor in the layout scripts/train_mujoco_actors.py writes."""
+    arrays, width = {}, obs_dim
+    for i, h in enumerate(hidden):
+        arrays[f"w{i}"] = (rng.standard_normal((width, h)) * scale).astype(np.float32)
+        arrays[f"b{i}"] = np.zeros(h, np.float32)
+        width = h
+    arrays["mu_w"] = (rng.standard_normal((width, action_dim)) * scale).astype(np.float32)
+    arrays["mu_b"] = np.zeros(action_dim, np.float32)
+    arrays["log_std_w"] = (rng.standard_normal((width, action_dim)) * 0.01).astype(np.float32)
+    arrays["log_std_b"] = np.full(action_dim, -1.0, np.float32)
+    np.savez(path, **arrays)
+
+
+@pytest.fixture(scope="session")
+def mujoco_actors(tmp_path_factory):
+    """Four random-weight checkpoints with made-up evaluation returns: medium is the second (30 >= 90 / 3)."""
+    folder = tmp_path_factory.mktemp("hopper_actors")
+    rng = np.random.default_rng(0)
+    points = []
+    for i, ret in enumerate([10.0, 30.0, 60.0, 90.0]):
+        write_actor(folder / f"step_{i}.npz", rng)
+        points.append({"step": i, "file": f"step_{i}.npz", "eval_return": ret})
+    (folder / "progress.json").write_text(json.dumps({"env": "Hopper-v5", "checkpoints": points}))
+    return actor_set("hopper", folder)

@@ -36,6 +36,11 @@ def test_partial_yaml_keeps_other_defaults(tmp_path):
         ("env:\n  layout: maze\n", "env.layout: 'maze' is not one of default, drawn, corridor"),
         ("env:\n  layout: corridor\n  layout_seed: 3\n", "draws no hazards"),
         ("evaluate:\n  seeds: []\n", "at least one held-out seed"),
+        ("collect:\n  regime: medium\n", "collect.regime: 'medium' is a MuJoCo level (env.mujoco)"),
+        ("env:\n  mujoco: hopper\ncollect:\n  regime: noisy\n", "a MuJoCo run logs one of ['random', 'medium'"),
+        ("env:\n  mujoco: ant\n", "env.mujoco: 'ant' is not one of hopper, halfcheetah, walker2d"),
+        ("env:\n  mujoco: hopper\n  gym_id: Hopper-v5\n", "env.gym_id: a run with env.mujoco has no gym_id"),
+        ("env:\n  mujoco: hopper\n  safenav: true\n", "env: safenav and env.mujoco exclude each other"),
         (
             "env:\n  gym_id: FrozenLake-v1\n  cost_rule: terminated_without_success\n"
             "  success_rule: terminated_without_cost\ncollect:\n  behaviour: a:b\n",
@@ -81,3 +86,12 @@ def test_import_guardrl_registers_safegrid_without_loading_gymnasium():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["80", "(2,", "9)"]
+
+
+def test_a_mujoco_run_config_round_trips_and_takes_the_continuous_defaults(tmp_path):
+    (tmp_path / "h.yaml").write_text("env: {mujoco: hopper}\ncollect: {regime: medium-replay, n_steps: 5000}\n")
+    cfg = load_config(tmp_path / "h.yaml")
+    assert cfg.env.continuous and cfg.env.mujoco == "hopper" and cfg.collect.n_steps == 5000
+    assert "bc" in cfg.train.chosen and set(cfg.ope.chosen) <= {"pdis", "wis", "fqe"}
+    save_config(cfg, tmp_path / "again.yaml")
+    assert load_config(tmp_path / "again.yaml") == cfg

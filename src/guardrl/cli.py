@@ -279,6 +279,49 @@ def import_cmd(
     console.print(f"imported {len(ds)} transitions, {ds.n_episodes} episodes from {file} -> {out}")
 
 
+class MujocoTask(StrEnum):
+    hopper = "hopper"
+    halfcheetah = "halfcheetah"
+    walker2d = "walker2d"
+
+
+class MujocoKind(StrEnum):
+    random = "random"
+    medium = "medium"
+    medium_replay = "medium-replay"
+    medium_expert = "medium-expert"
+    expert = "expert"
+
+
+@app.command("mujoco-data")
+def mujoco_data_cmd(
+    task: Annotated[MujocoTask, typer.Argument(help="The MuJoCo task (gymnasium v5).")],
+    kind: Annotated[MujocoKind, typer.Argument(help="D4RL's dataset level.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (guardrl format).")],
+    steps: Annotated[int, typer.Option(help="Transitions to log (whole episodes: at least this many).")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of every draw: the same seed gives the same dataset.")] = 0,
+    actors: Annotated[
+        Path | None, typer.Option(help="A folder of actors from scripts/train_mujoco_actors.py (default: shipped).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset folder.")] = False,
+) -> None:
+    """Roll the shipped behaviour policies out into a D4RL-style dataset (needs the mujoco extra)."""
+    from guardrl._io import check_output
+    from guardrl.data.mujoco import collect_mujoco
+    from guardrl.envs.mujoco import actor_set
+
+    with _user_errors():
+        check_output(out, overwrite, "dataset")
+        chosen = actor_set(task.value, actors) if actors is not None else None
+        ds = collect_mujoco(task.value, kind.value, steps, seed, chosen)
+        ds.save(out, overwrite=overwrite)
+    returns = ds.episode_returns()
+    console.print(
+        f"logged {len(ds)} transitions, {ds.n_episodes} episodes of {task.value}-{kind.value} (seed {seed}) -> {out}; "
+        f"episode return mean {returns.mean():.1f}"
+    )
+
+
 @app.command("export")
 def export_cmd(
     dataset: Annotated[Path, typer.Argument(help="A guardrl dataset folder.")],

@@ -35,6 +35,8 @@ from guardrl.train.config import (
     WorldModelConfig,
 )
 
+MUJOCO_REGIMES = ("random", "medium", "medium-replay", "medium-expert", "expert")
+"""D4RL's dataset levels, made here by ``guardrl.data.mujoco``."""
 CONTINUOUS_ESTIMATORS: tuple[Any, ...] = ("pdis", "wis", "fqe")
 """The off-policy estimators built for continuous actions (``guardrl.evaluate.continuous_ope``)."""
 
@@ -52,6 +54,10 @@ class EnvConfig:
     """No simulator: the run has logs only (``collect.dataset``). Written ``env: none`` in YAML."""
     safenav: bool = False
     """SafeNav-v0 (continuous velocity actions, circular hazards). Written ``env: safenav`` in YAML."""
+    mujoco: Literal["hopper", "halfcheetah", "walker2d"] | None = None
+    """A MuJoCo task (gymnasium 1.0's v5 env; the ``mujoco`` extra) with continuous actions and D4RL-style logs
+    made here (``collect.regime``: random, medium, medium-replay, medium-expert or expert). Written
+    ``env: {mujoco: hopper}`` in YAML."""
 
     gym_id: str | None = None
     """A gymnasium environment id (e.g. ``FrozenLake-v1``) instead of SafeGrid; the ``layout*`` fields then
@@ -80,11 +86,13 @@ class EnvConfig:
     """Layout fields replacing the named layout's (size, start, goal, hazards, slip, max_steps, rewards)."""
 
     def __post_init__(self) -> None:
-        if self.logs_only and self.safenav:
-            raise ConfigError("env: none and env: safenav exclude each other")
-        if self.logs_only or self.safenav:
+        kinds = [k for k, on in (("env: none", self.logs_only), ("env: safenav", self.safenav),
+                                 ("env.mujoco", self.mujoco is not None)) if on]  # fmt: skip
+        if len(kinds) > 1:
+            raise ConfigError(f"{' and '.join(kinds)} exclude each other")
+        if kinds:
             if self.gym_id is not None:
-                raise ConfigError(f"env: a {'logs-only' if self.logs_only else 'SafeNav'} run has no gym_id")
+                raise ConfigError(f"env.gym_id: a run with {kinds[0]} has no gym_id")
             return
         if self.gym_id is not None:
             try:
@@ -105,6 +113,11 @@ class EnvConfig:
     @property
     def is_gym(self) -> bool:
         return self.gym_id is not None
+
+    @property
+    def continuous(self) -> bool:
+        """Continuous actions: SafeNav or a MuJoCo task (``guardrl.run.continuous``)."""
+        return self.safenav or self.mujoco is not None
 
     def gym_spec(self) -> GymSpec:
         if self.gym_id is None:
@@ -131,10 +144,14 @@ class EnvConfig:
 class CollectConfig:
     """How the behaviour dataset is logged."""
 
-    regime: Literal["safe", "noisy", "mixed", "expert"] = "safe"
-    """Dataset regime: ``safe`` (eps=0.22), ``noisy`` (eps=0.6), ``mixed`` (30% random), ``expert``."""
+    regime: Literal["safe", "noisy", "mixed", "expert", "random", "medium", "medium-replay", "medium-expert"] = "safe"
+    """Dataset regime: ``safe`` (eps=0.22), ``noisy`` (eps=0.6), ``mixed`` (30% random), ``expert``; SafeNav has
+    the same four; a MuJoCo task D4RL's five levels: ``random``, ``medium``, ``medium-replay``, ``medium-expert``,
+    ``expert``."""
     n_episodes: int = 500
-    """Episodes to log."""
+    """Episodes to log (a MuJoCo task: ``n_steps`` instead)."""
+    n_steps: int = 100_000
+    """A MuJoCo task: transitions to log, in whole episodes (so at least this many)."""
     seed: int = 0
     """Collection seed."""
     behaviour: str | None = None
@@ -200,20 +217,22 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.ope.estimators is None:  # resolved here so that the saved config lists what ran
             chosen = (*MODEL_FREE, "model") if self.env.logs_only else MODEL_FREE
-            if self.env.safenav:
+            if self.env.continuous:
                 chosen = CONTINUOUS_ESTIMATORS
             object.__setattr__(self, "ope", dataclasses.replace(self.ope, estimators=chosen))
         if self.train.learners is None:
             learners = GRID_LEARNERS if not self.env.logs_only and not self.env.is_gym else DEFAULT_LEARNERS
-            if self.env.safenav:
+            if self.env.continuous:
                 learners = CONTINUOUS_DEFAULT_LEARNERS
             object.__setattr__(self, "train", dataclasses.replace(self.train, learners=learners))
-        if self.env.safenav:
+        if self.env.continuous:
             self._check_continuous()
         else:
             only = [n for n in self.train.chosen if n not in DISCRETE_LEARNERS]
             if only:
-                raise ConfigError(f"train.learners: {only} learn continuous actions only (env: safenav)")
+                raise ConfigError(f"train.learners: {only} learn continuous actions only (env: safenav or mujoco)")
+            if self.collect.regime in MUJOCO_REGIMES and self.collect.dataset is None:
+                raise ConfigError(f"collect.regime: {self.collect.regime!r} is a MuJoCo level (env.mujoco)")
         if self.collect.seed in self.evaluate.seeds:
             raise ConfigError("evaluate.seeds must not include collect.seed: evaluate on held-out seeds")
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -243,12 +262,16 @@ class RunConfig:
             raise ConfigError("collect.behaviour: applies to gymnasium envs (env.gym_id); SafeGrid uses regime")
 
     def _check_continuous(self) -> None:
-        """SafeNav runs: continuous learners and estimators, SafeNav's own logging regimes."""
+        """SafeNav and MuJoCo runs: continuous learners and estimators, the env's own logging regimes."""
+        what = "SafeNav" if self.env.safenav else "MuJoCo"
         wrong = [n for n in self.train.chosen if n not in CONTINUOUS_LEARNERS]
         if wrong:
             raise ConfigError(
-                f"train.learners: {wrong} learn discrete actions; a SafeNav run takes {list(CONTINUOUS_LEARNERS)}"
+                f"train.learners: {wrong} learn discrete actions; a {what} run takes {list(CONTINUOUS_LEARNERS)}"
             )
+        regimes = MUJOCO_REGIMES if self.env.mujoco is not None else ("safe", "noisy", "mixed", "expert")
+        if self.collect.regime not in regimes:
+            raise ConfigError(f"collect.regime: a {what} run logs one of {list(regimes)}, not {self.collect.regime!r}")
         if "bc" not in self.train.chosen:
             raise ConfigError("train.learners: the gate compares every candidate with bc; list it")
         unknown = [e for e in self.ope.chosen if e not in CONTINUOUS_ESTIMATORS]
@@ -258,7 +281,7 @@ class RunConfig:
                 f"{list(CONTINUOUS_ESTIMATORS)}"
             )
         if self.collect.behaviour is not None:
-            raise ConfigError("collect.behaviour: SafeNav logs one of its regimes (collect.regime)")
+            raise ConfigError(f"collect.behaviour: a {what} run logs one of its regimes (collect.regime)")
         if self.ope.validate:
             raise ConfigError("ope.validate: reference policies with exact truth exist on SafeGrid only")
 

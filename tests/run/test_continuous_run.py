@@ -93,5 +93,41 @@ def test_imported_logs_must_be_safenav_shaped(tmp_path, tables):
     collect(tables, "safe", 30, seed=1).save(tmp_path / "grid")
     (tmp_path / "c.yaml").write_text(f"name: x\nenv: safenav\ncollect: {{dataset: {tmp_path / 'grid'}}}\n")
     res = runner.invoke(app, ["run", "-c", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"])
-    assert res.exit_code == 2 and "needs (x, y) observations and actions in [-1, 1]^2" in " ".join(res.output.split())
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "a SafeNav-v0 run needs 2 observation features and actions in [-1, 1]^2" in said
     assert not (tmp_path / "runs" / "x").exists()
+
+
+HOPPER_TINY = """
+name: hop
+env: {mujoco: hopper}
+collect: {regime: random, n_steps: 1500}
+train: {learners: [bc, td3bc], continuous: {n_steps: 100, hidden_units: [32, 32]}}
+evaluate: {n_episodes: 12}
+ope: {fqe_steps: 50, n_bootstrap: 100}
+audit: {min_transitions: 500, min_episodes: 20}
+"""
+
+
+def test_a_mujoco_run_scores_with_d4rl_constants_and_counts_falls_as_hazards(tmp_path):
+    import numpy as np
+
+    from guardrl.envs.mujoco import normalized_score
+
+    (tmp_path / "h.yaml").write_text(HOPPER_TINY)
+    res = runner.invoke(app, ["run", "-c", str(tmp_path / "h.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert res.exit_code == 0, res.output
+    run_dir = tmp_path / "runs" / "hop"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["env"]["mujoco"] == "hopper"
+    ds = load_dataset(run_dir / "dataset")
+    assert ds.obs_dim == 11 and ds.action_bounds == ((-1.0,) * 3, (1.0,) * 3) and len(ds) >= 1500
+    np.testing.assert_array_equal(ds.costs, ds.terminations.astype(float))  # random hopping falls: hazards
+    assert ds.costs.sum() > 0 and ds.provenance["kind"] == "random"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["environment"] == "Hopper-v5" and "D4RL" in metrics["reference"]["source"]
+    for p in metrics["policies"].values():
+        assert p["episodes"] == 12
+        assert p["normalized_score"]["mean"] == pytest.approx(float(normalized_score("hopper", p["return"]["mean"])))
+    gate = json.loads((run_dir / "gate.json").read_text())
+    assert set(gate["decisions"]) == {"bc", "td3bc"}
+    assert "hopper" in (run_dir / "memo.md").read_text() and (run_dir / "report.html").is_file()

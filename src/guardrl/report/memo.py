@@ -142,9 +142,12 @@ def _data_blocks(
     if collect.get("dataset"):
         source = f"logs imported from `{collect['dataset']}`"
     else:
-        world = "SafeNav" if env == "safenav" else (env.get("gym_id") or "SafeGrid")
+        world = "SafeNav" if env == "safenav" else (env.get("gym_id") or env.get("mujoco") or "SafeGrid")
         who = collect.get("behaviour") or collect.get("regime")
-        source = f"{collect.get('n_episodes')} episodes logged by the `{who}` controller on {world}"
+        if env != "safenav" and env.get("mujoco"):
+            source = f"{collect.get('n_steps')} transitions of D4RL's `{who}` level made on {world}"
+        else:
+            source = f"{collect.get('n_episodes')} episodes logged by the `{who}` controller on {world}"
         source += f" (seed {collect.get('seed')})"
     items = [f"Data: {source}."]
     if audit:

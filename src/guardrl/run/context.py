@@ -52,16 +52,16 @@ class RunContext:
         """The run in ``folder``, with ``cfg`` or the folder's saved config."""
         folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
         cfg = cfg if cfg is not None else folder.read_config()
-        if cfg.env.safenav:
+        if cfg.env.continuous:
             raise RunError(
-                f"{folder.root}: a SafeNav run (continuous actions) runs as a whole with `guardrl run`; its stages "
-                "are not separate commands yet"
+                f"{folder.root}: a run with continuous actions (SafeNav, MuJoCo) runs as a whole with `guardrl run`; "
+                "its stages are not separate commands yet"
             )
         return cls(cfg, folder)
 
     @property
     def is_safegrid(self) -> bool:
-        return not self.cfg.env.is_gym and not self.cfg.env.logs_only and not self.cfg.env.safenav
+        return not self.cfg.env.is_gym and not self.cfg.env.logs_only and not self.cfg.env.continuous
 
     @property
     def logs_only(self) -> bool:
@@ -149,7 +149,8 @@ def discrete_only(ds: Dataset, where: Path | str) -> Dataset:
     if ds.is_continuous:
         raise RunError(
             f"{where}: the logs have continuous actions ({ds.action_dim} dimensions); this run's stages handle "
-            "discrete actions. Runs with continuous actions exist for SafeNav so far (env: safenav, "
-            "configs/safenav.yaml); other continuous logs can be imported, exported and inspected"
+            "discrete actions. Runs with continuous actions exist for SafeNav and MuJoCo tasks (env: safenav, "
+            "configs/safenav.yaml; env: {mujoco: hopper}, configs/hopper-medium.yaml); other continuous logs can "
+            "be imported, exported and inspected"
         )
     return ds

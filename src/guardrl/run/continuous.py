@@ -1,8 +1,10 @@
-"""A run with continuous actions on SafeNav-v0: collect -> audit -> train -> evaluate -> OPE -> gate -> report.
+"""A run with continuous actions on SafeNav-v0 or a MuJoCo task: collect -> audit -> train -> evaluate -> OPE ->
+gate -> report.
 
 The same run folder and the same gate as a discrete run (:mod:`guardrl.run.stages`), with the continuous
-pieces in place of the discrete ones: SafeNav's logging regimes (:func:`guardrl.data.collect.collect_nav`, or
-imported logs with SafeNav's observations and action box), :func:`~guardrl.data.audit.audit_continuous`, the
+pieces in place of the discrete ones: SafeNav's logging regimes (:func:`guardrl.data.collect.collect_nav`) or
+D4RL's levels made on a MuJoCo task (:func:`guardrl.data.mujoco.collect_mujoco`), or imported logs with the
+env's observations and action box, :func:`~guardrl.data.audit.audit_continuous`, the
 continuous learners (:mod:`guardrl.train.continuous`, exported as TorchScript and ONNX), rollouts of the
 exported policies in the vectorized simulator with intervals, support as distance to the logged (observation,
 action) pairs, and the continuous off-policy estimates (:mod:`guardrl.evaluate.continuous_ope`), which are
@@ -22,6 +24,8 @@ from guardrl._io import atomic_write_json
 from guardrl.data import Dataset
 from guardrl.data.audit import audit_continuous
 from guardrl.data.continuous_support import ContinuousSupport
+from guardrl.envs.mujoco import ACTION_DIMS, D4RL_REFERENCE, TASKS, simulate_mujoco
+from guardrl.envs.mujoco import OBS_DIMS as MUJOCO_OBS_DIMS
 from guardrl.envs.safenav import ACTION_DIM, NavLayout, nav_reference, simulate_nav
 from guardrl.errors import RunError
 from guardrl.evaluate import MismatchThresholds, normalized_score
@@ -38,7 +42,7 @@ BOX = ((-1.0,) * ACTION_DIM, (1.0,) * ACTION_DIM)
 
 
 def fill_continuous(ctx: RunContext, timed: Callable[..., Any], show_progress: bool) -> dict[str, Any]:
-    """Every stage of a SafeNav run into ``ctx.folder``; ``timed(name, stage, **kwargs)`` runs and times a stage
+    """Every stage of a continuous run into ``ctx.folder``; ``timed(name, stage, **kwargs)`` runs and times a stage
     (called with the context). Returns the evaluation metrics."""
     ds = timed("collect", collect_stage)
     support = ContinuousSupport(ds)  # the audit's threshold and the evaluation's support checks
@@ -55,14 +59,19 @@ def collect_stage(ctx: RunContext) -> Dataset:
     from guardrl.data.collect import collect_nav
     from guardrl.data.dataset import load_dataset
 
-    c, folder = ctx.cfg.collect, ctx.folder
+    c, folder, task = ctx.cfg.collect, ctx.folder, ctx.cfg.env.mujoco
+    obs_dim, box = (2, BOX) if task is None else (MUJOCO_OBS_DIMS[task], _mujoco_box(task))
     if c.dataset is not None:
         ds = load_dataset(Path(c.dataset))
-        if ds.action_bounds != BOX or ds.obs_dim != 2:
+        if ds.action_bounds != box or ds.obs_dim != obs_dim:
             raise RunError(
-                f"{c.dataset}: a SafeNav run needs (x, y) observations and actions in [-1, 1]^2, got {ds.obs_dim} "
-                f"observation features and actions {ds.action_bounds or 'discrete'}"
+                f"{c.dataset}: a {_world(ctx)} run needs {obs_dim} observation features and actions in "
+                f"[-1, 1]^{len(box[0])}, got {ds.obs_dim} features and actions {ds.action_bounds or 'discrete'}"
             )
+    elif task is not None:
+        from guardrl.data.mujoco import collect_mujoco
+
+        ds = collect_mujoco(task, c.regime, c.n_steps, c.seed)
     else:
         ds = collect_nav(NavLayout(), c.regime, c.n_episodes, c.seed)
     ds.save(folder.dataset)
@@ -119,26 +128,32 @@ def train_stage(ctx: RunContext, ds: Dataset, show_progress: bool) -> dict[str, 
 def evaluate_stage(
     ctx: RunContext, ds: Dataset, actors: dict[str, TorchScriptActor], support: ContinuousSupport
 ) -> dict[str, Any]:
-    """Roll every exported policy out in SafeNav: ``evaluate.n_episodes`` split over ``evaluate.seeds`` (the same
+    """Roll every exported policy out in the env: ``evaluate.n_episodes`` split over ``evaluate.seeds`` (the same
     draws for every policy), return and normalized score with bootstrap intervals, hazard and goal rates with
     Wilson intervals, and the share of the policy's own steps (and of its actions on the logged observations)
-    outside the logged support."""
+    outside the logged support. The score's ends: SafeNav's planner and uniform actions (``nav_reference``), a
+    MuJoCo task's D4RL constants."""
     cfg, folder = ctx.cfg, ctx.folder
     e = cfg.evaluate
     layout = NavLayout()
-    ref = nav_reference(layout)
+    task = cfg.env.mujoco
+    ref = nav_reference(layout) if task is None else _mujoco_reference(task)
     light = MismatchThresholds(cfg.gate.unsupported_ok, cfg.gate.unsupported_red)
     per_seed = np.diff(np.linspace(0, e.n_episodes, len(e.seeds) + 1).round().astype(int))
     policies: dict[str, Any] = {}
     for i, (name, actor) in enumerate(actors.items()):
         returns, hazard, goal, unsupported, steps = [], [], [], 0, 0
         for seed, count in zip(e.seeds, per_seed, strict=True):
-            eps, _ = simulate_nav(layout, actor, int(count), np.random.default_rng(seed))
+            rng = np.random.default_rng(seed)
+            if task is None:
+                eps, _ = simulate_nav(layout, actor, int(count), rng)
+            else:
+                eps, _ = simulate_mujoco(task, _deterministic(actor), int(count), rng)
             returns.append(eps.returns)
             hazard.append(eps.hazard)
             goal.append(eps.success.any(axis=0))
             valid = eps.valid
-            acted = eps.actions[valid].astype(np.float64)  # SafeNav's episodes hold (T, N, 2) float actions
+            acted = eps.actions[valid].astype(np.float64)  # continuous episodes hold (T, N, k) float actions
             unsupported += int((~support.supported(eps.obs[valid], acted)).sum())
             steps += int(valid.sum())
         ret = np.concatenate(returns)
@@ -165,12 +180,40 @@ def evaluate_stage(
         }
     returns_logged = ds.episode_returns()
     metrics = {
-        "environment": "SafeNav-v0", "policies": policies, "reference": ref,
+        "environment": _world(ctx), "policies": policies, "reference": ref,
         "return_range": float(returns_logged.max() - returns_logged.min()),
         "unsupported_k": support.cfg.k, "support_threshold": support.threshold,
     }  # fmt: skip
     atomic_write_json(folder.metrics, metrics)
     return metrics
+
+
+def _world(ctx: RunContext) -> str:
+    task = ctx.cfg.env.mujoco
+    return "SafeNav-v0" if task is None else TASKS[task]
+
+
+def _mujoco_box(task: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    k = ACTION_DIMS[task]
+    return ((-1.0,) * k, (1.0,) * k)
+
+
+def _mujoco_reference(task: str) -> dict[str, Any]:
+    low, high = D4RL_REFERENCE[task]
+    return {
+        "random_return": low, "optimal_return": high,
+        "source": "D4RL's published random and expert returns (v2 envs); these logs and rollouts are v5, so the "
+        "normalized scores are indicative",
+    }  # fmt: skip
+
+
+def _deterministic(actor: TorchScriptActor) -> Any:
+    """An exported actor as a MuJoCo rollout policy (its action, and a log-density nobody reads)."""
+
+    def act(obs: NDArray[np.float64], rng: np.random.Generator) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+        return actor.act(np.asarray(obs, dtype=np.float32)), np.zeros(len(obs))
+
+    return act
 
 
 def _wilson(events: NDArray[np.float64], confidence: float) -> dict[str, float]:

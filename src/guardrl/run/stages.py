@@ -568,7 +568,7 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
             return result
 
         save_config(cfg, ctx.folder.config)
-        if cfg.env.safenav:
+        if cfg.env.continuous:
             from guardrl.run.continuous import fill_continuous
 
             metrics = fill_continuous(ctx, timed, show_progress)

@@ -181,8 +181,8 @@ def run_rollout_sim(run_dir: Path, policy: str, cfg: RolloutSimConfig, show_prog
     run_dir = Path(run_dir)
     run = ServedRun.open(run_dir)
     run_cfg = run.cfg
-    if run_cfg.env.is_gym or run_cfg.env.safenav:
-        used = "SafeNav (continuous actions)" if run_cfg.env.safenav else "a gymnasium env"
+    if run_cfg.env.is_gym or run_cfg.env.continuous:
+        used = "continuous actions" if run_cfg.env.continuous else "a gymnasium env"
         raise RunError(f"rollout-sim replays the rollout on SafeGrid; this run uses {used}")
     guard = run.load_policy(policy).guard
     assert isinstance(guard, Guard)
