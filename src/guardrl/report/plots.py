@@ -51,11 +51,18 @@ def visitation_heatmap(
     return _save(fig, path)
 
 
+MAX_REWARD_BARS = 30
+"""Step rewards with at most this many distinct values get a bar each; more, a histogram."""
+
+
 def reward_histogram(step_rewards: np.ndarray, episode_returns: np.ndarray, path: Path) -> Path:
     """Per-step rewards (counts per value) beside the distribution of episode returns."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     values, counts = np.unique(step_rewards, return_counts=True)
-    a1.bar([f"{v:g}" for v in values], counts, color="slategray")
+    if len(values) <= MAX_REWARD_BARS:
+        a1.bar([f"{v:g}" for v in values], counts, color="slategray")
+    else:  # continuous rewards (MuJoCo): a bar per distinct value took minutes for 100,000 of them
+        a1.hist(step_rewards, bins=40, color="slategray")
     a1.set_yscale("log")
     a1.set_title("Step rewards in the logs")
     a1.set_xlabel("reward")
