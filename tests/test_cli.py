@@ -224,3 +224,12 @@ def test_choices_are_checked_by_the_command_line(tmp_path):
     assert res.exit_code == 2 and "xls" in res.output
     res = runner.invoke(app, ["serve", str(tmp_path), "--policy", "bc", "--mode", "everything"])
     assert res.exit_code == 2 and "everything" in res.output
+
+
+def test_the_mujoco_choices_are_the_tasks_and_levels_that_exist():
+    # the command line spells them out so that it loads without numpy; they must not drift from the library's
+    from guardrl.cli import MujocoKind, MujocoTask
+    from guardrl.envs.mujoco import LEVELS, TASKS
+
+    assert [t.value for t in MujocoTask] == list(TASKS)
+    assert [k.value for k in MujocoKind] == list(LEVELS)

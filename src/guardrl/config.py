@@ -20,6 +20,7 @@ from guardrl.data.audit import AuditConfig
 from guardrl.envs import Layout, named_layout
 from guardrl.envs.gym_env import GymEnvError, GymSpec, parse_rule
 from guardrl.envs.layouts import NAMED_LAYOUTS
+from guardrl.envs.mujoco import LEVELS
 from guardrl.errors import ConfigError
 from guardrl.evaluate import EvalConfig
 from guardrl.evaluate.gate import GateConfig
@@ -35,7 +36,7 @@ from guardrl.train.config import (
     WorldModelConfig,
 )
 
-MUJOCO_REGIMES = ("random", "medium", "medium-replay", "medium-expert", "expert")
+MUJOCO_REGIMES = LEVELS
 """D4RL's dataset levels, made here by ``guardrl.data.mujoco``."""
 CONTINUOUS_ESTIMATORS: tuple[Any, ...] = ("pdis", "wis", "fqe")
 """The off-policy estimators built for continuous actions (``guardrl.evaluate.continuous_ope``)."""

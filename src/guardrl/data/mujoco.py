@@ -17,16 +17,18 @@ from guardrl.data.collect import concat, episodes_to_dataset
 from guardrl.data.dataset import Dataset
 from guardrl.envs.mujoco import (
     ACTION_DIMS,
+    LEVELS,
     N_ENVS,
     TASKS,
     ActorSet,
     MujocoError,
+    action_box,
     actor_set,
     simulate_mujoco,
     uniform_policy,
 )
 
-KINDS = ("random", "medium", "medium-replay", "medium-expert", "expert")
+KINDS = LEVELS
 
 
 def collect_mujoco(task: str, kind: str, n_steps: int, seed: int, actors: ActorSet | None = None) -> Dataset:
@@ -51,20 +53,19 @@ def collect_mujoco(task: str, kind: str, n_steps: int, seed: int, actors: ActorS
         early = actors.files[: max(1, actors.medium_index)]
         shares = np.diff(np.linspace(0, n_steps, len(early) + 1).round().astype(int))
         plan = [(f, int(s)) for f, s in zip(early, shares, strict=True)]
-    k = ACTION_DIMS[task]
-    box = ((-1.0,) * k, (1.0,) * k)
+    box = action_box(task)
     children = np.random.SeedSequence(seed).spawn(len(plan))
     parts, next_id = [], 0
     for (name, steps), child in zip(plan, children, strict=True):
         rng = np.random.default_rng(child)
         policy = uniform_policy(ACTION_DIMS[task]) if name is None else actors.actor(name).sample  # type: ignore[union-attr]
-        got: list[Dataset] = []
-        while sum(len(p) for p in got) < steps:  # whole episodes until the share is reached
+        logged = 0
+        while logged < steps:  # whole episodes until the share is reached
             eps, logp = simulate_mujoco(task, policy, N_ENVS, rng)
             part = episodes_to_dataset(eps, np.exp(logp), next_id, 0, action_bounds=box)
             next_id += len(eps.lengths)
-            got.append(part)
-        parts.extend(got)
+            parts.append(part)
+            logged += len(part)
     provenance = {
         "environment": TASKS[task], "task": task, "kind": kind, "n_steps": n_steps, "seed": seed,
         "actors": [name for name, _ in plan], "guardrl": guardrl.__version__,

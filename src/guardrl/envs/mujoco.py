@@ -31,6 +31,8 @@ TASKS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Wa
 ACTION_DIMS = {"hopper": 3, "halfcheetah": 6, "walker2d": 6}
 """Every task's actions lie in ``[-1, 1]^k``."""
 OBS_DIMS = {"hopper": 11, "halfcheetah": 17, "walker2d": 17}
+LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
+"""D4RL's dataset levels (``guardrl.data.mujoco`` makes them from the actors below)."""
 D4RL_REFERENCE = {"hopper": (-20.272305, 3234.3), "halfcheetah": (-280.178953, 12135.0), "walker2d": (1.629008, 4592.3)}
 """D4RL's random and expert returns per task (``d4rl.infos.REF_MIN_SCORE`` / ``REF_MAX_SCORE``)."""
 LOG_STD_RANGE = (-20.0, 2.0)  # SB3's clip of the actor's log-std
@@ -56,6 +58,12 @@ def make_env(task: str, **kwargs: Any) -> Any:
     import gymnasium as gym
 
     return gym.make(TASKS[task], **kwargs)
+
+
+def action_box(task: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The task's action box, ``[-1, 1]^k``, as a dataset's ``action_bounds``."""
+    k = ACTION_DIMS[task]
+    return ((-1.0,) * k, (1.0,) * k)
 
 
 def normalized_score(task: str, returns: NDArray[np.floating] | float) -> NDArray[np.float64]:
@@ -202,7 +210,7 @@ def simulate_mujoco(
         left -= len(batch)
     for env in envs:
         env.close()
-    return _join(parts, limit)
+    return _join(parts)
 
 
 def _batch(
@@ -236,7 +244,7 @@ def _batch(
     return eps, logp
 
 
-def _join(parts: list[tuple[Episodes, NDArray[np.float64]]], limit: int) -> tuple[Episodes, NDArray[np.float64]]:
+def _join(parts: list[tuple[Episodes, NDArray[np.float64]]]) -> tuple[Episodes, NDArray[np.float64]]:
     fields = ("obs", "next_obs", "steps", "actions", "rewards", "costs", "terminated", "truncated", "success", "valid")
     joined = {f: np.concatenate([getattr(e, f) for e, _ in parts], axis=1) for f in fields}
     return Episodes(**joined), np.concatenate([lp for _, lp in parts], axis=1)

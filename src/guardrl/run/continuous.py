@@ -24,7 +24,7 @@ from guardrl._io import atomic_write_json
 from guardrl.data import Dataset
 from guardrl.data.audit import audit_continuous
 from guardrl.data.continuous_support import ContinuousSupport
-from guardrl.envs.mujoco import ACTION_DIMS, D4RL_REFERENCE, TASKS, simulate_mujoco
+from guardrl.envs.mujoco import D4RL_REFERENCE, TASKS, action_box, simulate_mujoco
 from guardrl.envs.mujoco import OBS_DIMS as MUJOCO_OBS_DIMS
 from guardrl.envs.safenav import ACTION_DIM, NavLayout, nav_reference, simulate_nav
 from guardrl.errors import RunError
@@ -60,7 +60,7 @@ def collect_stage(ctx: RunContext) -> Dataset:
     from guardrl.data.dataset import load_dataset
 
     c, folder, task = ctx.cfg.collect, ctx.folder, ctx.cfg.env.mujoco
-    obs_dim, box = (2, BOX) if task is None else (MUJOCO_OBS_DIMS[task], _mujoco_box(task))
+    obs_dim, box = (2, BOX) if task is None else (MUJOCO_OBS_DIMS[task], action_box(task))
     if c.dataset is not None:
         ds = load_dataset(Path(c.dataset))
         if ds.action_bounds != box or ds.obs_dim != obs_dim:
@@ -191,11 +191,6 @@ def evaluate_stage(
 def _world(ctx: RunContext) -> str:
     task = ctx.cfg.env.mujoco
     return "SafeNav-v0" if task is None else TASKS[task]
-
-
-def _mujoco_box(task: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    k = ACTION_DIMS[task]
-    return ((-1.0,) * k, (1.0,) * k)
 
 
 def _mujoco_reference(task: str) -> dict[str, Any]:
