@@ -11,10 +11,15 @@ step count and network width were chosen on development seed 100.
 Throughput: each learner runs the same config for ``--throughput-steps`` steps through guardrl's loop and
 through d3rlpy's ``fit()`` on the same data, alternately, after a warm-up; steps per second and their ratio.
 
-MuJoCo (hopper) is not part of this run yet: its behaviour policies are not built (issue 16 stays open).
+Hopper (the ``mujoco`` extra): per D4RL-style level (``medium``, ``medium-replay``, ``medium-expert``) and data
+seed, ``--hopper-data-steps`` transitions made here from the shipped actors (``guardrl.data.mujoco``), each
+learner trained for ``--hopper-steps`` steps on 256x256 networks (``configs/hopper-medium.yaml``'s), then
+``--hopper-episodes`` greedy episodes in Hopper-v5. Scores use D4RL's normalization constants; gymnasium v5 data
+differ from D4RL's v2, so they are indicative. The hazard is a fall (the episode ends before its 1000 steps).
 
-    .venv/bin/python bench/continuous.py                 # held-out seeds 0-2
+    .venv/bin/python bench/continuous.py                 # held-out seeds 0-2, SafeNav and hopper
     .venv/bin/python bench/continuous.py --seeds 100 --out /tmp/dev
+    .venv/bin/python bench/continuous.py --regimes --hopper-levels medium-replay   # hopper alone, one level
 
 Writes ``bench/results/continuous.{json,md}``.
 """
@@ -22,6 +27,7 @@ Writes ``bench/results/continuous.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ import numpy as np
 from matrix import across_seeds, result_header, save_results  # bench/ is on the path when a bench script runs
 
 from guardrl._parallel import run_forked
+from guardrl.data import load_dataset
 from guardrl.data.collect import collect_nav
 from guardrl.envs.safenav import NavLayout, nav_reference, simulate_nav
 from guardrl.evaluate.metrics import wilson_interval
@@ -38,6 +45,7 @@ from guardrl.train.continuous import CONTINUOUS_LEARNERS, ContinuousLearnerConfi
 HIDDEN = (64, 64)
 EPISODES = 500
 EVAL_EPISODES = 1000
+HOPPER_HIDDEN = (256, 256)
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -66,6 +74,39 @@ def cell(regime: str, seed: int, name: str, steps: int) -> dict[str, Any]:
     }
 
 
+def hopper_data(level: str, seed: int, n_steps: int, folder: Path) -> dict[str, Any]:
+    """Make one level's logs (saved under ``folder``, shared by the learners' cells) and describe them."""
+    from guardrl.data.mujoco import collect_mujoco
+    from guardrl.envs.mujoco import normalized_score
+
+    ds = collect_mujoco("hopper", level, n_steps, seed)
+    ds.save(folder / f"{level}-{seed}")
+    falls = float(ds.terminations.sum() / ds.n_episodes)
+    return {"score": float(normalized_score("hopper", ds.episode_returns()).mean()), "fall_rate": falls,
+            "episodes": int(ds.n_episodes), "transitions": len(ds)}  # fmt: skip
+
+
+def hopper_cell(level: str, seed: int, name: str, steps: int, episodes: int, folder: Path) -> dict[str, Any]:
+    """One learner on one level's logs: D4RL-normalized score of ``episodes`` greedy episodes and their falls."""
+    from guardrl.envs.mujoco import normalized_score, simulate_mujoco
+
+    ds = load_dataset(folder / f"{level}-{seed}")
+    result = train_continuous(ContinuousLearnerConfig(name, n_steps=steps, hidden_units=HOPPER_HIDDEN), ds, seed)
+
+    def act(obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return result.predict(obs).astype(np.float32), np.zeros(len(obs))
+
+    eps, _ = simulate_mujoco("hopper", act, episodes, np.random.default_rng([seed, 7]))
+    scores = normalized_score("hopper", eps.returns)
+    return {
+        "return": float(eps.returns.mean()),
+        "score": float(scores.mean()),
+        "episode_scores": scores.tolist(),
+        "hazard_rate": float(eps.hazard.mean()),
+        "train_seconds": result.seconds,
+    }
+
+
 def throughput(name: str, steps: int) -> dict[str, float]:
     import torch._dynamo  # noqa: F401  (the first optimizer step imports it: not a cost of either loop)
 
@@ -83,43 +124,107 @@ def throughput(name: str, steps: int) -> dict[str, float]:
 def markdown(res: dict[str, Any]) -> str:
     ref = res["reference"]
     lines = [
-        f"# Continuous learners on SafeNav ({res['date']}, {res['machine']})",
+        f"# Continuous learners on SafeNav and hopper ({res['date']}, {res['machine']})",
         "",
-        f"Command: `{res['command']}`. Data seeds {res['seeds']}; {res['steps']} steps per learner; "
-        f"{res['total_seconds']:.0f} s in all. Score 0 = uniform random actions ({ref['random_return']:.2f}), "
-        f"100 = the fine-grid planner ({ref['optimal_return']:.2f}, hazard {100 * ref['optimal_hazard_rate']:.2f}%). "
-        f"Mean over seeds with a 95% t interval; hazard: share of {EVAL_EPISODES} greedy episodes per seed, pooled "
-        "over seeds with a 95% Wilson interval.",
-        "",
-        "| logs | learner | normalized score | hazard % | logs' hazard % |",
-        "|---|---|---|---|---|",
+        f"Command: `{res['command']}`. Data seeds {res['seeds']}; {res['total_seconds']:.0f} s in all.",
     ]
-    for regime, by_learner in res["summary"].items():
-        for name, s in by_learner.items():
-            sc, hz = s["score"], s["hazard"]
-            lines.append(
-                f"| {regime} | {name} | {sc['mean']:.1f} [{sc['low']:.1f}, {sc['high']:.1f}] | "
-                f"{100 * hz['rate']:.2f} [{100 * hz['low']:.2f}, {100 * hz['high']:.2f}] | "
-                f"{100 * s['logged_hazard']:.2f} |"
-            )
-    lines += ["", "Per seed (score / hazard %):", ""]
-    for regime, by_learner in res["cells"].items():
-        for name, seeds in by_learner.items():
-            text = "; ".join(f"{c['score']:.1f} / {100 * c['hazard_rate']:.1f}" for c in seeds.values())
-            lines.append(f"- {regime} {name}: {text}")
-    lines += ["", f"Throughput ({res['throughput_steps']} steps, same config, one thread, after a warm-up):", "",
-              "| learner | guardrl steps/s | d3rlpy fit() steps/s | ratio |", "|---|---|---|---|"]  # fmt: skip
+    if res["summary"]:
+        lines += [
+            "",
+            f"## SafeNav ({res['steps']} steps per learner, {res['safenav_seconds']:.0f} s)",
+            "",
+            f"Score 0 = uniform random actions ({ref['random_return']:.2f}), 100 = the fine-grid planner "
+            f"({ref['optimal_return']:.2f}, hazard {100 * ref['optimal_hazard_rate']:.2f}%). Mean over seeds with a "
+            f"95% t interval; hazard: share of {EVAL_EPISODES} greedy episodes per seed, pooled over seeds with a 95% "
+            "Wilson interval.",
+            "",
+            "| logs | learner | normalized score | hazard % | logs' hazard % |",
+            "|---|---|---|---|---|",
+        ]
+        for regime, by_learner in res["summary"].items():
+            for name, s in by_learner.items():
+                lines.append(f"| {regime} | {name} | {_score(s)} | {_hazard(s)} | {100 * s['logged_hazard']:.2f} |")
+        lines += ["", "Per seed (score / hazard %):", ""]
+        for regime, by_learner in res["cells"].items():
+            for name, seeds in by_learner.items():
+                text = "; ".join(f"{c['score']:.1f} / {100 * c['hazard_rate']:.1f}" for c in seeds.values())
+                lines.append(f"- {regime} {name}: {text}")
+    hop = res["hopper"]
+    if hop["summary"]:
+        lines += [
+            "",
+            f"## Hopper-v5 ({hop['steps']} steps per learner, networks {hop['hidden_units']}, {hop['seconds']:.0f} s)",
+            "",
+            f"Logs: {hop['data_steps']} transitions per level and seed, made here from the shipped actors. Score: "
+            "D4RL-normalized (hopper -20.27 / 3234.3; v5 data differ from D4RL's v2, so scores are indicative), mean "
+            f"over seeds of {hop['episodes']} greedy episodes each, with a 95% t interval over seeds; falls: share "
+            "of episodes ending in a fall, pooled over seeds with a 95% Wilson interval.",
+            "",
+            "| logs | learner | normalized score | falls % |",
+            "|---|---|---|---|",
+        ]
+        for level, by_learner in hop["summary"].items():
+            logs = hop["logs"][level].values()
+            data = np.mean([c["score"] for c in logs])
+            falls = np.mean([c["fall_rate"] for c in logs])
+            lines.append(f"| {level} | (the logs) | {data:.1f} | {100 * falls:.1f} |")
+            for name, s in by_learner.items():
+                lines.append(f"| {level} | {name} | {_score(s)} | {_hazard(s, 1)} |")
+        lines += ["", "Per seed (score / falls %):", ""]
+        for level, by_learner in hop["cells"].items():
+            for name, seeds in by_learner.items():
+                text = "; ".join(f"{c['score']:.1f} / {100 * c['hazard_rate']:.0f}" for c in seeds.values())
+                lines.append(f"- {level} {name}: {text}")
+    lines += [
+        "",
+        f"Throughput on SafeNav ({res['throughput_steps']} steps, same config, one thread, after a warm-up):",
+        "",
+        "| learner | guardrl steps/s | d3rlpy fit() steps/s | ratio |",
+        "|---|---|---|---|",
+    ]
     for name, t in res["throughput"].items():
         lines.append(f"| {name} | {t['guardrl']:.0f} | {t['d3rlpy_fit']:.0f} | {t['ratio']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
+def _score(s: dict[str, Any]) -> str:
+    sc = s["score"]
+    return f"{sc['mean']:.1f} [{sc['low']:.1f}, {sc['high']:.1f}]"
+
+
+def _hazard(s: dict[str, Any], digits: int = 2) -> str:
+    hz = s["hazard"]
+    return f"{100 * hz['rate']:.{digits}f} [{100 * hz['low']:.{digits}f}, {100 * hz['high']:.{digits}f}]"
+
+
+def summarize(cells: dict[str, dict[str, dict[str, Any]]], episodes: int) -> dict[str, dict[str, Any]]:
+    """Per logs and learner: the score's mean over seeds with a t interval, and the pooled hazard rate."""
+    summary: dict[str, dict[str, Any]] = {}
+    for logs, by_learner in cells.items():
+        for name, seeds in by_learner.items():
+            k = sum(round(c["hazard_rate"] * episodes) for c in seeds.values())
+            n = episodes * len(seeds)
+            low, high = wilson(k, n)
+            summary.setdefault(logs, {})[name] = {
+                "score": across_seeds([c["score"] for c in seeds.values()]),
+                "hazard": {"rate": k / n, "low": low, "high": high},
+                **({"logged_hazard": float(np.mean([c["logged_hazard_rate"] for c in seeds.values()]))}
+                   if all("logged_hazard_rate" in c for c in seeds.values()) else {}),
+            }  # fmt: skip
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--regimes", nargs="+", default=["safe", "noisy"])
+    parser.add_argument("--regimes", nargs="*", default=["safe", "noisy"], help="SafeNav logs (none: skip SafeNav)")
     parser.add_argument("--learners", nargs="+", default=list(CONTINUOUS_LEARNERS))
     parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--hopper-levels", nargs="*", default=["medium", "medium-replay", "medium-expert"],
+                        help="D4RL-style hopper levels (none: skip hopper)")  # fmt: skip
+    parser.add_argument("--hopper-steps", type=int, default=10_000)
+    parser.add_argument("--hopper-data-steps", type=int, default=100_000)
+    parser.add_argument("--hopper-episodes", type=int, default=10)
     parser.add_argument("--throughput-steps", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -134,28 +239,48 @@ def main() -> None:
         cells.setdefault(regime, {}).setdefault(name, {})[str(seed)] = value
         print(f"{regime} seed {seed} {name}: score {value['score']:.1f} hazard {100 * value['hazard_rate']:.2f}%",
               flush=True)  # fmt: skip
-    summary: dict[str, dict[str, Any]] = {}
-    for regime, by_learner in cells.items():
-        for name, seeds in by_learner.items():
-            k = sum(round(c["hazard_rate"] * EVAL_EPISODES) for c in seeds.values())
-            n = EVAL_EPISODES * len(seeds)
-            low, high = wilson(k, n)
-            summary.setdefault(regime, {})[name] = {
-                "score": across_seeds([c["score"] for c in seeds.values()]),
-                "hazard": {"rate": k / n, "low": low, "high": high},
-                "logged_hazard": float(np.mean([c["logged_hazard_rate"] for c in seeds.values()])),
-            }
+    nav_seconds = time.perf_counter() - t0
+    hopper_cells: dict[str, dict[str, dict[str, Any]]] = {}
+    hopper_logs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        data_keys = [(level, seed) for level in args.hopper_levels for seed in args.seeds]
+        made = run_forked([lambda k=k: hopper_data(*k, args.hopper_data_steps, folder) for k in data_keys],
+                          args.workers)  # fmt: skip
+        for (level, seed), value in zip(data_keys, made, strict=True):
+            hopper_logs.setdefault(level, {})[str(seed)] = value
+            print(f"hopper-{level} seed {seed} logs: score {value['score']:.1f} falls {value['fall_rate']:.1%}",
+                  flush=True)  # fmt: skip
+        keys = [(level, s, n) for level in args.hopper_levels for s in args.seeds for n in args.learners]
+        jobs = [lambda k=k: hopper_cell(*k, args.hopper_steps, args.hopper_episodes, folder) for k in keys]
+        for (level, seed, name), value in zip(keys, run_forked(jobs, args.workers), strict=True):
+            hopper_cells.setdefault(level, {}).setdefault(name, {})[str(seed)] = value
+            print(f"hopper-{level} seed {seed} {name}: score {value['score']:.1f} falls {value['hazard_rate']:.0%}",
+                  flush=True)  # fmt: skip
+    hopper_seconds = time.perf_counter() - t0 - nav_seconds
     speed = run_forked([lambda n=n: throughput(n, args.throughput_steps) for n in args.learners], 1)
-    default = args.seeds == parser.get_default("seeds") and args.regimes == parser.get_default("regimes")
+    default = all(getattr(args, k) == parser.get_default(k) for k in ("seeds", "regimes", "hopper_levels"))
     res = {
         **result_header(".venv/bin/python bench/continuous.py", default),
         "seeds": args.seeds,
         "steps": args.steps,
+        "hopper": {
+            "levels": args.hopper_levels,
+            "steps": args.hopper_steps,
+            "data_steps": args.hopper_data_steps,
+            "episodes": args.hopper_episodes,
+            "hidden_units": list(HOPPER_HIDDEN),
+            "seconds": hopper_seconds,
+            "logs": hopper_logs,
+            "cells": hopper_cells,
+            "summary": summarize(hopper_cells, args.hopper_episodes),
+        },  # fmt: skip
         "throughput_steps": args.throughput_steps,
         "reference": reference,
+        "safenav_seconds": nav_seconds,
         "total_seconds": time.perf_counter() - t0,
         "cells": cells,
-        "summary": summary,
+        "summary": summarize(cells, EVAL_EPISODES),
         "throughput": dict(zip(args.learners, speed, strict=True)),
     }
     save_results(args.out, "continuous", default, res, markdown(res))

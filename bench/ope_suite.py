@@ -18,10 +18,12 @@ Printed and written (``bench/results/ope_suite.{json,md}``):
 * the gate's confusion matrix: true class (unsafe: true hazard above the limit; safe and better than the run's
   BC; safe, not better) against PASS / CAUTION / FAIL, with the false PASS count.
 
-    .venv/bin/python bench/ope_suite.py                  # 28 settings (about 27 min on 2 cores)
-    .venv/bin/python bench/ope_suite.py --seeds 100 101  # development seeds
+    .venv/bin/python bench/ope_suite.py                  # 22 settings (about 24 min on 2 cores)
+    .venv/bin/python bench/ope_suite.py --seeds 100 101 --toy-seeds 100 101 --minigrid-seeds 100 101  # development
 
-Settings use data seeds 0-1 by default (held out: nothing was tuned on them); tune on 100+.
+Settings use data seeds 0-1 by default (held out: nothing was tuned on them); tune on 100+ (written as
+``ope_suite-dev*``, with any ``--ope`` settings in the name); other held-out seeds are written as
+``ope_suite-seeds-*``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
+from guardrl._io import atomic_write_text
 from guardrl.config import RunConfig, from_dict, save_config
 from guardrl.data import collect
 from guardrl.data.behaviour import constrained_policy, optimal_noisy_policy, uniform_policy
@@ -61,6 +64,8 @@ from guardrl.run.references import table_target
 
 LAYOUTS = ("default", "drawn")
 REGIMES = ("safe", "noisy", "mixed")
+DEV_SEEDS_FROM = 100
+"""Data seeds from here on are for development (tuning); those below are held out."""
 LEARNERS = ("bc", "spibb", "morel")
 CLASSES = ("unsafe", "safe, better than BC", "safe, not better")
 
@@ -419,7 +424,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"# OPE suite ({res['date']}, {res['machine']})",
         "",
         f"{len(res['settings'])} logs-only settings ({settings_text(res)}), {sc['n_candidates']} candidate policies, "
-        f"truth by dynamic programming (MiniGrid: Monte Carlo); {res['seconds']:.0f} s in all.",
+        f"truth by dynamic programming (MiniGrid: Monte Carlo); {res['seconds']:.0f} s in all."
+        + (f" OPE settings changed: {', '.join(f'{k}={v}' for k, v in res['ope'].items())}." if res.get("ope") else ""),
     ]
 
     def f(v: float | None, fmt: str) -> str:
@@ -450,6 +456,17 @@ def markdown(res: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def result_suffix(seeds: list[int], ope: dict[str, Any] | None, parser: Any, args: Any) -> str:
+    """``""`` for the default held-out run; ``-seeds-2-3`` for other held-out seeds (below 100) or a subset of the
+    settings; ``-dev`` when any seed is a development one (100+) or ``--ope`` changed a setting, followed by those
+    settings."""
+    keys = ("seeds", "toy_seeds", "minigrid_seeds", "layouts", "regimes", "toy_envs", "both_propensities")
+    defaults = all(getattr(args, k) == parser.get_default(k) for k in keys)
+    if ope or any(seed >= DEV_SEEDS_FROM for seed in seeds):
+        return "-dev" + "".join(f"-{k}{v}" for k, v in (ope or {}).items())
+    return "" if defaults else "-seeds-" + "-".join(map(str, sorted(set(seeds))))
 
 
 def main() -> None:
@@ -514,13 +531,10 @@ def main() -> None:
     }
     res["score"] = score(settings, limit)
     args.out.mkdir(parents=True, exist_ok=True)
-    held_out = (
-        not ope and args.seeds == [0, 1] and args.toy_seeds in ([0, 1], []) and args.minigrid_seeds in ([0, 1], [])
-    )
-    suffix = "" if held_out else "-dev"
-    (args.out / f"ope_suite{suffix}.json").write_text(json.dumps(res, indent=1, default=float))
+    stem = "ope_suite" + result_suffix(args.seeds + args.toy_seeds + args.minigrid_seeds, ope, parser, args)
+    atomic_write_text(args.out / f"{stem}.json", json.dumps(res, indent=1, default=float))
     text = markdown(res)
-    (args.out / f"ope_suite{suffix}.md").write_text(text)
+    atomic_write_text(args.out / f"{stem}.md", text)
     print(text)
 
 

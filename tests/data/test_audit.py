@@ -3,8 +3,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from guardrl.data import audit as audit_module
 from guardrl.data import collect
-from guardrl.data.audit import AuditConfig, StateIndex, Support, audit
+from guardrl.data.audit import AuditConfig, ExactRows, StateIndex, Support, audit
 from guardrl.data.collect import episodes_to_dataset
 from guardrl.envs import simulate, solve_optimal, stationary
 
@@ -115,3 +116,39 @@ def test_world_model_needs_enough_and_varied_logs(tables):
     assert narrow["fit"] is False and "too narrow" in " ".join(narrow["reasons"])
     still = dataclasses.replace(ds, observations=np.zeros_like(ds.observations))
     assert "every logged observation is the same" in " ".join(audit(still)["world_model"]["reasons"])
+
+
+def _brute_find(rows, queries):
+    """Position of each query among rows by comparing values one row at a time (-1 when absent)."""
+    out = []
+    for q in queries:
+        same = np.flatnonzero((rows == q).all(axis=1))
+        out.append(int(same[0]) if len(same) else -1)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("width", [1, 2, 48, 147])
+def test_exact_rows_find_every_logged_row_and_nothing_else(width):
+    rng = np.random.default_rng(width)
+    rows = np.unique(rng.integers(0, 3, (400, width)).astype(np.float32), axis=0)
+    queries = np.concatenate([rows[rng.integers(0, len(rows), 300)], rng.integers(0, 3, (300, width))]).astype(
+        np.float32
+    )
+    queries[:20] *= -1.0  # zeros become -0.0, which equals 0.0 as a value; the rest become rows never logged
+    queries[20:25, 0] = np.nan
+    found = ExactRows(rows).find(queries)
+    np.testing.assert_array_equal(found, _brute_find(rows, queries))
+    assert (found[:300][~np.isnan(queries[:300]).any(axis=1) & (queries[:300] >= 0).all(axis=1)] >= 0).all()
+    assert (found[20:25] == -1).all()
+    index = StateIndex(exact=rows, edges=None)
+    np.testing.assert_array_equal(index(queries), found)
+
+
+def test_exact_rows_colliding_keys_fall_back_to_comparing_rows(monkeypatch):
+    """Keys that collide (forced here: every row keyed 0) must not lose rows: the row search takes over."""
+    rows = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]], dtype=np.float32)
+    monkeypatch.setattr(audit_module, "_row_keys", lambda r: np.zeros(len(r), dtype=np.uint64))
+    exact = ExactRows(rows)
+    assert not exact.unique_keys
+    queries = np.array([[2.0, 2.0], [0.0, 1.0], [5.0, 5.0], [1.0, 0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(exact.find(queries), [2, 0, -1, 1])

@@ -17,6 +17,7 @@ Verdict rules, in order (thresholds in :class:`AuditConfig`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,6 +54,50 @@ class AuditConfig:
     each logged ``k`` times, and observations that vary); else the audit refuses it."""
 
 
+class ExactRows:
+    """Position of each query row among ``rows`` (float32, one row per entry), ``-1`` where it is absent; rows
+    are equal when their values are (``-0.0`` is ``0.0``; ``nan`` equals nothing).
+
+    Searches 64-bit keys of the rows and then checks the found row value by value, so a key collision cannot
+    give a wrong position. A search over the rows themselves through a structured view compared each query
+    byte-field by field and took 46 of a CliffWalking OPE setting's 131 s (411 steps of 10,000 rows)."""
+
+    def __init__(self, rows: NDArray[np.floating]) -> None:
+        self.rows = np.ascontiguousarray(rows, dtype=np.float32)
+        keys = _row_keys(self.rows)
+        self.order = np.argsort(keys, kind="stable")
+        self.keys = keys[self.order]
+        # two rows with one key (values equal as numbers but not as bits cannot occur after _row_keys' +0.0):
+        # searching keys would find only the first, so keep the row search then
+        self.unique_keys = bool(len(self.keys) < 2 or (np.diff(self.keys) != 0).all())
+
+    def find(self, queries: NDArray[np.floating]) -> NDArray[np.int64]:
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.rows.shape[1])
+        if len(self.rows) == 0:
+            return np.full(len(q), -1, dtype=np.int64)
+        if not self.unique_keys:
+            view = self.rows.view([("", np.float32)] * self.rows.shape[1]).ravel()
+            order = np.argsort(view, kind="stable")
+            pos = np.minimum(np.searchsorted(view[order], q.view(view.dtype).ravel()), len(view) - 1)
+            hit = order[pos]
+        else:
+            pos = np.minimum(np.searchsorted(self.keys, _row_keys(q)), len(self.keys) - 1)
+            hit = self.order[pos]
+        same = (self.rows[hit] == q).all(axis=1)
+        return np.where(same, hit, -1).astype(np.int64)
+
+
+def _row_keys(rows: NDArray[np.float32]) -> NDArray[np.uint64]:
+    """A 64-bit key of each row's values (``-0.0`` keyed as ``0.0``): the bits of its columns times fixed odd
+    multipliers, summed modulo 2**64, then mixed."""
+    bits = (rows + np.float32(0.0)).view(np.uint32).astype(np.uint64)
+    mult = np.random.default_rng(0x5EED).integers(0, 2**63, size=bits.shape[1], dtype=np.uint64) * np.uint64(2) + 1
+    key = bits @ mult
+    key ^= key >> np.uint64(31)
+    key *= np.uint64(0xBF58476D1CE4E5B9)
+    return np.asarray(key ^ (key >> np.uint64(29)), dtype=np.uint64)
+
+
 @dataclass(frozen=True)
 class StateIndex:
     """Maps observations to state ids: exact rows, or per-feature quantile bins."""
@@ -74,17 +119,17 @@ class StateIndex:
         """State id of each observation; ``-1`` for an exact-mode observation never logged."""
         obs = np.asarray(observations, dtype=np.float32)
         if self.exact is not None:
-            # lexicographic search over rows through a structured view
-            view = np.ascontiguousarray(self.exact).view([("", self.exact.dtype)] * self.exact.shape[1]).ravel()
-            q = np.ascontiguousarray(obs).view([("", obs.dtype)] * obs.shape[1]).ravel()
-            pos = np.searchsorted(view, q)
-            pos_c = np.minimum(pos, len(view) - 1)
-            return np.where(view[pos_c] == q, pos_c, -1).astype(np.int64)
+            return self._rows.find(obs)
         assert self.edges is not None
         ids = np.zeros(obs.shape[0], dtype=np.int64)
         for j, e in enumerate(self.edges):
             ids = ids * (len(e) + 1) + np.searchsorted(e, obs[:, j], side="right")
         return ids
+
+    @cached_property
+    def _rows(self) -> ExactRows:
+        assert self.exact is not None
+        return ExactRows(self.exact)
 
     @property
     def n_states(self) -> int:

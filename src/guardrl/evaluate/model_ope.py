@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from guardrl.data import Dataset
+from guardrl.data.audit import ExactRows
 from guardrl.evaluate.metrics import Estimate, wilson_interval
 from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.evaluate.target import TargetPolicy
@@ -51,13 +52,10 @@ def untrusted_pairs(
     without which, or with a Gaussian model or ``max_disagreement`` None, no unlogged pair is trusted."""
     if max_disagreement is None or not exact or model.kind == "gaussian":
         return unlogged, "every (state, action) pair the logs never contain"
-    seen = np.unique(np.concatenate([ds.observations, ds.next_observations]).astype(np.float32), axis=0)
-    view = seen.view([("", seen.dtype)] * seen.shape[1]).ravel()
+    seen = ExactRows(np.unique(np.concatenate([ds.observations, ds.next_observations]).astype(np.float32), axis=0))
 
     def is_seen(obs: NDArray[np.float32]) -> NDArray[np.bool_]:
-        q = np.ascontiguousarray(obs, dtype=np.float32).view([("", np.float32)] * obs.shape[1]).ravel()
-        pos = np.minimum(np.searchsorted(view, q), len(view) - 1)
-        return np.asarray(view[pos] == q)
+        return seen.find(obs) >= 0
 
     def untrusted(obs: NDArray[np.float32], actions: NDArray[np.int64]) -> NDArray[np.bool_]:
         out = np.asarray(unlogged(obs, actions), dtype=bool).copy()
