@@ -175,6 +175,8 @@ def markdown(res: dict[str, Any]) -> str:
             for name, seeds in by_learner.items():
                 text = "; ".join(f"{c['score']:.1f} / {100 * c['hazard_rate']:.0f}" for c in seeds.values())
                 lines.append(f"- {level} {name}: {text}")
+    if not res["throughput"]:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         f"Throughput on SafeNav ({res['throughput_steps']} steps, same config, one thread, after a warm-up):",
@@ -225,7 +227,7 @@ def main() -> None:
     parser.add_argument("--hopper-steps", type=int, default=10_000)
     parser.add_argument("--hopper-data-steps", type=int, default=100_000)
     parser.add_argument("--hopper-episodes", type=int, default=10)
-    parser.add_argument("--throughput-steps", type=int, default=1000)
+    parser.add_argument("--throughput-steps", type=int, default=1000, help="0: no throughput comparison")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -258,7 +260,11 @@ def main() -> None:
             print(f"hopper-{level} seed {seed} {name}: score {value['score']:.1f} falls {value['hazard_rate']:.0%}",
                   flush=True)  # fmt: skip
     hopper_seconds = time.perf_counter() - t0 - nav_seconds
-    speed = run_forked([lambda n=n: throughput(n, args.throughput_steps) for n in args.learners], 1)
+    speed = (
+        run_forked([lambda n=n: throughput(n, args.throughput_steps) for n in args.learners], 1)
+        if args.throughput_steps > 0
+        else []
+    )
     default = all(getattr(args, k) == parser.get_default(k) for k in ("seeds", "regimes", "hopper_levels"))
     res = {
         **result_header(".venv/bin/python bench/continuous.py", default),
@@ -281,7 +287,7 @@ def main() -> None:
         "total_seconds": time.perf_counter() - t0,
         "cells": cells,
         "summary": summarize(cells, EVAL_EPISODES),
-        "throughput": dict(zip(args.learners, speed, strict=True)),
+        "throughput": dict(zip(args.learners, speed, strict=False)),
     }
     save_results(args.out, "continuous", default, res, markdown(res))
 
