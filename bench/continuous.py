@@ -144,11 +144,7 @@ def markdown(res: dict[str, Any]) -> str:
         for regime, by_learner in res["summary"].items():
             for name, s in by_learner.items():
                 lines.append(f"| {regime} | {name} | {_score(s)} | {_hazard(s)} | {100 * s['logged_hazard']:.2f} |")
-        lines += ["", "Per seed (score / hazard %):", ""]
-        for regime, by_learner in res["cells"].items():
-            for name, seeds in by_learner.items():
-                text = "; ".join(f"{c['score']:.1f} / {100 * c['hazard_rate']:.1f}" for c in seeds.values())
-                lines.append(f"- {regime} {name}: {text}")
+        lines += _per_seed(res["cells"], "hazard", 1)
     hop = res["hopper"]
     if hop["summary"]:
         lines += [
@@ -170,11 +166,7 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {level} | (the logs) | {data:.1f} | {100 * falls:.1f} |")
             for name, s in by_learner.items():
                 lines.append(f"| {level} | {name} | {_score(s)} | {_hazard(s, 1)} |")
-        lines += ["", "Per seed (score / falls %):", ""]
-        for level, by_learner in hop["cells"].items():
-            for name, seeds in by_learner.items():
-                text = "; ".join(f"{c['score']:.1f} / {100 * c['hazard_rate']:.0f}" for c in seeds.values())
-                lines.append(f"- {level} {name}: {text}")
+        lines += _per_seed(hop["cells"], "falls", 0)
     if not res["throughput"]:
         return "\n".join(lines) + "\n"
     lines += [
@@ -187,6 +179,16 @@ def markdown(res: dict[str, Any]) -> str:
     for name, t in res["throughput"].items():
         lines.append(f"| {name} | {t['guardrl']:.0f} | {t['d3rlpy_fit']:.0f} | {t['ratio']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _per_seed(cells: dict[str, dict[str, dict[str, Any]]], hazard: str, digits: int) -> list[str]:
+    """The per-seed list under a table: each logs and learner's score / hazard % on every seed."""
+    lines = ["", f"Per seed (score / {hazard} %):", ""]
+    for logs, by_learner in cells.items():
+        for name, seeds in by_learner.items():
+            text = "; ".join(f"{c['score']:.1f} / {100 * c['hazard_rate']:.{digits}f}" for c in seeds.values())
+            lines.append(f"- {logs} {name}: {text}")
+    return lines
 
 
 def _score(s: dict[str, Any]) -> str:
