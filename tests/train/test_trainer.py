@@ -200,3 +200,28 @@ def test_grid_encoder_reads_one_cell_per_observation():
     assert torch.allclose(out, direct)
     with pytest.raises(LearnerConfigError, match="needs \\(x, y\\) observations"):
         build_algo("cql", CQLConfig(), ObsBounds(np.zeros(3), np.ones(3)), "cpu:0", grid_size=15).create_impl((3,), 4)
+
+
+def test_to_cpu_brings_a_policy_and_its_scaler_caches_back_from_another_device(dataset, tmp_path):
+    """The GPU failure, simulated on the CPU: d3rlpy's scaler caches its statistics on the device of its first
+    input, so a policy trained on a GPU met a CPU trace with "Expected all tensors to be on the same device".
+    The meta device stands in for the GPU (it too refuses to mix with CPU tensors)."""
+    from guardrl.train.trainer import to_cpu
+
+    res = train_all(dataset, tiny(learners=("cql",)), BOUNDS, show_progress=False)["cql"]
+    grid = np.stack(np.meshgrid(np.arange(15), np.arange(15)), -1).reshape(-1, 2).astype(np.float32)
+    expected = res.predict(grid)
+    algo, scaler = res.algo, res.algo.config.observation_scaler
+    assert scaler._torch_minimum is not None  # training filled the cache
+    scaler._torch_minimum = scaler._torch_minimum.to("meta")
+    scaler._torch_maximum = scaler._torch_maximum.to("meta")
+    algo._device = algo.impl._device = "cuda:0"
+    with pytest.raises(RuntimeError, match="device"):
+        scaler.transform(torch.zeros(2, 2))
+    assert to_cpu(algo) is algo
+    assert (algo._device, algo.impl._device) == ("cpu:0", "cpu:0")
+    assert all(p.device.type == "cpu" for p in algo.impl.q_function.parameters())
+    np.testing.assert_array_equal(res.predict(grid), expected)
+    assert scaler._torch_minimum.device.type == scaler._torch_maximum.device.type == "cpu"  # rebuilt there
+    path, kind = export_scores(algo, tmp_path, "cql")
+    np.testing.assert_array_equal(np.argmax(ScoresModel(path, kind)(grid), axis=1), expected)

@@ -36,7 +36,13 @@ from d3rlpy.models import VectorEncoderFactory  # noqa: E402
 from d3rlpy.preprocessing import MultiplyRewardScaler, StandardObservationScaler  # noqa: E402
 
 from guardrl.train.learners import FusedAdamFactory, LearnerConfigError, _make  # noqa: E402
-from guardrl.train.trainer import TrainResult, TransitionArrays, resolve_device, run_updates  # noqa: E402
+from guardrl.train.trainer import (  # noqa: E402
+    TrainResult,
+    TransitionArrays,
+    resolve_device,
+    run_updates,
+    to_cpu,
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,7 @@ def train_continuous(
         result.curve = run_updates(
             algo, arrays, cfg.n_steps, cfg.batch_size, rng, log_every, lambda step: progress.advance(task)
         )
+    to_cpu(algo)  # evaluation, export and serving run on the CPU
     result.seconds = time.perf_counter() - start
     return result
 

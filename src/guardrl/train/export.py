@@ -23,6 +23,8 @@ def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
     pt_path, onnx_path = out_dir / f"{name}.pt", out_dir / f"{name}.onnx"
     own = _is_module_policy(algo)
+    if not own:
+        _on_cpu(algo)
     observation_shape = algo.observation_shape if own else algo.impl.observation_shape
 
     def write_pt(tmp: Path) -> None:
@@ -59,6 +61,13 @@ def export_policy(algo: Any, out_dir: Path, name: str) -> dict[str, Path]:
 
 
 SCORE_KINDS = ("q", "logprob")
+
+
+def _on_cpu(algo: Any) -> Any:
+    """``algo`` moved to the CPU (in place): the files are traced there, so that they load on any machine."""
+    from guardrl.train.trainer import to_cpu
+
+    return to_cpu(algo)
 
 
 def _is_module_policy(algo: Any) -> bool:
@@ -118,7 +127,7 @@ def export_scores(algo: Any, out_dir: Path, name: str) -> tuple[Path, str]:
     if _is_module_policy(algo):
         fn, kind, shape = algo.module(greedy=False), algo.kind, algo.observation_shape
     else:
-        fn, kind = _scores_function(algo)
+        fn, kind = _scores_function(_on_cpu(algo))
         algo.impl.modules.freeze()  # tracing bakes parameters in as constants; save_policy freezes them too
         shape = algo.impl.observation_shape
     atomic_write(path, lambda tmp: _trace(fn, shape).save(str(tmp)))

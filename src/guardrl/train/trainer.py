@@ -100,6 +100,41 @@ def resolve_device(device: str) -> str:
     raise ConfigError(f"train.device must be 'cpu' or 'cuda[:N]', got {device!r}")
 
 
+def to_cpu(algo: Any) -> Any:
+    """Move a built d3rlpy algorithm to the CPU in place (and return it): its networks, optimizer states and
+    its scalers' cached tensors, and the device it converts inputs to.
+
+    A policy trained on a GPU is evaluated, exported and served on the CPU. d3rlpy's scalers keep torch copies
+    of their statistics on the device of the first tensor they saw; left on the GPU, the first CPU input (the
+    trace of an export, a rollout) stops with "Expected all tensors to be on the same device". A no-op on an
+    algorithm already on the CPU.
+    """
+    from d3rlpy.dataclass_utils import asdict_without_copy
+
+    impl = getattr(algo, "impl", None)
+    if impl is None or str(getattr(algo, "_device", "cpu")).startswith("cpu"):
+        return algo
+    cpu = torch.device("cpu")
+    for value in asdict_without_copy(impl.modules).values():
+        if isinstance(value, torch.nn.Module):
+            value.to(cpu)
+        elif hasattr(value, "optim"):  # d3rlpy's OptimizerWrapper: Adam's moments sit beside their parameters
+            for state in value.optim.state.values():
+                for key, tensor in state.items():
+                    if isinstance(tensor, torch.Tensor):
+                        state[key] = tensor.to(cpu)
+    config = algo.config
+    for name in ("observation_scaler", "action_scaler", "reward_scaler"):
+        scaler = getattr(config, name, None)
+        for key, value in list(vars(scaler).items()) if scaler is not None else []:
+            if isinstance(value, torch.Tensor):
+                # d3rlpy rebuilds a dropped ``_torch_*`` copy from its numpy statistics on the next input's device
+                setattr(scaler, key, None if key.startswith("_torch_") else value.to(cpu))
+    algo._device = "cpu:0"
+    impl._device = "cpu:0"
+    return algo
+
+
 def train_learner(
     name: str,
     cfg: NetworkConfig,
@@ -137,6 +172,7 @@ def train_learner(
                     progress.advance(task)
 
             result.curve = run_updates(algo, arrays, cfg.n_steps, cfg.batch_size, rng, train_cfg.log_every, after)
+    to_cpu(algo)  # evaluation, export and serving run on the CPU
     result.seconds = time.perf_counter() - start
     return result
 
