@@ -38,6 +38,7 @@ from matrix import across_seeds, result_header, save_results  # bench/ is on the
 from guardrl._parallel import run_forked
 from guardrl.data import load_dataset
 from guardrl.data.collect import collect_nav
+from guardrl.envs.mujoco import D4RL_REFERENCE  # constants only: MuJoCo itself is imported lazily
 from guardrl.envs.safenav import NavLayout, nav_reference, simulate_nav
 from guardrl.evaluate.metrics import wilson_interval
 from guardrl.train.continuous import CONTINUOUS_LEARNERS, ContinuousLearnerConfig, fit_with_d3rlpy, train_continuous
@@ -107,16 +108,16 @@ def hopper_cell(level: str, seed: int, name: str, steps: int, episodes: int, fol
     }
 
 
-def throughput(name: str, steps: int) -> dict[str, float]:
+def throughput(name: str, steps: int, threads: int = 1) -> dict[str, float]:
     import torch._dynamo  # noqa: F401  (the first optimizer step imports it: not a cost of either loop)
 
     ds = collect_nav(NavLayout(), "safe", EPISODES, 100)
     cfg = ContinuousLearnerConfig(name, n_steps=steps, hidden_units=HIDDEN)
-    train_continuous(ContinuousLearnerConfig(name, n_steps=20, hidden_units=HIDDEN), ds, 0)  # warm-up
+    train_continuous(ContinuousLearnerConfig(name, n_steps=20, hidden_units=HIDDEN), ds, 0, threads=threads)
     ours, theirs = [], []
     for _ in range(2):  # alternate, so that a slow minute of the machine falls on both
-        ours.append(steps / train_continuous(cfg, ds, 0).seconds)
-        theirs.append(steps / fit_with_d3rlpy(cfg, ds, 0))
+        ours.append(steps / train_continuous(cfg, ds, 0, threads=threads).seconds)
+        theirs.append(steps / fit_with_d3rlpy(cfg, ds, 0, threads=threads))
     return {"guardrl": float(np.mean(ours)), "d3rlpy_fit": float(np.mean(theirs)),
             "ratio": float(np.mean(ours) / np.mean(theirs))}  # fmt: skip
 
@@ -146,13 +147,15 @@ def markdown(res: dict[str, Any]) -> str:
                 lines.append(f"| {regime} | {name} | {_score(s)} | {_hazard(s)} | {100 * s['logged_hazard']:.2f} |")
         lines += _per_seed(res["cells"], "hazard", 1)
     hop = res["hopper"]
+    low, high = D4RL_REFERENCE["hopper"]
     if hop["summary"]:
         lines += [
             "",
             f"## Hopper-v5 ({hop['steps']} steps per learner, networks {hop['hidden_units']}, {hop['seconds']:.0f} s)",
             "",
             f"Logs: {hop['data_steps']} transitions per level and seed, made here from the shipped actors. Score: "
-            "D4RL-normalized (hopper -20.27 / 3234.3; v5 data differ from D4RL's v2, so scores are indicative), mean "
+            f"D4RL-normalized (hopper {low:.2f} / {high:.1f}; v5 data differ from D4RL's v2, so scores are "
+            "indicative), mean "
             f"over seeds of {hop['episodes']} greedy episodes each, with a 95% t interval over seeds; falls: share "
             "of episodes ending in a fall, pooled over seeds with a 95% Wilson interval.",
             "",
@@ -169,9 +172,11 @@ def markdown(res: dict[str, Any]) -> str:
         lines += _per_seed(hop["cells"], "falls", 0)
     if not res["throughput"]:
         return "\n".join(lines) + "\n"
+    n_threads = res.get("throughput_threads", 1)
+    threads = "one thread" if n_threads == 1 else f"{n_threads} threads each"
     lines += [
         "",
-        f"Throughput on SafeNav ({res['throughput_steps']} steps, same config, one thread, after a warm-up):",
+        f"Throughput on SafeNav ({res['throughput_steps']} steps, same config, {threads}, after a warm-up):",
         "",
         "| learner | guardrl steps/s | d3rlpy fit() steps/s | ratio |",
         "|---|---|---|---|",
@@ -230,6 +235,7 @@ def main() -> None:
     parser.add_argument("--hopper-data-steps", type=int, default=100_000)
     parser.add_argument("--hopper-episodes", type=int, default=10)
     parser.add_argument("--throughput-steps", type=int, default=1000, help="0: no throughput comparison")
+    parser.add_argument("--throughput-threads", type=int, default=1, help="torch threads of both loops")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -263,7 +269,9 @@ def main() -> None:
                   flush=True)  # fmt: skip
     hopper_seconds = time.perf_counter() - t0 - nav_seconds
     speed = (
-        run_forked([lambda n=n: throughput(n, args.throughput_steps) for n in args.learners], 1)
+        run_forked(
+            [lambda n=n: throughput(n, args.throughput_steps, args.throughput_threads) for n in args.learners], 1
+        )
         if args.throughput_steps > 0
         else []
     )
@@ -284,6 +292,7 @@ def main() -> None:
             "summary": summarize(hopper_cells, args.hopper_episodes),
         },  # fmt: skip
         "throughput_steps": args.throughput_steps,
+        "throughput_threads": args.throughput_threads,
         "reference": reference,
         "safenav_seconds": nav_seconds,
         "total_seconds": time.perf_counter() - t0,

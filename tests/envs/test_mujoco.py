@@ -47,3 +47,19 @@ def test_d4rl_normalized_scores():
     assert normalized_score("hopper", -20.272305) == pytest.approx(0.0)
     assert normalized_score("hopper", 3234.3) == pytest.approx(100.0)
     assert normalized_score("walker2d", 1.629008 + (4592.3 - 1.629008) / 2) == pytest.approx(50.0)
+
+
+def test_mujoco_warnings_go_to_logging_not_to_a_file_in_the_working_directory(tmp_path, monkeypatch, caplog):
+    mujoco = pytest.importorskip("mujoco")
+    from guardrl.envs.mujoco import make_env
+
+    monkeypatch.chdir(tmp_path)
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(None)
+    try:
+        with caplog.at_level("DEBUG", logger="guardrl.envs.mujoco"):
+            make_env("halfcheetah").close()  # gymnasium's HalfCheetah-v5 model uses the deprecated settotalmass
+    finally:
+        mujoco.set_mju_user_warning(previous)
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert [r.levelname for r in caplog.records if "settotalmass" in r.getMessage()] == ["DEBUG"]

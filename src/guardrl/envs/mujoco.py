@@ -15,6 +15,7 @@ constants; D4RL's data came from the v2 envs (mujoco-py), ours from v5, so the s
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -52,12 +53,23 @@ def make_env(task: str, **kwargs: Any) -> Any:
     if task not in TASKS:
         raise MujocoError(f"unknown MuJoCo task {task!r}; choose one of {sorted(TASKS)}")
     try:
-        import mujoco  # noqa: F401
+        import mujoco
     except ImportError:
         raise MujocoError(f'{TASKS[task]} needs MuJoCo: pip install "guardrl[mujoco]"') from None
     import gymnasium as gym
 
+    if mujoco.get_mju_user_warning() is None:  # the caller's own handler stays
+        mujoco.set_mju_user_warning(_log_mujoco_warning)
     return gym.make(TASKS[task], **kwargs)
+
+
+def _log_mujoco_warning(message: str) -> None:
+    """MuJoCo's warnings to Python's logging. Left to MuJoCo, each goes to stderr and is appended to
+    ``MUJOCO_LOG.TXT`` in the working directory; gymnasium 1.0's HalfCheetah-v5 model uses the deprecated
+    ``settotalmass`` and would log that on every env made (a debug line here). Simulation warnings (unstable
+    accelerations, contact buffers full) stay warnings."""
+    level = logging.DEBUG if "settotalmass" in message else logging.WARNING
+    logging.getLogger(__name__).log(level, "MuJoCo: %s", message.strip())
 
 
 def action_box(task: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
