@@ -88,3 +88,39 @@ def test_group_takes_mean_min_max_over_seeds():
     (entry,) = group(rows)
     assert entry["normalized_score"] == {"mean": 95.0, "min": 90.0, "max": 100.0}
     assert entry["hazard_rate"]["mean"] == pytest.approx(0.01) and entry["n_seeds"] == 2
+
+
+def test_a_safenav_sweep_trains_bc_beside_each_learner_and_weights_continuous_cql(tmp_path, monkeypatch):
+    import guardrl.train.continuous as continuous
+
+    built = []
+
+    def spy(cfg, norm, device):
+        built.append((cfg.name, cfg.conservative_weight))
+        return real(cfg, norm, device)
+
+    real = continuous.build_continuous
+    monkeypatch.setattr(continuous, "build_continuous", spy)
+
+    nav = {"env": "safenav", "collect": {"n_episodes": 40},
+           "train": {"continuous": {"n_steps": 40, "batch_size": 32, "hidden_units": [16, 16]}},
+           "evaluate": {"n_episodes": 30}, "audit": {"min_transitions": 300, "min_episodes": 20}}  # fmt: skip
+    cfg = SweepConfig(name="nav", base=nav, seeds=(0,), alphas=(0.5, 5.0), learners=("bc", "cql"),
+                      regimes=("noisy",), backend="sequential")  # fmt: skip
+    run_cfg = trial_config(cfg.base_config(), {"regime": "noisy", "learner": "cql", "alpha": 0.5, "seed": 0})
+    assert run_cfg.train.learners == ("bc", "cql") and run_cfg.train.continuous.conservative_weight == 0.5
+    assert run_cfg.train.cql.alpha == cfg.base_config().train.cql.alpha  # discrete CQL's weight untouched
+    learner = continuous.ContinuousLearnerConfig("cql", conservative_weight=0.5)
+    norm = {"observation": {"mean": [0, 0], "std": [1, 1]}, "reward": {"multiplier": 1}}
+    assert real(learner, norm, "cpu:0").config.conservative_weight == 0.5
+    _, results = run_sweep(cfg, tmp_path, show_progress=False)
+    rows = {(t["learner"], t["alpha"]): t for t in results["trials"]}
+    assert sorted(rows, key=str) == [("bc", None), ("cql", 0.5), ("cql", 5.0)]
+    for row in rows.values():
+        assert row["n_episodes"] == 30 and row["regime"] == "noisy"
+        assert row["hazard_rate"]["low"] <= row["hazard_rate"]["mean"] <= row["hazard_rate"]["high"]
+        assert -200 < row["normalized_score"]["mean"] < 150
+    assert [w for name, w in built if name == "cql"] == [0.5, 5.0]  # each trial's weight reached d3rlpy
+    assert [name for name, _ in built] == ["bc", "bc", "cql", "bc", "cql"]
+    with pytest.raises(ConfigError, match="collect.regime: a SafeNav run logs one of"):
+        run_sweep(replace(cfg, regimes=("medium",)), tmp_path, show_progress=False)

@@ -141,11 +141,15 @@ class EnvConfig:
             raise ConfigError(f"env.overrides: {exc}") from None
 
 
+Regime = Literal["safe", "noisy", "mixed", "expert", "random", "medium", "medium-replay", "medium-expert"]
+"""Logging regimes: SafeGrid's and SafeNav's four, and D4RL's levels on a MuJoCo task."""
+
+
 @dataclass(frozen=True)
 class CollectConfig:
     """How the behaviour dataset is logged."""
 
-    regime: Literal["safe", "noisy", "mixed", "expert", "random", "medium", "medium-replay", "medium-expert"] = "safe"
+    regime: Regime = "safe"
     """Dataset regime: ``safe`` (eps=0.22), ``noisy`` (eps=0.6), ``mixed`` (30% random), ``expert``; SafeNav has
     the same four; a MuJoCo task D4RL's five levels: ``random``, ``medium``, ``medium-replay``, ``medium-expert``,
     ``expert``."""

@@ -102,8 +102,9 @@ def train_stage(ctx: RunContext, ds: Dataset, show_progress: bool) -> dict[str, 
         # a SafeNav run config admits only the continuous learners' names (RunConfig checks them at load)
         kind: Any = name
         learner = ContinuousLearnerConfig(
-            kind, n_steps=shared.n_steps, batch_size=shared.batch_size, hidden_units=shared.hidden_units
-        )
+            kind, n_steps=shared.n_steps, batch_size=shared.batch_size, hidden_units=shared.hidden_units,
+            conservative_weight=shared.conservative_weight,
+        )  # fmt: skip
         res = train_continuous(learner, ds, int(seed), device=cfg.train.device, threads=cfg.train.torch_threads,
                                log_every=cfg.train.log_every * 10, show_progress=show_progress)  # fmt: skip
         files = export_policy(res.algo, folder.policies, name)

@@ -1,5 +1,10 @@
 """Sweeps: seeds x conservative weight x learner x dataset regime, each trial a full collect + train + evaluate.
 
+Any run world sweeps: SafeGrid and gymnasium envs with the discrete learners (``alphas``: discrete CQL's
+``train.cql.alpha``), SafeNav and MuJoCo tasks (``base: {env: safenav}``) with the continuous ones (``alphas``:
+CQL's ``train.continuous.conservative_weight``; regimes are that world's, D4RL's levels on MuJoCo). A continuous
+trial trains BC beside its learner, as every continuous run does, and reports its learner's row.
+
 Trials run as Ray tasks (``backend: ray``, or ``auto`` when Ray is installed): on a local Ray instance by
 default, or on an existing cluster given its ``ray_address``. Without Ray they run one after another in this
 process. Both give the same numbers: each trial is a pure function of its config.
@@ -9,7 +14,7 @@ A sweep config (YAML)::
     name: cql-alpha
     base: {collect: {n_episodes: 500}}   # run-config keys applied to every trial (same schema as guardrl run)
     seeds: [0, 1, 2]                     # dataset seed = training seed of the trial
-    alphas: [0.3, 1.0, 3.0]              # CQL's conservative weight (d3rlpy alpha); other learners ignore it
+    alphas: [0.3, 1.0, 3.0]              # CQL's conservative weight; other learners ignore it
     learners: [bc, cql]
     regimes: [safe, noisy]
     backend: auto                        # auto | ray | sequential
@@ -34,7 +39,7 @@ import yaml
 
 from guardrl import report
 from guardrl._io import atomic_write_dir, atomic_write_json, atomic_write_text
-from guardrl.config import RunConfig, from_dict, load_yaml, save_config, to_dict
+from guardrl.config import Regime, RunConfig, from_dict, load_yaml, save_config, to_dict
 from guardrl.errors import ConfigError, OutputExistsError
 from guardrl.progress import make_progress
 from guardrl.run.context import RunContext
@@ -56,7 +61,7 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     alphas: tuple[float, ...] = (0.3, 1.0, 3.0)
     learners: tuple[Learner, ...] = ("bc", "cql")
-    regimes: tuple[Literal["safe", "noisy", "mixed", "expert"], ...] = ("safe",)
+    regimes: tuple[Regime, ...] = ("safe",)
     backend: Backend = "auto"
     ray_address: str | None = None
     num_cpus: int | None = None
@@ -94,8 +99,13 @@ def load_sweep_config(path: Path) -> SweepConfig:
 def trial_config(base: RunConfig, trial: dict[str, Any]) -> RunConfig:
     """The run config of one trial."""
     alpha = "" if trial["alpha"] is None else f"-a{trial['alpha']:g}"
-    train = replace(base.train, learners=(trial["learner"],), seed=trial["seed"])
-    if trial["alpha"] is not None:
+    learner = trial["learner"]
+    # a continuous run gates every candidate against BC, so it trains BC too
+    learners: tuple[Learner, ...] = ("bc", learner) if base.env.continuous and learner != "bc" else (learner,)
+    train = replace(base.train, learners=learners, seed=trial["seed"])
+    if trial["alpha"] is not None and base.env.continuous:
+        train = replace(train, continuous=replace(train.continuous, conservative_weight=float(trial["alpha"])))
+    elif trial["alpha"] is not None:
         train = replace(train, cql=replace(train.cql, alpha=float(trial["alpha"])))
     return replace(
         base,
@@ -112,9 +122,7 @@ def run_trial(cfg_dict: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="guardrl-trial-") as tmp:
         ctx = RunContext(cfg, RunFolder(Path(tmp)))
         save_config(cfg, ctx.folder.config)
-        stage_collect(ctx)
-        stage_train(ctx, show_progress=False)
-        metrics = stage_evaluate(ctx)
+        metrics = _continuous_trial(ctx) if cfg.env.continuous else _discrete_trial(ctx)
     p = metrics["policies"][trial["learner"]]
     return {
         **trial,
@@ -123,9 +131,25 @@ def run_trial(cfg_dict: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]
         "normalized_score": p.get("normalized_score"),
         "hazard_rate": p["hazard_rate"],
         "goal_rate": p["goal_rate"],
-        "n_episodes": p["n_episodes"],
+        "n_episodes": p["n_episodes"] if "n_episodes" in p else p["episodes"],
         "seconds": time.perf_counter() - start,
     }
+
+
+def _discrete_trial(ctx: RunContext) -> dict[str, Any]:
+    stage_collect(ctx)
+    stage_train(ctx, show_progress=False)
+    return stage_evaluate(ctx)
+
+
+def _continuous_trial(ctx: RunContext) -> dict[str, Any]:
+    """Collect, train and roll out (no off-policy estimates, gate or report: a sweep compares rollouts)."""
+    from guardrl.data.continuous_support import ContinuousSupport
+    from guardrl.run.continuous import collect_stage, evaluate_stage, train_stage
+
+    ds = collect_stage(ctx)
+    actors = train_stage(ctx, ds, show_progress=False)
+    return evaluate_stage(ctx, ds, actors, ContinuousSupport(ds))
 
 
 def _ray_available() -> bool:

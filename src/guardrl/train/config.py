@@ -218,10 +218,15 @@ class ContinuousTrainConfig:
     batch_size: int = 256
     hidden_units: tuple[int, ...] = (64, 64)
     """Hidden layer widths of every network (actor, critics, value)."""
+    conservative_weight: float = 5.0
+    """CQL's conservative weight (d3rlpy's ``conservative_weight``, held fixed as CORL does); what a sweep's
+    ``alphas`` set for continuous CQL."""
 
     def __post_init__(self) -> None:
         if self.n_steps < 1 or self.batch_size < 1 or not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError("train.continuous: n_steps and batch_size must be >= 1, hidden_units non-empty")
+        if not self.conservative_weight >= 0:
+            raise ValueError(f"train.continuous.conservative_weight must be >= 0, got {self.conservative_weight}")
 
 
 @dataclass(frozen=True)

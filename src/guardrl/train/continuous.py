@@ -7,7 +7,7 @@ normalization (written into :attr:`ContinuousResult.normalization` for the model
 * TD3+BC (Fujimoto & Gu, 2021): observations standardized as the paper does; rewards as logged; ``alpha`` 2.5.
 * IQL (Kostrikov et al., 2022; CORL): observations standardized; rewards times ``1000 / (max - min episode
   return)`` (IQL's rule for D4RL locomotion); expectile 0.7, temperature 3.0.
-* CQL (Kumar et al., 2020; d3rlpy's D4RL settings): observations standardized; a fixed conservative weight 5.0,
+* CQL (Kumar et al., 2020; d3rlpy's D4RL settings): observations standardized; a fixed conservative weight (5.0),
   10 sampled actions.
 
 Training feeds d3rlpy's ``update()`` with batches drawn by one fancy-index over arrays built once, as the
@@ -60,6 +60,8 @@ class ContinuousLearnerConfig:
     """Rewards are multiplied by this; None: the reference's rule (IQL: 1000 / (max - min episode return); the
     others: 1). IQL's rule was made for D4RL locomotion's 1000-step episodes; on short episodes with large
     terminal rewards it inflates advantages until every weight hits IQL's clip."""
+    conservative_weight: float = 5.0
+    """CQL only: the weight of its conservative term (CORL's D4RL setting, held fixed)."""
     d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
     """Passed to d3rlpy's config as they are; an option d3rlpy does not know is an error, never dropped."""
 
@@ -129,8 +131,9 @@ def build_continuous(cfg: ContinuousLearnerConfig, norm: dict[str, Any], device:
     else:
         cls = d3rlpy.algos.CQLConfig
         extra = {
-            "actor_learning_rate": lr or 1e-4, "critic_learning_rate": lr or 3e-4, "conservative_weight": 5.0,
-            "n_action_samples": 10, "alpha_learning_rate": 0.0,  # a fixed conservative weight, as CORL's
+            "actor_learning_rate": lr or 1e-4, "critic_learning_rate": lr or 3e-4,
+            "conservative_weight": cfg.conservative_weight, "n_action_samples": 10,
+            "alpha_learning_rate": 0.0,  # a fixed conservative weight, as CORL's
             "temp_optim_factory": FusedAdamFactory(), "alpha_optim_factory": FusedAdamFactory(),
         }  # fmt: skip
     return _make(cls, cfg.name, {**q_common, **extra, **cfg.d3rlpy_kwargs}).create(device=device)
