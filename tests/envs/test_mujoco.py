@@ -63,3 +63,27 @@ def test_mujoco_warnings_go_to_logging_not_to_a_file_in_the_working_directory(tm
         mujoco.set_mju_user_warning(previous)
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
     assert [r.levelname for r in caplog.records if "settotalmass" in r.getMessage()] == ["DEBUG"]
+
+
+@pytest.mark.parametrize(
+    ("task", "medium", "expert", "before_medium"),
+    [
+        ("hopper", "step_140000.npz", "step_190000.npz", 6),
+        ("walker2d", "step_80000.npz", "step_160000.npz", 3),
+        ("halfcheetah", "step_50000.npz", "step_180000.npz", 2),
+    ],
+)
+def test_shipped_actors_fit_their_task_and_rank_medium_below_expert(task, medium, expert, before_medium):
+    from guardrl.envs.mujoco import ACTION_DIMS, OBS_DIMS
+
+    actors = actor_set(task)
+    assert (actors.medium, actors.expert, actors.medium_index) == (medium, expert, before_medium)
+    assert actors.eval_returns[actors.medium_index] >= actors.eval_returns[-1] / 3 > max(
+        actors.eval_returns[: actors.medium_index], default=-np.inf
+    )
+    for name in actors.files:
+        actor = actors.actor(name)
+        assert (actor.obs_dim, actor.action_dim) == (OBS_DIMS[task], ACTION_DIMS[task])
+    obs = np.random.default_rng(0).standard_normal((4, OBS_DIMS[task]))
+    action = actors.actor(expert).mean_action(obs)
+    assert action.shape == (4, ACTION_DIMS[task]) and np.isfinite(action).all() and np.abs(action).max() <= 1
