@@ -78,8 +78,10 @@ def test_shipped_actors_fit_their_task_and_rank_medium_below_expert(task, medium
 
     actors = actor_set(task)
     assert (actors.medium, actors.expert, actors.medium_index) == (medium, expert, before_medium)
-    assert actors.eval_returns[actors.medium_index] >= actors.eval_returns[-1] / 3 > max(
-        actors.eval_returns[: actors.medium_index], default=-np.inf
+    assert (
+        actors.eval_returns[actors.medium_index]
+        >= actors.eval_returns[-1] / 3
+        > max(actors.eval_returns[: actors.medium_index], default=-np.inf)
     )
     for name in actors.files:
         actor = actors.actor(name)
