@@ -38,7 +38,8 @@ from matrix import across_seeds, result_header, save_results  # bench/ is on the
 from guardrl._parallel import run_forked
 from guardrl.data import load_dataset
 from guardrl.data.collect import collect_nav
-from guardrl.envs.mujoco import D4RL_REFERENCE  # constants only: MuJoCo itself is imported lazily
+from guardrl.data.mujoco import collect_mujoco
+from guardrl.envs.mujoco import D4RL_REFERENCE, normalized_score, simulate_mujoco  # MuJoCo loads on first env
 from guardrl.envs.safenav import NavLayout, nav_reference, simulate_nav
 from guardrl.evaluate.metrics import wilson_interval
 from guardrl.train.continuous import CONTINUOUS_LEARNERS, ContinuousLearnerConfig, fit_with_d3rlpy, train_continuous
@@ -77,9 +78,6 @@ def cell(regime: str, seed: int, name: str, steps: int) -> dict[str, Any]:
 
 def hopper_data(level: str, seed: int, n_steps: int, folder: Path) -> dict[str, Any]:
     """Make one level's logs (saved under ``folder``, shared by the learners' cells) and describe them."""
-    from guardrl.data.mujoco import collect_mujoco
-    from guardrl.envs.mujoco import normalized_score
-
     ds = collect_mujoco("hopper", level, n_steps, seed)
     ds.save(folder / f"{level}-{seed}")
     falls = float(ds.terminations.sum() / ds.n_episodes)
@@ -89,8 +87,6 @@ def hopper_data(level: str, seed: int, n_steps: int, folder: Path) -> dict[str, 
 
 def hopper_cell(level: str, seed: int, name: str, steps: int, episodes: int, folder: Path) -> dict[str, Any]:
     """One learner on one level's logs: D4RL-normalized score of ``episodes`` greedy episodes and their falls."""
-    from guardrl.envs.mujoco import normalized_score, simulate_mujoco
-
     ds = load_dataset(folder / f"{level}-{seed}")
     result = train_continuous(ContinuousLearnerConfig(name, n_steps=steps, hidden_units=HOPPER_HIDDEN), ds, seed)
 

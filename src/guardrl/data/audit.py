@@ -70,16 +70,19 @@ class ExactRows:
         # two rows with one key (values equal as numbers but not as bits cannot occur after _row_keys' +0.0):
         # searching keys would find only the first, so keep the row search then
         self.unique_keys = bool(len(self.keys) < 2 or (np.diff(self.keys) != 0).all())
+        if not self.unique_keys:
+            view = self.rows.view([("", np.float32)] * self.rows.shape[1]).ravel()
+            self.row_order = np.argsort(view, kind="stable")
+            self.sorted_rows = view[self.row_order]
 
     def find(self, queries: NDArray[np.floating]) -> NDArray[np.int64]:
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.rows.shape[1])
         if len(self.rows) == 0:
             return np.full(len(q), -1, dtype=np.int64)
         if not self.unique_keys:
-            view = self.rows.view([("", np.float32)] * self.rows.shape[1]).ravel()
-            order = np.argsort(view, kind="stable")
-            pos = np.minimum(np.searchsorted(view[order], q.view(view.dtype).ravel()), len(view) - 1)
-            hit = order[pos]
+            query = q.view(self.sorted_rows.dtype).ravel()
+            pos = np.minimum(np.searchsorted(self.sorted_rows, query), len(self.sorted_rows) - 1)
+            hit = self.row_order[pos]
         else:
             pos = np.minimum(np.searchsorted(self.keys, _row_keys(q)), len(self.keys) - 1)
             hit = self.order[pos]

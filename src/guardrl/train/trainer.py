@@ -110,6 +110,7 @@ def to_cpu(algo: Any) -> Any:
     algorithm already on the CPU.
     """
     from d3rlpy.dataclass_utils import asdict_without_copy
+    from d3rlpy.types import OptimizerWrapperProto
 
     impl = getattr(algo, "impl", None)
     if impl is None or str(getattr(algo, "_device", "cpu")).startswith("cpu"):
@@ -118,7 +119,7 @@ def to_cpu(algo: Any) -> Any:
     for value in asdict_without_copy(impl.modules).values():
         if isinstance(value, torch.nn.Module):
             value.to(cpu)
-        elif hasattr(value, "optim"):  # d3rlpy's OptimizerWrapper: Adam's moments sit beside their parameters
+        elif isinstance(value, OptimizerWrapperProto):  # Adam's moments sit beside their parameters
             for state in value.optim.state.values():
                 for key, tensor in state.items():
                     if isinstance(tensor, torch.Tensor):
