@@ -6,7 +6,7 @@ audits them, fits its world model, trains its learners, estimates every candidat
 the logs and gates each one, with no environment anywhere. The candidates are the run's learners and
 reference policies of known quality (the exact optimum, the optimum with 10% and 30% noise, the logging
 controller without noise, a hazard-seeking policy, uniform random), all judged by the same estimators and
-gate rules (``guardrl.run.stages.assess_candidates``). FrozenLake 4x4 settings (``configs/frozenlake.yaml``'s
+gate rules (``guardrl.run.judging.assess_candidates``). FrozenLake 4x4 settings (``configs/frozenlake.yaml``'s
 controller logs) add the optimum of value iteration, the same with noise, and uniform random. Only then is the
 simulator asked: exact values by dynamic programming give every candidate's true return and hazard
 probability.
@@ -59,7 +59,7 @@ from guardrl.envs import (
 from guardrl.envs.controllers import ToyTextTables, toy_text_values
 from guardrl.envs.layouts import named_layout
 from guardrl.evaluate.validation import rank_correlation
-from guardrl.run import RunContext, RunFolder, stages
+from guardrl.run import RunContext, RunFolder, evaluation, judging, stages
 from guardrl.run.references import table_target
 
 LAYOUTS = ("default", "drawn")
@@ -115,8 +115,8 @@ def logs_only_run(
     stages.stage_audit(ctx)
     stages.stage_model(ctx)
     stages.stage_train(ctx, show_progress=False)
-    stages.stage_evaluate(ctx)
-    return ctx, stages.stage_ope(ctx), stages.stage_gate(ctx)
+    evaluation.stage_evaluate(ctx)
+    return ctx, judging.stage_ope(ctx), judging.stage_gate(ctx)
 
 
 def run_setting(
@@ -129,10 +129,10 @@ def run_setting(
         collect(tables, regime, 500, seed), propensities, work, tables.layout.max_steps, ope=ope
     )
     refs = references(tables)
-    extra = stages.assess_candidates(
+    extra = judging.assess_candidates(
         ctx, {name: table_target(policy, deterministic) for name, (policy, deterministic) in refs.items()}
     )
-    learned = stages.learned_policies(ctx)
+    learned = evaluation.learned_policies(ctx)
     candidates: dict[str, Any] = {}
     for name in LEARNERS:
         truth = exact_of_greedy(tables, learned[name].greedy)
@@ -225,8 +225,8 @@ def run_toy_text(
         stochastic = None if name == "optimal" else (lambda obs: probs[np.argmax(obs, axis=1)])
         return TargetPolicy(name, greedy, stochastic)
 
-    extra = stages.assess_candidates(ctx, {name: target(name, probs) for name, probs in tables.items()})
-    learned = stages.learned_policies(ctx)
+    extra = judging.assess_candidates(ctx, {name: target(name, probs) for name, probs in tables.items()})
+    learned = evaluation.learned_policies(ctx)
     onehot = np.eye(n_states, dtype=np.float32)
     candidates: dict[str, Any] = {}
     for name in LEARNERS:
@@ -280,8 +280,8 @@ def run_minigrid(seed: int, propensities: bool, work: Path, ope: dict[str, Any] 
         "random": TargetPolicy("random", lambda obs: np.zeros(len(obs), np.int64), uniform),
         "forward": TargetPolicy("forward", lambda obs: np.full(len(obs), forward, np.int64)),
     }
-    extra = stages.assess_candidates(ctx, refs)
-    learned = stages.learned_policies(ctx)
+    extra = judging.assess_candidates(ctx, refs)
+    learned = evaluation.learned_policies(ctx)
 
     def truth(act: Any, stream: int) -> dict[str, float]:
         rng = np.random.default_rng([seed, 7, stream])

@@ -33,7 +33,7 @@ from guardrl.envs import build_tables, evaluate_exact, evaluate_greedy, solve_op
 from guardrl.evaluate import normalized_score
 from guardrl.train.config import MOPOConfig, MOReLConfig, SPIBBConfig
 from guardrl.train.tabular import train_model_planner, train_spibb
-from guardrl.train.world_model import fit_world_model
+from guardrl.train.world_model_fit import fit_world_model
 
 BAR_SCORE, BAR_HAZARD = 99.0, 0.005
 

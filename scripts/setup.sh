@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11) and install guardrl with its test extras.
+# Create .venv (Python 3.11) and install guardrl with its test and docs extras.
 # torch 2.13.0 (CPU) goes in first: if d3rlpy resolved torch itself, pip would pull gigabytes of CUDA wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,5 +18,5 @@ fi
 rm -f "$STAMP"
 PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -c constraints.txt -e ".[test]"
+"${PIP[@]}" -c constraints.txt -e ".[test,docs]"
 echo "$WANT" > "$STAMP"

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import yaml
@@ -55,7 +56,8 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
     for name in ("bc", "cql"):  # learned policies get exact values too (dynamic programming on their greedy table)
         exact = metrics["policies"][name]["exact"]
         assert 0.0 <= exact["hazard_prob"] <= 1.0 and "normalized_score" in exact
-    assert "cql" in result.output and "hazard" in result.output and "deployment gate" in result.output
+    assert "deployment gate" not in result.output  # --quiet: no tables, only the verdicts and the folder
+    assert re.search(r"gate: bc (PASS|CAUTION|FAIL), cql (PASS|CAUTION|FAIL)", result.output), result.output
     gate = json.loads((run_dir / "gate.json").read_text())
     assert set(gate["decisions"]) == {"bc", "cql"}
     assert all(d["decision"] in {"PASS", "CAUTION", "FAIL"} and d["reasons"] for d in gate["decisions"].values())
@@ -67,8 +69,9 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
     assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
     # the same config gives the same metrics (timings aside)
-    again = runner.invoke(app, ["run", "--config", str(tiny_yaml), "--runs-dir", str(runs), "--name", "again", "-q"])
+    again = runner.invoke(app, ["run", "--config", str(tiny_yaml), "--runs-dir", str(runs), "--name", "again"])
     assert again.exit_code == 0, again.output
+    assert "cql" in again.output and "hazard" in again.output and "deployment gate" in again.output
     m2 = json.loads((runs / "again" / "metrics.json").read_text())
     metrics.pop("timings_seconds"), m2.pop("timings_seconds")
     assert m2 == metrics
@@ -76,17 +79,17 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
     # an existing run is never overwritten by accident
     before = (run_dir / "metrics.json").read_bytes()
     clash = runner.invoke(app, ["run", "--config", str(tiny_yaml), "--runs-dir", str(runs), "-q"])
-    assert clash.exit_code == 2 and "already exists" in clash.output
+    assert clash.exit_code == 1 and "already exists" in clash.output
     assert (run_dir / "metrics.json").read_bytes() == before
 
 
 def test_stages_run_alone_on_existing_artifacts(tmp_path, tiny_yaml):
     run_dir = tmp_path / "r"
-    assert runner.invoke(app, ["train", str(run_dir)]).exit_code == 2
+    assert runner.invoke(app, ["train", str(run_dir)]).exit_code == 1
     res = runner.invoke(app, ["collect", str(run_dir), "--config", str(tiny_yaml)])
     assert res.exit_code == 0 and "logged 60 episodes" in res.output, res.output
     res = runner.invoke(app, ["evaluate", str(run_dir)])
-    assert res.exit_code == 2 and "bc.pt: missing" in res.output
+    assert res.exit_code == 1 and "bc.pt: missing" in res.output
     res = runner.invoke(app, ["train", str(run_dir), "-q"])
     assert res.exit_code == 0, res.output
     assert "bc: 40 steps" in res.output
@@ -107,7 +110,7 @@ def test_bad_config_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  cql:\n    conservative_weight: 6\n")
     res = runner.invoke(app, ["run", "--config", str(bad), "--runs-dir", str(tmp_path)])
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert "conservative_weight: unknown option" in res.output
 
 
@@ -119,12 +122,12 @@ def test_audit_ope_gate_report_commands(tmp_path, tiny_yaml):
     assert res.exit_code == 0, res.output
     assert "verdict:" in res.output and json.loads(out.read_text())["size"]["episodes"] == 60
     assert json.loads((run_dir / "audit.json").read_text()) == json.loads(out.read_text())  # where the gate reads
-    assert runner.invoke(app, ["audit", str(tmp_path / "nowhere")]).exit_code == 2
+    assert runner.invoke(app, ["audit", str(tmp_path / "nowhere")]).exit_code == 1
     res = runner.invoke(app, ["ope", str(run_dir)])
-    assert res.exit_code == 2 and "bc.pt: missing" in res.output
+    assert res.exit_code == 1 and "bc.pt: missing" in res.output
     assert runner.invoke(app, ["train", str(run_dir), "-q"]).exit_code == 0
     res = runner.invoke(app, ["gate", str(run_dir)])
-    assert res.exit_code == 2 and "metrics.json: missing" in res.output
+    assert res.exit_code == 1 and "metrics.json: missing" in res.output
     assert runner.invoke(app, ["evaluate", str(run_dir)]).exit_code == 0
     # without OPE or audit the gate cannot pass anything on the missing evidence
     (run_dir / "audit.json").unlink()
@@ -171,15 +174,15 @@ def test_a_bug_is_not_reported_as_a_user_error():
     import pytest
     import typer
 
-    from guardrl.cli import _user_errors
+    from guardrl.cli import USER_ERROR, user_errors
     from guardrl.errors import RunError
 
-    with pytest.raises(typer.Exit) as exit_info, _user_errors():
+    with pytest.raises(typer.Exit) as exit_info, user_errors():
         raise RunError("no dataset in runs/x")
-    assert exit_info.value.exit_code == 2
-    with pytest.raises(KeyError), _user_errors():
+    assert exit_info.value.exit_code == USER_ERROR == 1
+    with pytest.raises(KeyError), user_errors():
         raise KeyError("a bug")
-    with pytest.raises(ValueError), _user_errors():  # a plain ValueError is a bug too, not a user error
+    with pytest.raises(ValueError), user_errors():  # a plain ValueError is a bug too, not a user error
         raise ValueError("shapes (3,) and (4,) not aligned")
 
 
@@ -228,8 +231,39 @@ def test_choices_are_checked_by_the_command_line(tmp_path):
 
 def test_the_mujoco_choices_are_the_tasks_and_levels_that_exist():
     # the command line spells them out so that it loads without numpy; they must not drift from the library's
-    from guardrl.cli import MujocoKind, MujocoTask
+    from guardrl.cli.data import MujocoKind, MujocoTask
     from guardrl.envs.mujoco import LEVELS, TASKS
 
     assert [t.value for t in MujocoTask] == list(TASKS)
     assert [k.value for k in MujocoKind] == list(LEVELS)
+
+
+def test_failures_a_user_can_cause_end_in_one_line_not_a_traceback(tmp_path):
+    from guardrl.data.collect import collect_nav
+    from guardrl.envs.safenav import NavLayout
+
+    # auditing continuous logs outside a run: the continuous audit, not an indexing error
+    collect_nav(NavLayout(), "safe", 40, seed=0).save(tmp_path / "nav")
+    res = runner.invoke(app, ["audit", str(tmp_path / "nav")])
+    assert res.exit_code == 0 and res.exception is None, res.output
+    assert "2-dimensional continuous actions" in res.output and "support: distance threshold" in res.output
+    res = runner.invoke(app, ["audit", str(tmp_path / "nav"), "-q"])
+    assert res.output.strip() == "verdict: offline-RL-ready", res.output
+    # a Ray client address without Ray's client package: the fix, on one line (brackets kept, not read as markup)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("name: s\nseeds: [0]\nlearners: [bc]\nregimes: [safe]\nbase: {train: {bc: {n_steps: 5}}}\n")
+    res = runner.invoke(app, ["sweep", str(sweep), "--sweeps-dir", str(tmp_path / "sw"), "--backend", "ray",
+                              "--address", "ray://127.0.0.1:1", "-q"])  # fmt: skip
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert "cannot connect" in res.output and "pip install 'ray[client]'" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_export_keeps_an_existing_file_unless_told_to_overwrite(tmp_path, tiny_run):
+    out = tmp_path / "logs.csv"
+    args = ["export", str(tiny_run / "dataset"), "--format", "csv", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    out.write_text("mine")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1 and "already exists; pass --overwrite" in res.output and out.read_text() == "mine"
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0 and out.read_text().startswith('"episode_id"')

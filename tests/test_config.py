@@ -95,3 +95,18 @@ def test_a_mujoco_run_config_round_trips_and_takes_the_continuous_defaults(tmp_p
     assert "bc" in cfg.train.chosen and set(cfg.ope.chosen) <= {"pdis", "wis", "fqe"}
     save_config(cfg, tmp_path / "again.yaml")
     assert load_config(tmp_path / "again.yaml") == cfg
+
+
+def test_every_shipped_config_loads():
+    # expert is a SafeGrid regime as well as a MuJoCo level: configs/expert-demos.yaml logs SafeGrid's expert
+    from pathlib import Path
+
+    from guardrl.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for path in sorted(root.glob("*.yaml")):
+        if path.name.startswith("sweep"):
+            continue
+        cfg = load_config(path)
+        assert cfg.name, path
+    assert load_config(root / "expert-demos.yaml").collect.regime == "expert"

@@ -72,7 +72,8 @@ def test_readme_commands_run_as_written_after_the_two_setup_commands():
 
 
 def test_the_gate_reads_evidence_and_rolls_nothing_out(tiny_run, tmp_path, monkeypatch):
-    import guardrl.run.stages as stages
+    import guardrl.run.evaluation as evaluation
+    import guardrl.run.judging as judging
     from guardrl.run import RunContext
 
     run_dir = shutil.copytree(tiny_run, tmp_path / "run")
@@ -80,11 +81,11 @@ def test_the_gate_reads_evidence_and_rolls_nothing_out(tiny_run, tmp_path, monke
     def no_rollouts(*args, **kwargs):
         raise AssertionError("the gate rolled a policy out")
 
-    monkeypatch.setattr(stages, "rollout", no_rollouts)
+    monkeypatch.setattr(evaluation, "rollout", no_rollouts)
     monkeypatch.setattr("guardrl.envs.vector.SafeGridVector.step", no_rollouts)
     before = (run_dir / "gate.json").read_text()
     (run_dir / "gate.json").unlink()
-    stages.stage_gate(RunContext.open(run_dir))
+    judging.stage_gate(RunContext.open(run_dir))
     assert (run_dir / "gate.json").read_text() == before
 
 

@@ -46,7 +46,7 @@ def test_sequential_sweep_writes_table_plot_and_report(tmp_path, tiny_base):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "tiny", "base": tiny_base, "seeds": [0, 1], "alphas": [0.1, 5.0],
                                     "learners": ["bc", "cql"], "backend": "sequential"}))  # fmt: skip
-    result = runner.invoke(app, ["sweep", str(path), "--sweeps-dir", str(tmp_path / "sweeps"), "-q"])
+    result = runner.invoke(app, ["sweep", str(path), "--sweeps-dir", str(tmp_path / "sweeps")])
     assert result.exit_code == 0, result.output
     out = tmp_path / "sweeps" / "tiny"
     assert {p.name for p in out.iterdir()} == {"sweep.yaml", "results.json", "results.md", "tradeoff.png",

@@ -141,6 +141,9 @@ class EnvConfig:
             raise ConfigError(f"env.overrides: {exc}") from None
 
 
+GRID_REGIMES = ("safe", "noisy", "mixed", "expert")
+"""SafeGrid's and SafeNav's logging regimes (the controller with its noise, or the planner for ``expert``)."""
+
 Regime = Literal["safe", "noisy", "mixed", "expert", "random", "medium", "medium-replay", "medium-expert"]
 """Logging regimes: SafeGrid's and SafeNav's four, and D4RL's levels on a MuJoCo task."""
 
@@ -236,7 +239,7 @@ class RunConfig:
             only = [n for n in self.train.chosen if n not in DISCRETE_LEARNERS]
             if only:
                 raise ConfigError(f"train.learners: {only} learn continuous actions only (env: safenav or mujoco)")
-            if self.collect.regime in MUJOCO_REGIMES and self.collect.dataset is None:
+            if self.collect.regime not in GRID_REGIMES and self.collect.dataset is None:
                 raise ConfigError(f"collect.regime: {self.collect.regime!r} is a MuJoCo level (env.mujoco)")
         if self.collect.seed in self.evaluate.seeds:
             raise ConfigError("evaluate.seeds must not include collect.seed: evaluate on held-out seeds")
@@ -274,7 +277,7 @@ class RunConfig:
             raise ConfigError(
                 f"train.learners: {wrong} learn discrete actions; a {what} run takes {list(CONTINUOUS_LEARNERS)}"
             )
-        regimes = MUJOCO_REGIMES if self.env.mujoco is not None else ("safe", "noisy", "mixed", "expert")
+        regimes = MUJOCO_REGIMES if self.env.mujoco is not None else GRID_REGIMES
         if self.collect.regime not in regimes:
             raise ConfigError(f"collect.regime: a {what} run logs one of {list(regimes)}, not {self.collect.regime!r}")
         if "bc" not in self.train.chosen:

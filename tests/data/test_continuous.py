@@ -113,22 +113,22 @@ def test_the_cli_imports_and_exports_d4rl_and_refuses_to_lose_continuous_actions
     export_d4rl(nav_logs, tmp_path / "nav.hdf5")
     # the .hdf5 extension means d3rlpy's format: the error points at --format d4rl
     res = runner.invoke(app, ["import", str(tmp_path / "nav.hdf5"), "--out", str(tmp_path / "x"), "--n-actions", "4"])
-    assert res.exit_code == 2 and "pass --format d4rl" in res.output
+    assert res.exit_code == 1 and "pass --format d4rl" in res.output
     res = runner.invoke(app, ["import", str(tmp_path / "nav.hdf5"), "-f", "d4rl", "--out", str(tmp_path / "ds")])
     assert res.exit_code == 0, res.output
     assert load_dataset(tmp_path / "ds").content_hash() == nav_logs.content_hash()
     res = runner.invoke(app, ["import", str(tmp_path / "nav.hdf5"), "-f", "d4rl", "--out", str(tmp_path / "narrow"),
                               "--action-low", "-0.5", "--action-high", "0.5"])  # fmt: skip
-    assert res.exit_code == 2 and "is outside its bounds [-0.5, 0.5]" in res.output
+    assert res.exit_code == 1 and "is outside its bounds [-0.5, 0.5]" in res.output
     assert not (tmp_path / "narrow").exists()
     # d3rlpy's HDF5 holds integer actions: writing continuous ones there would truncate them
     res = runner.invoke(app, ["export", str(tmp_path / "ds"), "--out", str(tmp_path / "d3.h5"), "-f", "hdf5"])
-    assert res.exit_code == 2 and "the dataset has continuous actions" in res.output
+    assert res.exit_code == 1 and "the dataset has continuous actions" in res.output
     assert not (tmp_path / "d3.h5").exists()
     res = runner.invoke(app, ["export", str(tmp_path / "ds"), "--out", str(tmp_path / "again.hdf5"), "-f", "d4rl"])
     assert res.exit_code == 0 and import_d4rl(tmp_path / "again.hdf5").content_hash() == nav_logs.content_hash()
     res = runner.invoke(app, ["import", str(tmp_path / "nav.hdf5"), "-f", "hdf5", "--out", str(tmp_path / "y")])
-    assert res.exit_code == 2 and "needs --n-actions" in res.output
+    assert res.exit_code == 1 and "needs --n-actions" in res.output
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -158,7 +158,7 @@ def test_continuous_csv_errors_name_the_row_and_column_and_write_nothing(nav_log
     df.to_csv(path, index=False)
     ep, st = int(df.loc[6, "episode_id"]), int(df.loc[6, "step"])
     res = CliRunner().invoke(app, ["import", str(path), "--out", str(tmp_path / "ds")])
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     assert (f"row 7 (line 8, episode {ep}, step {st}), column 'action_1': action outside its bounds [-1, 1]"
             in " ".join(res.output.split()))  # fmt: skip
     assert not (tmp_path / "ds").exists()

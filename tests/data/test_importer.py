@@ -113,7 +113,7 @@ def test_malformed_logs_fail_with_a_precise_message_and_write_nothing(frame, tmp
     path = write(corrupt(frame.copy()), tmp_path, fmt)
     out = tmp_path / "imported"
     res = runner.invoke(app, ["import", str(path), "--format", fmt, "--n-actions", "4", "--out", str(out)])
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     text = " ".join(res.output.split())
     assert str(path) in text and in_format(message, fmt) in text, text
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
@@ -234,10 +234,10 @@ def test_cli_import_writes_a_loadable_dataset(frame, tmp_path):
     assert load_dataset(out).n_episodes == 40 and load_dataset(out).provenance["format"] == "csv"
     odd = path.rename(tmp_path / "log.txt")
     res = runner.invoke(app, ["import", str(odd), "--n-actions", "4", "-o", str(tmp_path / "other")])
-    assert res.exit_code == 2 and "cannot tell the format from the extension '.txt'; pass --format" in res.output
+    assert res.exit_code == 1 and "cannot tell the format from the extension '.txt'; pass --format" in res.output
     path = odd.rename(path)
     bad = runner.invoke(app, ["import", str(path), "-f", "csv", "--n-actions", "4", "-o", str(out), "--mapping", "x=y"])
-    assert bad.exit_code == 2 and "FIELD=COLUMN" in bad.output
+    assert bad.exit_code == 1 and "FIELD=COLUMN" in bad.output
 
 
 def test_cli_import_checks_the_output_before_reading_the_log(frame, tmp_path):
@@ -246,11 +246,11 @@ def test_cli_import_checks_the_output_before_reading_the_log(frame, tmp_path):
     out = tmp_path / "ds"
     out.mkdir()
     res = runner.invoke(app, ["import", str(broken), "-f", "csv", "--n-actions", "4", "-o", str(out)])
-    assert res.exit_code == 2 and f"{out} already exists; pass --overwrite" in " ".join(res.output.split())
+    assert res.exit_code == 1 and f"{out} already exists; pass --overwrite" in " ".join(res.output.split())
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     res = runner.invoke(app, ["import", str(broken), "-f", "csv", "--n-actions", "4", "-o", str(blocker / "ds")])
-    assert res.exit_code == 2 and f"{blocker} is a file, not a folder" in " ".join(res.output.split())
+    assert res.exit_code == 1 and f"{blocker} is a file, not a folder" in " ".join(res.output.split())
     assert res.exception is None or isinstance(res.exception, SystemExit)  # a clear error, not a traceback
 
 
@@ -297,7 +297,7 @@ def test_export_to_a_place_that_cannot_be_written_is_a_clear_error(source, tmp_p
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     res = runner.invoke(app, ["export", str(tmp_path / "ds"), "-f", "csv", "-o", str(blocker / "log.csv")])
-    assert res.exit_code == 2 and f"{blocker / 'log.csv'}: cannot create its folder" in " ".join(res.output.split())
+    assert res.exit_code == 1 and f"{blocker / 'log.csv'}: cannot create its folder" in " ".join(res.output.split())
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

@@ -41,7 +41,7 @@ def test_cli_minari_export_and_import(ds, tmp_path):
     assert np.array_equal(load_dataset(tmp_path / "back").actions, ds.actions)
     bad = runner.invoke(app, ["import", "guardrl/cli-v0", "-f", "minari", "--n-actions", "5", "-o",
                               str(tmp_path / "x"), "--minari-root", str(root)])  # fmt: skip
-    assert bad.exit_code == 2 and "has 4 actions" in bad.output and not (tmp_path / "x").exists()
+    assert bad.exit_code == 1 and "has 4 actions" in bad.output and not (tmp_path / "x").exists()
 
 
 def test_continuous_actions_round_trip_through_a_box_action_space(tmp_path):
@@ -57,7 +57,7 @@ def test_continuous_actions_round_trip_through_a_box_action_space(tmp_path):
     nav.save(tmp_path / "nav")
     res = runner.invoke(app, ["import", "guardrl/safenav/noisy-v0", "-f", "minari", "--n-actions", "4", "-o",
                               str(tmp_path / "x"), "--minari-root", str(tmp_path)])  # fmt: skip
-    assert res.exit_code == 2 and "is a Box (continuous actions); drop --n-actions" in " ".join(res.output.split())
+    assert res.exit_code == 1 and "is a Box (continuous actions); drop --n-actions" in " ".join(res.output.split())
     res = runner.invoke(app, ["import", "guardrl/safenav/noisy-v0", "-f", "minari", "-o", str(tmp_path / "y"),
                               "--minari-root", str(tmp_path)])  # fmt: skip
     assert res.exit_code == 0, res.output

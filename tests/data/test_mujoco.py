@@ -50,5 +50,5 @@ def test_the_command_writes_a_dataset_and_refuses_to_overwrite_it(mujoco_actors,
     ds = load_dataset(tmp_path / "m")
     assert len(ds) >= 200 and ds.provenance["actors"] == ["step_1.npz"] and ds.provenance["seed"] == 3
     again = runner.invoke(app, args)
-    assert again.exit_code == 2 and "already exists" in again.output
+    assert again.exit_code == 1 and "already exists" in again.output
     assert load_dataset(tmp_path / "m").content_hash() == ds.content_hash()  # untouched

@@ -80,7 +80,7 @@ def test_model_pessimistic_trusts_an_unlogged_pair_only_where_the_model_has_seen
     from guardrl.data import collect
     from guardrl.evaluate.model_ope import untrusted_pairs
     from guardrl.train.config import WorldModelConfig
-    from guardrl.train.world_model import fit_world_model
+    from guardrl.train.world_model_fit import fit_world_model
 
     ds = collect(tables, "safe", 120, 5)
     model = fit_world_model(ds, WorldModelConfig(n_members=3, steps=600, hidden_units=(64, 64)))

@@ -69,7 +69,7 @@ def test_the_same_config_gives_the_same_dataset_and_metrics(nav_run, tmp_path):
 
 def test_stage_commands_on_a_safenav_run_are_refused_with_the_reason(nav_run):
     res = runner.invoke(app, ["gate", str(nav_run)])
-    assert res.exit_code == 2 and "runs as a whole with `guardrl run`" in " ".join(res.output.split())
+    assert res.exit_code == 1 and "runs as a whole with `guardrl run`" in " ".join(res.output.split())
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_imported_logs_must_be_safenav_shaped(tmp_path, tables):
     (tmp_path / "c.yaml").write_text(f"name: x\nenv: safenav\ncollect: {{dataset: {tmp_path / 'grid'}}}\n")
     res = runner.invoke(app, ["run", "-c", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"])
     said = " ".join(res.output.split())
-    assert res.exit_code == 2 and "a SafeNav-v0 run needs 2 observation features and actions in [-1, 1]^2" in said
+    assert res.exit_code == 1 and "a SafeNav-v0 run needs 2 observation features and actions in [-1, 1]^2" in said
     assert not (tmp_path / "runs" / "x").exists()
 
 

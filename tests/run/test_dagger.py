@@ -98,15 +98,19 @@ def test_config_is_checked():
 def test_dagger_command_exports_a_policy_with_its_rounds(tiny_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
-    res = runner.invoke(app, ["dagger", str(run_dir), "--iterations", "2", "--labels", "20", "--episodes", "10", "-q"])
+    res = runner.invoke(app, ["dagger", str(run_dir), "--iterations", "2", "--labels", "20", "--episodes", "10"])
     assert res.exit_code == 0, res.output
     assert "round 2: 40 labels" in res.output
     record = json.loads((run_dir / "dagger" / "dagger.json").read_text())
     assert record["label_budget"] == 40 and record["expert"] == "optimal" and len(record["rounds"]) == 3
     card = json.loads((run_dir / "policies" / "dagger.json").read_text())
     assert card["imitation"]["label_budget"] == 40 and (run_dir / "policies" / "dagger.scores.pt").is_file()
-    bad = runner.invoke(app, ["dagger", str(run_dir), "--expert", "nope", "-q"])
-    assert bad.exit_code == 2 and "must look like 'package.module:attribute'" in bad.output
+    before = (run_dir / "policies" / "dagger.json").read_bytes()
+    again = runner.invoke(app, ["dagger", str(run_dir), "--iterations", "1", "-q"])  # an earlier policy is kept
+    assert again.exit_code == 1 and "pass --overwrite" in again.output
+    assert (run_dir / "policies" / "dagger.json").read_bytes() == before
+    bad = runner.invoke(app, ["dagger", str(run_dir), "--expert", "nope", "--overwrite", "-q"])
+    assert bad.exit_code == 1 and "must look like 'package.module:attribute'" in bad.output
 
 
 def test_the_gate_judges_an_imitation_policy_once_it_is_evaluated(tiny_run, tmp_path):

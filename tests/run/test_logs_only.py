@@ -14,7 +14,7 @@ from guardrl.config import load_config
 from guardrl.data import collect
 from guardrl.evaluate.target import TargetPolicy
 from guardrl.run import RunContext
-from guardrl.run.stages import assess_candidates
+from guardrl.run.judging import assess_candidates
 
 runner = CliRunner()
 
@@ -70,7 +70,7 @@ def test_logs_only_run_from_a_csv(tmp_path, tables, no_env):
     assert res.exit_code == 0, res.output
     cfg_path = tmp_path / "logs.yaml"
     cfg_path.write_text(TINY.format(dataset=tmp_path / "mine"))
-    res = runner.invoke(app, ["run", "-c", str(cfg_path), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    res = runner.invoke(app, ["run", "-c", str(cfg_path), "--runs-dir", str(tmp_path / "runs")])
     assert res.exit_code == 0, res.output
     assert "no simulator" in res.output and "deployment gate" in res.output
     run_dir = tmp_path / "runs" / "logs"
@@ -136,9 +136,9 @@ def test_logs_only_stages_one_by_one(tmp_path, tables, no_env):
     run_dir = tmp_path / "r"
     assert runner.invoke(app, ["collect", str(run_dir), "-c", str(cfg_path)]).exit_code == 0
     res = runner.invoke(app, ["model", str(run_dir), "-q"])
-    assert res.exit_code == 2 and "audit.json: missing" in res.output, res.output
+    assert res.exit_code == 1 and "audit.json: missing" in res.output, res.output
     assert runner.invoke(app, ["audit", str(run_dir / "dataset")]).exit_code == 0
-    res = runner.invoke(app, ["model", str(run_dir), "-q"])
+    res = runner.invoke(app, ["model", str(run_dir)])
     assert res.exit_code == 0 and "held-out" in res.output, res.output
     for cmd in ("train", "evaluate", "ope", "gate", "report"):
         res = runner.invoke(app, [cmd, str(run_dir), *(["-q"] if cmd in ("train", "evaluate", "ope") else [])])
@@ -152,7 +152,7 @@ def test_a_log_too_small_for_a_world_model_is_refused_by_the_audit(tmp_path, tab
     cfg_path = tmp_path / "logs.yaml"
     cfg_path.write_text(TINY.format(dataset=tmp_path / "few"))
     res = runner.invoke(app, ["run", "-c", str(cfg_path), "--runs-dir", str(tmp_path / "runs"), "-q"])
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert "the audit refuses a world model" in res.output and "8 episodes" in res.output
     assert not (tmp_path / "runs" / "logs").exists()  # a failed run leaves nothing half-written
 
@@ -183,6 +183,6 @@ def test_continuous_logs_are_refused_by_a_run_naming_the_dataset(tmp_path):
     config = tmp_path / "nav.yaml"
     config.write_text(yaml.safe_dump({"name": "nav", "env": "none", "collect": {"dataset": str(tmp_path / "nav")}}))
     result = CliRunner().invoke(app, ["run", "-c", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert f"collect.dataset {tmp_path / 'nav'}: the logs have continuous actions (2 dimensions)" in result.output
     assert not (tmp_path / "runs" / "nav").exists()

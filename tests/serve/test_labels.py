@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from guardrl.cli import app
 from guardrl.serve.app import create_app
-from guardrl.serve.service import PolicyService, ServeError, read_labels
+from guardrl.serve.labels import read_labels
+from guardrl.serve.service import PolicyService, ServeError
 from tests.serve.test_server import cells, service
 
 runner = CliRunner()
@@ -122,4 +123,4 @@ def test_dagger_trains_a_served_policy_from_the_queue(tiny_run, tmp_path):
     assert served.act(logged)["policy"] == "people"  # or decides, when someone overrides the gate explicitly
     served.close()
     res = runner.invoke(app, ["dagger", str(run_dir), "--from-labels", "--name", "bc", "-q"])
-    assert res.exit_code == 2 and "is a learner's name" in res.output
+    assert res.exit_code == 1 and "is a learner's name" in res.output

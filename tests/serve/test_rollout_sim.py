@@ -9,7 +9,7 @@ from guardrl.cli import app
 from guardrl.config import ServeConfig, load_config
 from guardrl.envs import build_tables
 from guardrl.serve.rollout_sim import PHASES, RolloutSimConfig, simulate_rollout
-from guardrl.serve.service import ServedRun
+from guardrl.serve.served_run import ServedRun
 
 SMALL = RolloutSimConfig(shadow_episodes=40, canary_episodes=60, full_episodes=80, chunk=20, seed=5)
 

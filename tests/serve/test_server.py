@@ -180,4 +180,4 @@ def test_serve_command_errors_without_starting(tiny_run, tmp_path):
     from guardrl.cli import app
 
     result = CliRunner().invoke(app, ["serve", str(tiny_run), "--policy", "nope", "--port", "1"])
-    assert result.exit_code == 2 and "no exported policy 'nope'" in result.output
+    assert result.exit_code == 1 and "no exported policy 'nope'" in result.output

@@ -8,18 +8,16 @@ import pytest
 from guardrl.data import Dataset
 from guardrl.data.audit import AuditConfig, StateIndex
 from guardrl.train.config import MOPOConfig, MOReLConfig, SPIBBConfig, TrainConfig, WorldModelConfig
-from guardrl.train.tabular import (
+from guardrl.train.planning import (
     TabularError,
     TabularMDP,
-    TabularPolicy,
     behaviour_policy,
     mle_mdp,
     plan_with_budget,
     spibb_improve,
-    train_model_planner,
-    train_spibb,
     value_iteration,
 )
+from guardrl.train.tabular import TabularPolicy, train_model_planner, train_spibb
 
 
 def one_step_logs(
@@ -117,7 +115,7 @@ def test_lagrangian_reports_an_infeasible_budget_with_the_safest_arm() -> None:
 def grid_logs_and_model():  # type: ignore[no-untyped-def]
     from guardrl.data import collect
     from guardrl.envs import build_tables, named_layout
-    from guardrl.train.world_model import fit_world_model
+    from guardrl.train.world_model_fit import fit_world_model
 
     tables = build_tables(named_layout("default"))
     ds = collect(tables, "safe", 150, 7)

@@ -8,13 +8,8 @@ import pytest
 
 from guardrl.data import collect
 from guardrl.train.config import WorldModelConfig
-from guardrl.train.world_model import (
-    LoggedTransitions,
-    WorldModel,
-    WorldModelError,
-    _transition_kind,
-    fit_world_model,
-)
+from guardrl.train.world_model import LoggedTransitions, WorldModel, WorldModelError
+from guardrl.train.world_model_fit import _transition_kind, fit_world_model
 
 FAST = WorldModelConfig(n_members=3, steps=1000, hidden_units=(64, 64))
 
@@ -125,7 +120,7 @@ def test_one_episode_is_refused(tables):
 def test_packed_rows_match_each_column():
     import torch
 
-    from guardrl.train.world_model import _Table
+    from guardrl.train.world_model_fit import _Table
 
     rng = np.random.default_rng(3)
     floats = {"x": torch.as_tensor(rng.normal(size=(50, 4)).astype(np.float32)),

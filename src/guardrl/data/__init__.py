@@ -1,4 +1,5 @@
-"""Behaviour logs: behaviour policies, dataset regimes, collection and the on-disk dataset format."""
+"""Behaviour logs: behaviour policies and regimes, collection, the on-disk dataset format, the importer and the
+other formats (d3rlpy and D4RL HDF5, Minari), MuJoCo logs, continuous support, and the dataset audit."""
 
 from guardrl.data.behaviour import REGIMES, Component, constrained_policy, greedy_safe_probs, uniform_policy
 from guardrl.data.collect import collect

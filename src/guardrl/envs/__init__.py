@@ -1,4 +1,7 @@
-"""Environments: SafeGrid (gymnasium id ``SafeGrid-v0``), its vectorized twin and its exact solution."""
+"""Environments: SafeGrid (``SafeGrid-v0``) with its vectorized twin and exact solution, SafeNav (``SafeNav-v0``,
+continuous actions), MuJoCo tasks with shipped behaviour actors, CartPole's vectorized twin, scripted controllers,
+and the adapter for any gymnasium env (:mod:`.gym_env`). SafeGrid's names are exported here; the others live in
+their modules."""
 
 import gymnasium.envs.registration  # noqa: F401  (importing guardrl registered SafeGrid-v0 by now)
 

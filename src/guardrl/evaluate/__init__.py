@@ -1,4 +1,6 @@
-"""Evaluation: controlled rollouts with safety metrics and bootstrap CIs, normalized scores, mismatch."""
+"""Evaluation: rollouts with safety metrics and bootstrap CIs, normalized scores and mismatch; the off-policy
+estimators (importance sampling, tabular and network FQE, doubly robust, world-model rollouts, continuous IS and
+FQE) and their validation; and the deployment gate."""
 
 from guardrl.evaluate.metrics import (
     Estimate,

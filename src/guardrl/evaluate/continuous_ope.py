@@ -26,8 +26,9 @@ from numpy.typing import NDArray
 from guardrl.data import Dataset
 from guardrl.envs.safenav import squashed_gaussian_log_density
 from guardrl.errors import ConfigError
+from guardrl.evaluate.fqe_network import d3rlpy
 from guardrl.evaluate.metrics import bootstrap
-from guardrl.evaluate.ope import Padded, _bootstrap_ratio, _ess, d3rlpy, pdis_values, wis_parts
+from guardrl.evaluate.ope import Padded, _bootstrap_ratio, _ess, pdis_values, wis_parts
 from guardrl.evaluate.ope_config import OPEConfig
 
 CENTRE_CLIP = 0.95

@@ -36,6 +36,7 @@ class OPEConfig:
     trained by gradient steps (the ``fqe_*`` settings below), its interval over start states only; ``auto``:
     tabular when the index has at most ``fqe_max_states`` states, else network."""
     fqe_max_states: int = 5000
+    """The most states the tabular FQE indexes (``fqe_function_class: auto`` falls back to the network above it)."""
     fqe_unlogged: Literal["model", "logged_average"] = "model"
     """How the tabular FQE values a (state, action) pair the logs (or a refit's resample) lack. ``model``: backed
     up through the run's world model (its predicted next states, reward, cost and ending), where the run has one
@@ -46,11 +47,14 @@ class OPEConfig:
     fqe_steps: int = 800
     """Gradient steps of each network FQE."""
     fqe_batch_size: int = 256
+    """Mini-batch size of the network FQE."""
     fqe_learning_rate: float = 1e-3
+    """Adam's learning rate for the network FQE."""
     fqe_target_update_interval: int = 10
     """Each target sync propagates values one step back: 800 / 10 = 80 syncs cover SafeGrid's 80-step limit.
     Shorter intervals diverged in our measurements (gamma = 1 gives no contraction)."""
     fqe_hidden_units: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the network FQE's Q-function."""
     fqe_td_loss: Literal["mse", "huber"] = "huber"
     """``mse``: the squared TD error, whose minimizer is the mean target, so rare costs count at their rate;
     ``huber`` (d3rlpy's default) settles near the median and can miss them. Huber stays the default for now:
@@ -95,7 +99,9 @@ class OPEConfig:
     1.05%), with no unsafe one PASSing. On the held-out suite (one run) it let 17 of 32 PASS (2,000: 15), still
     with no unsafe one."""
     n_bootstrap: int = 1000
+    """Bootstrap resamples (over episodes) behind the importance-sampling and DR intervals."""
     confidence: float = 0.95
+    """Confidence level of every off-policy interval."""
     seed: int = 0
     """Seeds FQE (torch, forked) and the bootstrap."""
     validate: bool = False

@@ -102,12 +102,42 @@ def gate(result: dict[str, Any]) -> RenderableType:
     return Group(*lines)
 
 
+def _actions(size: dict[str, Any]) -> str:
+    """``4 actions``, or for continuous logs ``2-dimensional continuous actions``."""
+    if "n_actions" in size:
+        return f"{size['n_actions']} actions"
+    return f"{size['action_dim']}-dimensional continuous actions"
+
+
+def _coverage_rows(cov: dict[str, Any], k: int) -> list[tuple[str, str]]:
+    """Per-state support (discrete logs), or the action box's use and the support threshold (continuous logs)."""
+    if "visited_states" not in cov:
+        return [
+            ("support: distance threshold", f"{cov['support_threshold']:.3g}"),
+            ("action mean", " ".join(f"{m:.2f}" for m in cov["action_mean"])),
+            ("actions on the box edge", f"{cov['share_on_box_edge']:.1%}"),
+        ]
+    return [
+        ("visited states", f"{cov['visited_states']} ({cov['state_mode']})"),
+        (f"transitions in states logged >= {k} times", f"{cov['covered_share']:.1%}"),
+        (f"... with >= 2 actions logged >= {k} times", f"{cov['choice_share']:.1%}"),
+        (f"visited states with an action logged < {k} times", f"{cov['states_with_thin_action']:.1%}"),
+        ("logged action counts", " ".join(str(c) for c in cov["action_counts"])),
+    ]
+
+
+def _propensity_row(prop: dict[str, Any]) -> tuple[str, str]:
+    if "share_below_0.05" not in prop:  # continuous logs: densities, not probabilities
+        return ("density min / median", f"{prop['min']:.3g} / {prop['median']:.3g}")
+    return ("min propensity / share < 0.05", f"{prop['min']:.3f} / {prop['share_below_0.05']:.1%}")
+
+
 def audit(result: dict[str, Any]) -> RenderableType:
     """The dataset audit: size, coverage, distributions, sanity findings and the verdict with its reasons."""
     v = result["verdict"]
     size = result["size"]
     lines: list[RenderableType] = [
-        Text(f"{size['transitions']} transitions, {size['episodes']} episodes, {size['n_actions']} actions")
+        Text(f"{size['transitions']} transitions, {size['episodes']} episodes, {_actions(size)}")
     ]
     if "coverage" in result:
         cov, ends, prop, dist = (
@@ -116,21 +146,16 @@ def audit(result: dict[str, Any]) -> RenderableType:
             result["propensities"],
             result["distributions"],
         )
-        k = result["config"]["k"]
         table = _table("dataset audit", "measure", "value")
         for label, value in (
-            ("visited states", f"{cov['visited_states']} ({cov['state_mode']})"),
-            (f"transitions in states logged >= {k} times", f"{cov['covered_share']:.1%}"),
-            (f"... with >= 2 actions logged >= {k} times", f"{cov['choice_share']:.1%}"),
-            (f"visited states with an action logged < {k} times", f"{cov['states_with_thin_action']:.1%}"),
-            ("logged action counts", " ".join(str(c) for c in cov["action_counts"])),
+            *_coverage_rows(cov, result["config"]["k"]),
             ("reward mean / std", f"{dist['reward']['mean']:.3g} / {dist['reward']['std']:.3g}"),
             ("episode return mean", f"{dist['episode_return']['mean']:.2f}"),
             ("episode length mean", f"{dist['episode_length']['mean']:.1f}"),
             ("ends: terminated / truncated / unended",
              f"{ends['termination']} / {ends['truncation']} / {ends['unended']}"),
             ("ends: goal / hazard", f"{ends['goal']} / {ends['hazard']}"),
-            ("min propensity / share < 0.05", f"{prop['min']:.3f} / {prop['share_below_0.05']:.1%}"),
+            _propensity_row(prop),
         ):  # fmt: skip
             table.add_row(label, value)
         lines.append(table)

@@ -310,7 +310,7 @@ def _plan_blocks(
     full = "3. Full: `--mode full`, with the same rollback and deferral rules."
     rollback = (f"Rollback: more than {per_1000:g} hazard events per 1,000 policy decisions (counted over at least "
                 f"{min_decisions} decisions, reported with POST /outcome) switches every decision to the fallback "
-                "until a person resets it.")  # fmt: skip
+                "until a person resets it by starting the server with a new `--audit-log` file.")  # fmt: skip
     return [[shadow, canary, full], rollback, "Decisions that go to a person (deferrals):", people, *sim_line]
 
 

@@ -43,8 +43,9 @@ from guardrl.config import Regime, RunConfig, from_dict, load_yaml, save_config,
 from guardrl.errors import ConfigError, OutputExistsError
 from guardrl.progress import make_progress
 from guardrl.run.context import RunContext
+from guardrl.run.evaluation import stage_evaluate
 from guardrl.run.folder import RunFolder
-from guardrl.run.stages import stage_collect, stage_evaluate, stage_train
+from guardrl.run.stages import stage_collect, stage_train
 from guardrl.train.config import Learner
 
 Backend = Literal["auto", "ray", "sequential"]
@@ -170,13 +171,26 @@ def _run_sequential(jobs: list[tuple[dict, dict]], show_progress: bool) -> list[
     return rows
 
 
+def _connect(ray: Any, address: str) -> None:
+    """Join the Ray cluster at ``address``, or a user error that says what is missing or unreachable."""
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ValueError, ConnectionError, RuntimeError, TimeoutError) as exc:
+        hint = (
+            "a ray:// address needs Ray's client: pip install 'ray[client]'"
+            if address.startswith("ray://") and "ray[client]" in str(exc)
+            else "check that `ray start --head` runs there and the address is reachable"
+        )
+        raise ConfigError(f"ray_address {address!r}: cannot connect ({str(exc).splitlines()[0]}); {hint}") from None
+
+
 def _run_ray(jobs: list[tuple[dict, dict]], cfg: SweepConfig, show_progress: bool) -> list[dict[str, Any]]:
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
         if cfg.ray_address:
-            ray.init(address=cfg.ray_address, log_to_driver=False)
+            _connect(ray, cfg.ray_address)
         else:
             ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
     try:

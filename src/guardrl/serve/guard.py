@@ -12,7 +12,8 @@ production controller) when any of these holds, each a named reason:
 The rollback monitor counts hazard events caused by the policy's decisions. When they exceed
 ``rollback_per_1000`` per 1,000 policy decisions, with at least ``rollback_min_decisions`` in the denominator
 (so that a handful of early decisions cannot hide an event, nor one event trip a large threshold alone), the
-deployment rolls back to the fallback and stays there until a person resets it.
+deployment rolls back to the fallback and stays there (the audit log replays it on restart) until a person
+resets it by starting the server with a new audit log.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from guardrl.errors import RunError
 from guardrl.progress import make_progress
 from guardrl.run.folder import RunFolder
 from guardrl.serve.guard import Guard, RollbackMonitor, ServeConfig
-from guardrl.serve.service import ServedRun
+from guardrl.serve.served_run import ServedRun
 
 ARMS = ("guarded", "unguarded", "production")
 PHASES = ("shadow", "canary", "full")

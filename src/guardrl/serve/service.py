@@ -20,35 +20,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from guardrl.config import RunConfig, load_config, to_dict
-from guardrl.data import load_dataset
-from guardrl.data.audit import Support
-from guardrl.data.continuous_support import ContinuousSupport
-from guardrl.errors import GuardrlError
+from guardrl.config import RunConfig, to_dict
 from guardrl.run.folder import RunFolder
-from guardrl.serve.continuous import Box, ContinuousGuard, check_action
-from guardrl.serve.guard import MODES, Decisions, Guard, RollbackMonitor, ServeConfig
-from guardrl.train import ScoresModel
-
-
-class ServeError(GuardrlError, ValueError):
-    """A request or a setup the service refuses; ``status`` is the HTTP status it maps to."""
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.status = status
-
-
-def _echo(value: Any, limit: int = 40) -> str:
-    """A client's value for an error message, cut short: a message must not echo a huge input."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _integer(value: Any, name: str) -> None:
-    """A JSON integer (not a boolean) in field ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ServeError(f"{name}: expected an integer")
+from guardrl.serve.continuous import ContinuousGuard, check_action
+from guardrl.serve.guard import MODES, Decisions, RollbackMonitor, ServeConfig
+from guardrl.serve.labels import _label_source
+from guardrl.serve.served_run import LoadedPolicy, ServedRun, ServeError, _echo, _integer
 
 
 def _splitmix(seed: int, n: int) -> float:
@@ -60,75 +37,12 @@ def _splitmix(seed: int, n: int) -> float:
 
 
 @dataclass
-class LoadedPolicy:
-    name: str
-    guard: Guard | ContinuousGuard
-    card: dict[str, Any]
-    gate: dict[str, Any] | None
-
-
-@dataclass
 class Counters:
     requests: dict[str, int] = field(default_factory=lambda: {"act": 0, "shadow": 0, "outcome": 0})
     decisions: dict[str, int] = field(default_factory=lambda: {"act": 0, "defer": 0, "fallback": 0})
     defer_reasons: dict[str, int] = field(default_factory=dict)
     shadow_divergences: int = 0
     shadow_would_defer: int = 0
-
-
-@dataclass
-class ServedRun:
-    """What serving reads from a run folder: its config, the dataset's identity and support, gate verdicts."""
-
-    run_dir: Path
-    cfg: RunConfig
-    dataset_sha256: str
-    obs_dim: int
-    n_actions: int
-    support: Support | ContinuousSupport
-    gate: dict[str, Any]
-    action_bounds: Box | None = None
-    """The action box of a run with continuous actions; None for discrete ones."""
-
-    @classmethod
-    def open(cls, run_dir: Path, cfg: RunConfig | None = None) -> ServedRun:
-        run_dir = Path(run_dir)
-        folder = RunFolder(run_dir)
-        if not folder.is_run():
-            raise ServeError(f"{folder.config}: missing; is {run_dir} a guardrl run folder?", 400)
-        cfg = cfg or load_config(folder.config)
-        ds = load_dataset(folder.dataset)
-        gate = (folder.read_optional(folder.gate) or {}).get("decisions", {})
-        if ds.is_continuous:
-            continuous = ContinuousSupport(ds)
-            return cls(run_dir, cfg, ds.content_hash(), ds.obs_dim, 0, continuous, gate, ds.action_bounds)
-        support = Support.from_dataset(ds, cfg.audit)
-        return cls(run_dir, cfg, ds.content_hash(), ds.obs_dim, ds.n_actions, support, gate)
-
-    def load_policy(self, name: str) -> LoadedPolicy:
-        """An exported policy's action scores behind the guard, with its model card and gate verdict."""
-        card_path = RunFolder(self.run_dir).card(name)
-        if not card_path.is_file():
-            raise ServeError(f"{card_path}: no exported policy {name!r} in this run", 404)
-        card = json.loads(card_path.read_text())
-        scores = card.get("scores")
-        if not scores:
-            raise ServeError(f"{card_path}: no action-score export; retrain with this guardrl version", 400)
-        if card.get("dataset_sha256") != self.dataset_sha256:
-            raise ServeError(f"{card_path}: the model card's dataset hash does not match {self.run_dir}/dataset", 400)
-        if (scores["kind"] == "continuous") != (self.action_bounds is not None):
-            raise ServeError(f"{card_path}: a {scores['kind']} policy does not fit this run's actions", 400)
-        if self.action_bounds is not None:
-            from guardrl.train.export import TorchScriptActor
-
-            assert isinstance(self.support, ContinuousSupport)
-            actor = TorchScriptActor(card_path.parent / scores["file"], self.action_bounds)
-            return LoadedPolicy(name, ContinuousGuard(actor.act, self.support, self.action_bounds), card,
-                                self.gate.get(name))  # fmt: skip
-        assert isinstance(self.support, Support)
-        model = ScoresModel(card_path.parent / scores["file"], scores["kind"])
-        guard = Guard(model, scores["kind"], self.support, self.cfg.serve)
-        return LoadedPolicy(name, guard, card, self.gate.get(name))
 
 
 class PolicyService:
@@ -473,66 +387,3 @@ class PolicyService:
         else:
             pol = self._policy(name)
         return {**pol.card, "gate": pol.gate, "role": "fallback" if pol is self.fallback else "served"}
-
-
-def _label_source(rec: dict[str, Any]) -> str | None:
-    """``defer`` or ``shadow`` for an audit record whose state waits for a person's label, else None."""
-    kind = rec.get("type")
-    if kind == "shadow":
-        return "shadow"
-    return "defer" if kind == "act" and rec.get("decision") == "defer" else None
-
-
-@dataclass(frozen=True)
-class Labels:
-    """People's labels from a server's audit log: the observation of each labelled decision and the action."""
-
-    observations: np.ndarray
-    actions: np.ndarray
-    decision_ids: list[int]
-    kinds: list[str]
-    """``defer`` or ``shadow``: where each labelled state came from."""
-
-
-def read_labels(audit_log: Path, obs_dim: int, n_actions: int) -> Labels:
-    """Every labelled decision in ``audit_log`` (read only; a last line cut short by a crash was never
-    acknowledged and is skipped). A label whose decision is missing, or whose observation or action does not fit
-    the run, is an error naming the line."""
-    path = Path(audit_log)
-    if not path.is_file():
-        raise ServeError(f"{path}: no audit log; serve the policy and post labels first", 400)
-    lines = path.read_bytes().split(b"\n")
-    states: dict[int, tuple[list[float], str]] = {}
-    labels: dict[int, tuple[int, int]] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            if number == len(lines):  # the torn last line of a crash
-                continue
-            raise ServeError(f"{path}: line {number} is not JSON; refusing to guess", 400) from None
-        if not isinstance(rec, dict):
-            continue
-        source = _label_source(rec)
-        if source is not None:
-            states[int(rec["id"])] = (rec["observation"], source)
-        elif rec.get("type") == "label":
-            labels[int(rec["id"])] = (int(rec["action"]), number)
-    obs, actions, ids, kinds = [], [], [], []
-    for decision_id, (action, number) in sorted(labels.items()):
-        where = f"{path}: line {number} (decision {decision_id})"
-        if decision_id not in states:
-            raise ServeError(f"{where}: labels a decision that was neither deferred nor shadowed", 400)
-        observation, kind = states[decision_id]
-        if len(observation) != obs_dim or not 0 <= action < n_actions:
-            raise ServeError(f"{where}: observation of width {len(observation)} or action {action} does not fit "
-                             f"this run ({obs_dim} numbers, {n_actions} actions)", 400)  # fmt: skip
-        obs.append(observation)
-        actions.append(action)
-        ids.append(decision_id)
-        kinds.append(kind)
-    return Labels(
-        np.asarray(obs, dtype=np.float32).reshape(-1, obs_dim), np.asarray(actions, dtype=np.int64), ids, kinds
-    )

@@ -1,4 +1,5 @@
-"""Training through d3rlpy: BC, CQL, DQN and BCQ from explicit configs, a fast batch loop, and policy export.
+"""Training: d3rlpy's BC, CQL, DQN and BCQ through a fast batch loop; the tabular planners SPIBB, MOPO and MOReL;
+the ensemble world model; the continuous learners (BC, TD3+BC, IQL, CQL); GAIL; and policy export.
 
 Importing the package is cheap: each public name loads its module (and with it d3rlpy and torch) on first use,
 so reading a run config or starting the command line does not pay for them.

@@ -216,6 +216,7 @@ class ContinuousTrainConfig:
     n_steps: int = 10_000
     """Gradient steps per learner."""
     batch_size: int = 256
+    """Mini-batch size of every continuous learner."""
     hidden_units: tuple[int, ...] = (64, 64)
     """Hidden layer widths of every network (actor, critics, value)."""
     conservative_weight: float = 5.0
@@ -292,10 +293,13 @@ class WorldModelConfig:
     n_members: int = 5
     """Ensemble members; each trains on its own bootstrap resample of the training transitions."""
     hidden_units: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of each member's two networks (transition, outcome)."""
     steps: int = 1500
     """Gradient steps (all members at once)."""
     batch_size: int = 256
+    """Transitions per member in each gradient step."""
     learning_rate: float = 3e-3
+    """Adam's learning rate (cosine-annealed to 0 over ``steps``)."""
     holdout: float = 0.1
     """Share of episodes held out of training to measure the model's accuracy (reported, never used to fit)."""
     max_classes: int = 64

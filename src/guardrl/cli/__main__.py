@@ -1,0 +1,5 @@
+"""``python -m guardrl.cli``: the ``guardrl`` command."""
+
+from guardrl.cli import main
+
+main()

@@ -1,0 +1,178 @@
+"""The ope and gate stages: each policy's return and cost estimated from the logs alone, then PASS / CAUTION /
+FAIL from the evidence the earlier stages wrote (the gate computes nothing new)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from guardrl._io import atomic_write_json
+from guardrl.config import to_dict
+from guardrl.errors import RunError
+from guardrl.evaluate.gate import Evidence, OPEEvidence, decide, gate
+from guardrl.evaluate.metrics import Estimate
+from guardrl.evaluate.target import TargetPolicy
+from guardrl.evaluate.validation import ope_validation
+from guardrl.progress import make_progress
+from guardrl.run.context import RunContext
+from guardrl.run.evaluation import exact_of_greedy, judged_policies, learned_policies, read_metrics, references
+
+
+def ope_targets(ctx: RunContext) -> dict[str, TargetPolicy]:
+    """Policies to evaluate from the logs: the learned ones, and with ``ope.validate`` the references."""
+    targets = {name: TargetPolicy(name, p.greedy) for name, p in learned_policies(ctx).items()}
+    if ctx.cfg.ope.validate:
+        refs = references(ctx)
+        if "behaviour" not in refs.items:
+            raise RunError("ope.validate: the behaviour reference needs logs collected by guardrl, not imported")
+        targets.update({r.name: r.target for r in refs if r.target is not None})
+    return targets
+
+
+def ope_estimates(
+    ctx: RunContext, targets: dict[str, TargetPolicy], show_progress: bool = False
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Every configured estimator for every target, from the run's logs; and where the propensities came from
+    (logged, or estimated from the logged action counts when the logs carry none)."""
+    from guardrl.evaluate.ope import evaluate_policy, fqe_is_tabular, fqe_model_step
+
+    cfg, ds = ctx.cfg, ctx.dataset
+    low, high = ctx.obs_bounds()
+    support = ctx.support
+    propensities = "logged"
+    if np.isnan(ds.propensities).any():
+        probs = support.behaviour_probs(ds.observations)
+        ds = replace(ds, propensities=probs[np.arange(len(ds)), ds.actions])
+        propensities = "estimated from the logged action counts per state (the logs carry no propensities)"
+    world_model = ctx.world_model if "model" in cfg.ope.chosen else None
+    model_step = None  # the world model's outcomes behind the tabular FQE: the same for every target
+    if "fqe" in cfg.ope.chosen and fqe_is_tabular(cfg.ope, support.index) and cfg.needs_world_model:
+        model_step = fqe_model_step(cfg.ope, support.index, ctx.world_model, ds.n_actions)
+    logged = None  # the logs' transitions by pair, for the model's rollouts: the same for every target
+    if world_model is not None and cfg.ope.model_logged_prior is not None:
+        from guardrl.train.world_model import LoggedTransitions
+
+        logged = LoggedTransitions.from_dataset(ds, cfg.ope.model_logged_prior)
+    horizon = None
+    if cfg.ope.horizon is None and not ctx.logs_only:  # a run with an environment knows its step limit
+        limit = ctx.tables.layout.max_steps if ctx.is_safegrid else ctx.simulator.max_steps
+        horizon = (int(limit), "the environment's step limit")
+    estimates = {}
+    with make_progress(show_progress) as progress:
+        task = progress.add_task("ope", total=len(targets))
+        for name, target in targets.items():
+            progress.update(task, description=f"ope: {name}")
+            estimates[name] = evaluate_policy(
+                ds, target, cfg.ope, low, high, grid_size=ctx.grid_size, world_model=world_model,
+                unlogged=lambda obs, act: support.action_counts(obs, act) == 0, index=support.index,
+                model_step=model_step, horizon=horizon, logged=logged,
+            )  # fmt: skip
+            progress.advance(task)
+    return estimates, propensities
+
+
+def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
+    """Estimate each policy's return and cost from the logs alone, compare with the truth, write ``ope.json``.
+
+    The truth is exact on SafeGrid (dynamic programming on the target policy) and the evaluation stage's
+    rollouts elsewhere; nothing is rolled out here."""
+    cfg, folder = ctx.cfg, ctx.folder
+    exact = {r.name: r.exact for r in references(ctx)} if ctx.is_safegrid else {}
+    metrics = None if ctx.is_safegrid or ctx.logs_only else read_metrics(folder)
+    world_model = ctx.world_model if "model" in cfg.ope.chosen else None
+    results: dict[str, Any] = {}
+    targets = ope_targets(ctx)
+    estimates, propensities = ope_estimates(ctx, targets, show_progress)
+    for name, target in targets.items():
+        est = estimates[name]
+        if ctx.logs_only:
+            est["truth_source"] = "none: no simulator (every number here is estimated from the logs)"
+        elif ctx.is_safegrid:
+            values = exact.get(name) or exact_of_greedy(ctx.tables, target.greedy)
+            point = {"return": values["expected_return"], "cost": values["hazard_prob"]}
+            est["truth"] = {k: {"mean": v, "low": v, "high": v} for k, v in point.items()}
+            est["truth_source"] = "exact (dynamic programming)"
+        else:
+            assert metrics is not None
+            entry = metrics["policies"][name]
+            est["truth"] = {"return": entry["return"], "cost": entry["hazard_rate"]}
+            est["truth_source"] = "rollouts (evaluate stage)"
+        results[name] = est
+    out: dict[str, Any] = {"config": to_dict(cfg.ope), "propensities": propensities, "policies": results}
+    if not ctx.logs_only:
+        out["validation"] = ope_validation(results)
+    if world_model is not None:
+        out["world_model"] = {"accuracy": world_model.meta["accuracy"], "kind": world_model.kind}
+    atomic_write_json(folder.ope, out)
+    ctx.plot("ope_vs_truth", results, folder.plot("ope_vs_truth"))
+    return out
+
+
+def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
+    """The gate's inputs, read from the run folder: evidence per candidate, the audit verdict, the return
+    range. Candidates are the learners, the imitation policies exported into the run, and the references that
+    OPE validated."""
+    folder = ctx.folder
+    metrics = read_metrics(folder)
+    audit_result = folder.read_optional(folder.audit)
+    ope = (folder.read_optional(folder.ope) or {}).get("policies", {})
+    learners = judged_policies(ctx)
+    names = learners + [n for n in ope if n not in learners]
+    candidates = []
+    for name in names:
+        p = metrics["policies"].get(name)
+        if p is None and name not in learners:
+            raise RunError(f"{folder.metrics}: no evaluation of {name!r}; run `guardrl evaluate {folder.root}` again")
+        p = p or {}
+        unsupported_rate, unsupported_source = _unsupported_rate(p)
+        candidates.append(
+            Evidence(
+                name=name,
+                hazard=Estimate.from_dict(p["hazard_rate"]) if "hazard_rate" in p else None,
+                ret=Estimate.from_dict(p["return"]) if "return" in p else None,
+                ope=OPEEvidence.from_dict(ope[name]) if name in ope else None,
+                unsupported_rate=unsupported_rate,
+                unsupported_source=unsupported_source,
+                is_bc=name == "bc",
+            )
+        )
+    verdict = audit_result["verdict"]["verdict"] if audit_result else None
+    return candidates, verdict, float(metrics["return_range"])
+
+
+def _unsupported_rate(entry: dict[str, Any]) -> tuple[float | None, str]:
+    """The rate on the policy's own rollout steps where there are rollouts, else on the logged states."""
+    rates = entry.get("unsupported", {})
+    if "rollout_rate" in rates:
+        return rates["rollout_rate"], "rollouts"
+    return rates.get("logs_rate"), "logs"
+
+
+def stage_gate(ctx: RunContext) -> dict[str, Any]:
+    """PASS / CAUTION / FAIL for every candidate from the run's evidence; write ``gate.json``."""
+    out = gate(*gate_evidence(ctx), ctx.cfg.gate)
+    atomic_write_json(ctx.folder.gate, out)
+    return out
+
+
+def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict[str, Any]:
+    """Off-policy estimates and the gate's decision for policies that are not the run's learners (a benchmark's
+    reference candidates), through the same estimators and rules, with the run's BC as their comparison.
+
+    Logs-only runs whose stages up to ``gate`` are done; returns ``{name: {"ope": ..., "gate": ...}}``."""
+    if not ctx.logs_only:
+        raise RunError("assess_candidates: logs-only runs only (with a simulator the gate reads rollouts)")
+    estimates, _ = ope_estimates(ctx, targets)
+    candidates, verdict, return_range = gate_evidence(ctx)
+    bc = next((c for c in candidates if c.is_bc), None)
+    ds = ctx.dataset
+    support = ctx.support
+    out: dict[str, Any] = {}
+    for name, target in targets.items():
+        rate = float(support.unsupported(ds.observations, target.greedy(ds.observations)).mean())
+        evidence = Evidence(name, ope=OPEEvidence.from_dict(estimates[name]), unsupported_rate=rate,
+                            unsupported_source="logs")  # fmt: skip
+        out[name] = {"ope": estimates[name], "gate": decide(evidence, bc, verdict, return_range, ctx.cfg.gate)}
+    return out

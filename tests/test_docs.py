@@ -1,0 +1,148 @@
+"""The manual: a short README, a documentation site that builds strictly, references generated from the code
+that cover every config key and command, and commands that run as written."""
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "guardrl"
+DOCS = ROOT / "docs"
+
+
+def _reference():
+    spec = importlib.util.spec_from_file_location("docs_reference", ROOT / "scripts" / "docs_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["docs_reference"] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def _commands(block: str) -> list[str]:
+    """The block's command lines, without their trailing comments."""
+    lines = []
+    for line in block.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            lines.append(re.sub(r"\s+#\s.*$", "", line))
+    return lines
+
+
+def test_the_readme_is_a_front_door():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    for target in re.findall(r"\]\((docs/[^)#]+)", readme):  # every link into the manual exists
+        assert (ROOT / target).is_file(), target
+    # no diary in the front door: numbers there come with the benchmark that reproduces them
+    assert "this session" not in readme and "issue " not in readme.lower()
+
+
+def test_no_module_is_over_500_lines():
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long
+
+
+def test_every_config_key_and_command_is_documented():
+    ref = _reference()
+    assert ref.undocumented() == []
+    assert ref.stale() == [], "regenerate with .venv/bin/python scripts/docs_reference.py"
+    from guardrl.config import RunConfig, to_dict
+
+    page = ref.config_page()
+    flat: dict[str, object] = {}
+
+    def walk(d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict) and k not in ("gym_kwargs", "overrides", "behaviour_kwargs", "d3rlpy_kwargs"):
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    walk(to_dict(RunConfig()), "")
+    keys = {k.path: k for k in ref.config_keys()}
+    # every key of the saved config is in the reference (the env's kind is written `env: none` / `safenav`)
+    missing = [k for k in flat if k not in keys and not k.startswith("env")]
+    assert not missing, missing
+    assert len(keys) >= 150
+    for key in keys.values():
+        assert f"| `{key.path}` |" in page and f"`{key.default}`" in page, key.path
+    assert "| `collect.n_episodes` | int | `500` |" in page
+    assert "| `gate.hazard_limit` | float | `0.01` |" in page
+    cli = ref.cli_page()
+    from typer.main import get_command
+
+    from guardrl.cli import app
+
+    for name in get_command(app).commands:
+        assert f"## `guardrl {name}`" in cli, name
+
+
+def test_every_command_that_prints_takes_quiet():
+    from typer.main import get_command
+
+    from guardrl.cli import app
+
+    for name, command in get_command(app).commands.items():
+        opts = {o for p in command.params for o in getattr(p, "opts", [])}
+        assert {"-q", "--quiet"} <= opts, name
+
+
+def test_the_documentation_site_builds_strictly(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    config = (tmp_path / "site" / "reference" / "config" / "index.html").read_text()
+    assert "world_model.n_members" in config and "serve.canary_fraction" in config
+    assert "guardrl mujoco-data" in (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()
+    assert "RunFolder" in (tmp_path / "site" / "reference" / "api" / "index.html").read_text()
+
+
+def test_doc_commands_call_the_virtual_environment():
+    # the set-up scripts never activate .venv, so a bare `guardrl` or `python` line would not be found
+    for page in [ROOT / "README.md", *DOCS.rglob("*.md")]:
+        for block in _bash_blocks(page.read_text()):
+            bare = [c for c in _commands(block) if re.match(r"(guardrl|python|pip|mkdocs) ", c)]
+            assert not bare, (page.name, bare)
+
+
+def _sandbox(tmp_path: Path, run_dir: Path) -> Path:
+    """A folder that looks like the repository after the two set-up commands: .venv, configs and runs/default."""
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / ".venv").symlink_to(ROOT / ".venv")
+    (box / "configs").symlink_to(ROOT / "configs")
+    shutil.copytree(run_dir, box / "runs" / "default")
+    return box
+
+
+def _run_block(block: str, cwd: Path) -> None:
+    for command in _commands(block):
+        res = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, f"{command}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "guardrl").exists(), reason="needs the set-up's .venv")
+def test_the_readme_quick_start_runs_as_written(tmp_path, tiny_run):
+    """The tour and the own-logs blocks of the README, on a small run standing in for runs/default."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = _bash_blocks(readme)
+    tour = next(b for b in blocks if "guardrl show runs/default" in b)
+    own = next(b for b in blocks if "configs/logs-only.yaml" in b)
+    box = _sandbox(tmp_path, tiny_run)
+    _run_block(tour, box)
+    assert (box / "runs" / "default" / "report.html").is_file()
+    _run_block(own, box)
+    gate = (box / "runs" / "logs-only" / "gate.json").read_text()
+    assert '"decision"' in gate and (box / "data" / "mine" / "metadata.json").is_file()
