@@ -2,11 +2,14 @@
 that cover every config key and command, and commands that run as written."""
 
 import importlib.util
+import json
 import os
 import re
-import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -117,32 +120,70 @@ def test_doc_commands_call_the_virtual_environment():
             assert not bare, (page.name, bare)
 
 
-def _sandbox(tmp_path: Path, run_dir: Path) -> Path:
-    """A folder that looks like the repository after the two set-up commands: .venv, configs and runs/default."""
-    box = tmp_path / "box"
-    box.mkdir()
-    (box / ".venv").symlink_to(ROOT / ".venv")
-    (box / "configs").symlink_to(ROOT / "configs")
-    shutil.copytree(run_dir, box / "runs" / "default")
-    return box
-
-
 def _run_block(block: str, cwd: Path) -> None:
     for command in _commands(block):
         res = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, f"{command}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
 
 
-@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "guardrl").exists(), reason="needs the set-up's .venv")
-def test_the_readme_quick_start_runs_as_written(tmp_path, tiny_run):
-    """The tour and the own-logs blocks of the README, on a small run standing in for runs/default."""
+@pytest.fixture(scope="module")
+def after_setup(tmp_path_factory):
+    """A folder as the repository is after the two set-up commands: .venv, configs, and runs/default made by
+    `guardrl run` on the built-in defaults (what ./scripts/run.sh runs)."""
+    if not (ROOT / ".venv" / "bin" / "guardrl").exists():
+        pytest.skip("needs the set-up's .venv")
+    box = tmp_path_factory.mktemp("box")
+    (box / ".venv").symlink_to(ROOT / ".venv")
+    (box / "configs").symlink_to(ROOT / "configs")
+    _run_block(".venv/bin/guardrl run -q", box)
+    return box
+
+
+def test_the_readme_quick_start_runs_as_written(after_setup):
+    """The tour and the own-logs blocks of the README, on the default run."""
     readme = (ROOT / "README.md").read_text()
     blocks = _bash_blocks(readme)
     tour = next(b for b in blocks if "guardrl show runs/default" in b)
     own = next(b for b in blocks if "configs/logs-only.yaml" in b)
-    box = _sandbox(tmp_path, tiny_run)
-    _run_block(tour, box)
-    assert (box / "runs" / "default" / "report.html").is_file()
-    _run_block(own, box)
-    gate = (box / "runs" / "logs-only" / "gate.json").read_text()
-    assert '"decision"' in gate and (box / "data" / "mine" / "metadata.json").is_file()
+    _run_block(tour, after_setup)
+    gate = json.loads((after_setup / "runs" / "default" / "gate.json").read_text())["decisions"]
+    assert gate["morel"]["decision"] == "PASS" and gate["bc"]["decision"] == "FAIL"  # as the README says
+    assert (after_setup / "runs" / "default" / "report.html").is_file()
+    _run_block(own, after_setup)
+    logs_only = json.loads((after_setup / "runs" / "logs-only" / "gate.json").read_text())["decisions"]
+    assert logs_only["morel"]["decision"] == "PASS"  # as the README says
+
+
+def test_the_readme_serving_example_runs_as_written(after_setup):
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 8000)) == 0:
+            pytest.skip("port 8000 is taken")
+    blocks = _bash_blocks((ROOT / "README.md").read_text())
+    serve = _commands(next(b for b in blocks if "guardrl serve runs/default" in b))
+    call = _commands(next(b for b in blocks if "curl" in b))
+    assert len(serve) == 1
+    server = subprocess.Popen(["bash", "-c", f"exec {serve[0]}"], cwd=after_setup, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8000/healthz", timeout=1):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        res = subprocess.run(["bash", "-c", "\n".join(call)], cwd=after_setup, capture_output=True, text=True)
+        answer = json.loads(res.stdout)
+        assert answer["decision_id"] == 0 and answer["policy"] == "morel", res.stdout
+        unauthorized = subprocess.run(["bash", "-c", call[-1].replace("$TOKEN", "nope")], cwd=after_setup,
+                                      capture_output=True, text=True)  # fmt: skip
+        assert "invalid token" in unauthorized.stdout
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=30)
+    keys = after_setup / "runs" / "default" / "serve" / "keys.json"
+    tokens = json.loads(keys.read_text())
+    assert str(keys) in " ".join(out.split()) or "runs/default/serve/keys.json" in out
+    assert not any(token in out for token in tokens.values())  # the path is printed, never a token

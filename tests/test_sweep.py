@@ -124,3 +124,15 @@ def test_a_safenav_sweep_trains_bc_beside_each_learner_and_weights_continuous_cq
     assert [name for name, _ in built] == ["bc", "bc", "cql", "bc", "cql"]
     with pytest.raises(ConfigError, match="collect.regime: a SafeNav run logs one of"):
         run_sweep(replace(cfg, regimes=("medium",)), tmp_path, show_progress=False)
+
+
+def test_a_failed_ray_connection_leaves_this_process_its_own_sigterm_handler(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nseeds: [0]\nlearners: [bc]\nregimes: [safe]\n")
+    res = runner.invoke(app, ["sweep", str(path), "--sweeps-dir", str(tmp_path / "sw"), "--backend", "ray",
+                              "--address", "ray://127.0.0.1:1", "-q"])  # fmt: skip
+    assert res.exit_code == 1 and "cannot connect" in res.output
+    assert signal.getsignal(signal.SIGTERM) is before  # Ray's handler would keep forked children alive

@@ -194,12 +194,19 @@ class ServeConfig:
     """Seed of the canary routing draws."""
     max_body_bytes: int = 65536
     """The largest request body the HTTP server reads; a larger one is refused with 413 before it is read."""
+    rate_limit_per_minute: int | None = 600
+    """Requests one token may make to ``/outcome`` and to ``/labels`` in any 60 seconds (429 beyond);
+    ``null``: no limit."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.canary_fraction <= 1.0:
             raise ValueError(f"serve.canary_fraction must lie in [0, 1], got {self.canary_fraction}")
         if self.rollback_per_1000 < 0 or self.rollback_min_decisions < 1:
             raise ValueError("serve.rollback_per_1000 must be >= 0 and serve.rollback_min_decisions >= 1")
+        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
+            raise ValueError(
+                f"serve.rate_limit_per_minute must be at least 1 (or null), got {self.rate_limit_per_minute}"
+            )
         if self.max_body_bytes < 1024:
             raise ValueError(f"serve.max_body_bytes must be at least 1024, got {self.max_body_bytes}")
 

@@ -9,7 +9,10 @@ import pytest
 
 from guardrl.data import load_dataset
 from guardrl.serve.app import create_app
+from guardrl.serve.auth import Authenticator
 from guardrl.serve.service import PolicyService, ServeError
+
+OPEN = Authenticator(None)  # these tests call the service without tokens (tests/serve/test_auth.py checks them)
 
 
 def nav_service(run_dir, tmp_path, mode="full"):
@@ -21,7 +24,7 @@ def test_a_continuous_policy_acts_in_support_and_defers_far_from_the_logs(nav_ru
     svc = nav_service(nav_run, tmp_path)
     ds = load_dataset(nav_run / "dataset")
     logged = ds.observations[0].tolist()  # a logged start: the support holds pairs right here
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url) as client:
         r = client.post("/act", json={"observation": logged}).json()
         support = svc.policies["td3bc"].guard.support
         action = np.asarray([svc.policies["td3bc"].guard.greedy(np.asarray([logged]))[0]])
@@ -50,7 +53,7 @@ def test_a_continuous_policy_acts_in_support_and_defers_far_from_the_logs(nav_ru
 )
 def test_out_of_box_production_actions_are_refused(nav_run, tmp_path, live_server, body, message):
     svc = nav_service(nav_run, tmp_path, mode="shadow")
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url) as client:
         r = client.post("/shadow", json={"observation": [1.0, 1.0], **body})
         assert r.status_code == 422 and message in r.json()["detail"]
         assert client.get("/healthz").json()["ok"]

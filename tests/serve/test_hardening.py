@@ -17,10 +17,13 @@ from starlette.testclient import TestClient
 
 from guardrl.config import ServeConfig, load_config
 from guardrl.serve.app import create_app
+from guardrl.serve.auth import Authenticator
 from guardrl.serve.service import PolicyService, ServeError
 
 from .conftest import free_port
 from .test_server import cells
+
+OPEN = Authenticator(None)  # these tests call the service without tokens (tests/serve/test_auth.py checks them)
 
 JSON = {"content-type": "application/json"}
 
@@ -59,7 +62,7 @@ def test_a_torn_last_line_is_cut_off_so_restarts_keep_appending_whole_lines(tiny
 
 @pytest.mark.parametrize(
     ("line", "message"),
-    [("[1, 2]", "line 2 is JSON but not a record"), ('{"type": "act"}', "line 2: not a guardrl audit record"),
+    [("[1, 2]", "line 2 is JSON but not a record"), ('{"type": "act"}', "line 2 carries no hash chain"),
      ('"text"', "line 2 is JSON but not a record")],
 )  # fmt: skip
 def test_log_lines_that_are_json_but_not_records_are_named(tiny_run, tmp_path, line, message):
@@ -74,7 +77,7 @@ def test_an_outcome_counts_once_per_decision_even_across_restarts(tiny_run, tmp_
     log = tmp_path / "audit.jsonl"
     logged, _ = cells(tiny_run)
     svc = service(tiny_run, log, min_q_gap=0.0, rollback_per_1000=10.0, rollback_min_decisions=100)
-    with TestClient(create_app(svc)) as client:
+    with TestClient(create_app(svc, auth=OPEN)) as client:
         d = client.post("/act", json={"observation": logged}).json()["decision_id"]
         first = client.post("/outcome", json={"decision_id": d, "hazard": True})
         assert first.status_code == 200 and first.json()["counted"]
@@ -109,7 +112,7 @@ HOSTILE = [
 def test_hostile_bodies_get_a_4xx_naming_the_field(tiny_run, tmp_path, body, status, message):
     svc = service(tiny_run, tmp_path / "audit.jsonl", max_body_bytes=1 << 20)
     path = "/outcome" if b"decision_id" in body else "/act"
-    with TestClient(create_app(svc)) as client:
+    with TestClient(create_app(svc, auth=OPEN)) as client:
         r = client.post(path, content=body, headers=JSON)
         assert r.status_code == status and message in r.json()["detail"], r.text
         assert client.get("/healthz").json()["ok"]
@@ -118,7 +121,7 @@ def test_hostile_bodies_get_a_4xx_naming_the_field(tiny_run, tmp_path, body, sta
 
 def test_content_type_echo_and_the_fallback_card(tiny_run, tmp_path):
     svc = service(tiny_run, tmp_path / "audit.jsonl", policies=("cql",), fallback="bc")
-    with TestClient(create_app(svc)) as client:
+    with TestClient(create_app(svc, auth=OPEN)) as client:
         r = client.post("/act", content=b'{"observation": [1.0, 2.0]}', headers={"content-type": "text/plain"})
         assert r.status_code == 415 and "application/json" in r.json()["detail"]
         r = client.post("/act", json={"observation": [1.0, 2.0], "x" * 20_000: 1})
@@ -144,7 +147,7 @@ def test_a_100_mb_body_is_refused_without_growing_memory(tiny_run, tmp_path, liv
         for _ in range(100):
             yield chunk
 
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
         client.get("/healthz")
         before = _rss_mb()
         declared = client.post("/act", content=body(), headers={**JSON, "content-length": str(100 << 20)})
@@ -178,7 +181,7 @@ bodies = st.one_of(
 def test_fuzzed_requests_never_get_a_5xx_and_the_log_replays(tiny_run, tmp_path_factory, path, body, raw):
     log = tmp_path_factory.mktemp("fuzz") / "audit.jsonl"
     svc = service(tiny_run, log, rollback_per_1000=10.0, rollback_min_decisions=100)
-    with TestClient(create_app(svc)) as client:
+    with TestClient(create_app(svc, auth=OPEN)) as client:
         client.post("/act", json={"observation": [0.0, 0.0]})  # a decision for outcomes to refer to
         for content in (json.dumps(body).encode(), raw):
             r = client.post(path, content=content, headers=JSON)
@@ -198,7 +201,7 @@ SERVE = [sys.executable, "-m", "guardrl.cli", "serve"]
 
 def _start(run_dir, log, port):
     cmd = [*SERVE, str(run_dir), "--policy", "cql", "--fallback", "bc", "--mode", "full", "--allow-gate-fail",
-           "--port", str(port), "--audit-log", str(log)]  # fmt: skip
+           "--port", str(port), "--audit-log", str(log), "--no-auth"]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -262,3 +265,15 @@ def test_killed_during_load_and_twice_while_restarting_the_log_keeps_every_ackno
     ids = {r["id"] for r in records(log) if r["type"] == "act"}  # every line parses: no torn line remains
     assert set(acked) <= ids
     assert os.path.getsize(log) > 0
+
+
+def test_a_sealed_line_that_is_not_a_record_is_named(tiny_run, tmp_path):
+    from guardrl.serve.audit_log import read_records, seal
+
+    log = tmp_path / "audit.jsonl"
+    service(tiny_run, log).close()
+    last = list(read_records(log))[-1].chain
+    line, _ = seal({"type": "act"}, last)  # chained properly, but lacks a decision's fields
+    log.write_text(log.read_text() + line + "\n")
+    with pytest.raises(ServeError, match="line 2 is not a guardrl audit record"):
+        service(tiny_run, log)

@@ -10,9 +10,24 @@ from typer.testing import CliRunner
 
 from guardrl.cli import app
 from guardrl.serve.app import create_app
+from guardrl.serve.audit_log import GENESIS, seal
+from guardrl.serve.auth import Authenticator, Caller
 from guardrl.serve.labels import read_labels
 from guardrl.serve.service import PolicyService, ServeError
 from tests.serve.test_server import cells, service
+
+OPEN = Authenticator(None)  # these tests call the service without tokens (tests/serve/test_auth.py checks them)
+LABELLER = Caller("labeller", "0123456789ab")  # DAgger trains on labels posted with a labeller token only
+
+
+def chained(*records: dict) -> str:
+    """Audit-log lines sealed into a hash chain, as the server writes them."""
+    lines, prev = [], GENESIS
+    for rec in records:
+        line, prev = seal(rec, prev)
+        lines.append(line + "\n")
+    return "".join(lines)
+
 
 runner = CliRunner()
 
@@ -20,7 +35,7 @@ runner = CliRunner()
 def test_deferred_and_shadowed_states_wait_for_labels(tiny_run, tmp_path, live_server):
     logged, never = cells(tiny_run)
     svc = service(tiny_run, tmp_path, min_q_gap=0.0)
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url) as client:
         acted = client.post("/act", json={"observation": logged}).json()
         deferred = client.post("/act", json={"observation": never}).json()
         shadow = client.post("/shadow", json={"observation": logged, "production_action": 1}).json()
@@ -66,7 +81,7 @@ def test_an_acknowledged_label_is_on_disk_and_a_torn_one_is_not_counted(tiny_run
     _, never = cells(tiny_run)
     svc = service(tiny_run, tmp_path)
     ids = [svc.act(never)["decision_id"] for _ in range(3)]
-    svc.label(ids[0], 1)
+    svc.label(ids[0], 1, caller=LABELLER)
     log = tmp_path / "audit.jsonl"
     # acknowledged means written and fsynced: read the file while the service still holds it open
     last = json.loads(log.read_text().splitlines()[-1])
@@ -83,12 +98,15 @@ def test_an_acknowledged_label_is_on_disk_and_a_torn_one_is_not_counted(tiny_run
 
 def test_read_labels_refuses_labels_that_do_not_fit(tmp_path):
     log = tmp_path / "audit.jsonl"
-    log.write_text('{"type":"act","id":0,"decision":"defer","observation":[1.0,2.0],"policy":"bc"}\n'
-                   '{"type":"label","id":0,"action":7}\n')  # fmt: skip
+    deferred = {"type": "act", "id": 0, "decision": "defer", "observation": [1.0, 2.0], "policy": "bc"}
+    log.write_text(chained(deferred, {"type": "label", "id": 0, "action": 7, "role": "labeller", "token": "t"}))
     with pytest.raises(ServeError, match=r"line 2 \(decision 0\).*does not fit"):
         read_labels(log, 2, 4)
-    log.write_text('{"type":"label","id":5,"action":1}\n')
+    log.write_text(chained({"type": "label", "id": 5, "action": 1, "role": "labeller", "token": "t"}))
     with pytest.raises(ServeError, match="neither deferred nor shadowed"):
+        read_labels(log, 2, 4)
+    log.write_text('{"type":"label","id":5,"action":1,"role":"labeller"}\n')  # written by hand: no chain
+    with pytest.raises(ServeError, match="line 1 carries no hash chain"):
         read_labels(log, 2, 4)
     with pytest.raises(ServeError, match="no audit log"):
         read_labels(tmp_path / "missing.jsonl", 2, 4)
@@ -103,11 +121,11 @@ def test_dagger_trains_a_served_policy_from_the_queue(tiny_run, tmp_path):
         svc.act(never)
         svc.shadow(logged, 0)
     for pending in svc.pending_labels()["decisions"]:
-        svc.label(pending["decision_id"], 3 if pending["kind"] == "defer" else 0)
+        svc.label(pending["decision_id"], 3 if pending["kind"] == "defer" else 0, caller=LABELLER)
     svc.close()
     res = runner.invoke(app, ["dagger", str(run_dir), "--from-labels", "--name", "people", "-q"])
     assert res.exit_code == 0, res.output
-    assert "plus 8 labels" in res.output
+    assert "plus 8 labels" in res.output and "8 from token 0123456789ab" in " ".join(res.output.split())
     card = json.loads((run_dir / "policies" / "people.json").read_text())
     assert card["policy"] == "people" and card["imitation"]["labels"] == 8 and card["scores"]["kind"] == "logprob"
     record = json.loads((run_dir / "dagger" / "people.json").read_text())

@@ -10,14 +10,17 @@ import pytest
 from guardrl.config import ServeConfig, load_config
 from guardrl.data import load_dataset
 from guardrl.serve.app import create_app
+from guardrl.serve.auth import Authenticator
 from guardrl.serve.service import PolicyService, ServeError
 
+OPEN = Authenticator(None)  # these tests call the service without tokens (tests/serve/test_auth.py checks them)
 
-def service(run_dir, tmp_path, mode="full", **serve):
+
+def service(run_dir, tmp_path, mode="full", accept_log_from=None, **serve):
     cfg = load_config(run_dir / "config.yaml")
     cfg = replace(cfg, serve=replace(ServeConfig(), **serve))
     return PolicyService(run_dir, ["cql", "bc"], mode=mode, fallback="bc", audit_log=tmp_path / "audit.jsonl", cfg=cfg,
-                         allow_gate_fail=True)  # fmt: skip
+                         allow_gate_fail=True, accept_log_from=accept_log_from)  # fmt: skip
 
 
 def cells(run_dir):
@@ -33,7 +36,7 @@ def cells(run_dir):
 def test_act_defer_and_model_card(tiny_run, tmp_path, live_server):
     svc = service(tiny_run, tmp_path, min_q_gap=0.0)
     logged, never = cells(tiny_run)
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url) as client:
         r = client.post("/act", json={"observation": logged}).json()
         assert r["decision"] == "act" and r["source"] == "policy" and 0 <= r["action"] < 4 and r["policy"] == "cql"
         r = client.post("/act", json={"observation": never, "policy": "bc"}).json()
@@ -61,7 +64,7 @@ def test_close_calls_defer_when_the_q_gap_is_small(tiny_run, tmp_path):
 def test_shadow_records_divergences(tiny_run, tmp_path, live_server):
     svc = service(tiny_run, tmp_path, mode="shadow")
     logged, _ = cells(tiny_run)
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url) as client:
         answers = [client.post("/shadow", json={"observation": logged, "production_action": a}).json()
                    for a in range(4)]  # fmt: skip
         assert sum(a["diverged"] for a in answers) == 3  # the policy's one action matches exactly one of the four
@@ -90,7 +93,7 @@ def test_canary_routes_the_configured_share_reproducibly(tiny_run, tmp_path):
 def test_rollback_switches_to_fallback_and_survives_a_restart(tiny_run, tmp_path, live_server):
     logged, _ = cells(tiny_run)
     svc = service(tiny_run, tmp_path, min_q_gap=0.0, rollback_per_1000=10.0, rollback_min_decisions=100)
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url) as client:
         ids = [client.post("/act", json={"observation": logged}).json()["decision_id"] for _ in range(5)]
         first = client.post("/outcome", json={"decision_id": ids[0], "hazard": True}).json()
         assert first == {"decision_id": ids[0], "counted": True, "rolled_back": False, "tripped_now": False}
@@ -145,7 +148,7 @@ def test_a_cut_off_last_log_line_is_skipped_but_a_corrupt_one_is_refused(tiny_ru
 )
 def test_bad_requests_get_clear_4xx(tiny_run, tmp_path, live_server, path, body, status, message):
     svc = service(tiny_run, tmp_path)
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url) as client:
         r = client.get(path) if body is None else client.post(path, json=body)
         assert r.status_code == status and message in r.json()["detail"]
         assert client.get("/healthz").json()["ok"]  # still serving
@@ -154,7 +157,7 @@ def test_bad_requests_get_clear_4xx(tiny_run, tmp_path, live_server, path, body,
 
 def test_nan_and_broken_json_bodies(tiny_run, tmp_path, live_server):
     svc = service(tiny_run, tmp_path)
-    with live_server(create_app(svc)) as srv, httpx.Client(base_url=srv.url) as client:
+    with live_server(create_app(svc, auth=OPEN)) as srv, httpx.Client(base_url=srv.url) as client:
         headers = {"content-type": "application/json"}
         r = client.post("/act", content=b'{"observation": [NaN, 1.0]}', headers=headers)
         assert r.status_code == 422 and "NaN or infinite" in r.json()["detail"]

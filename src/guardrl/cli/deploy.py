@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from guardrl.cli._common import Mode, QuietOpt, RunDirArg, app, console, fail, user_errors
+from guardrl.cli._common import Mode, QuietOpt, RunDirArg, app, console, err_console, fail, user_errors
 from guardrl.errors import RunError
 
 
@@ -24,10 +24,28 @@ def _refuse_existing(run_dir: Path, name: str, overwrite: bool, what: str) -> No
         raise RunError(f"{card} already exists; pass --overwrite to replace policy {name!r}, or choose another --name")
 
 
+def client_example(run_dir: Path, url: str, key_file: Path) -> str:
+    """How a client calls the server with its token, in curl and in Python (the tokens stay in the key file)."""
+    return f"""# the client token, read from the key file (never printed by the server)
+TOKEN=$(.venv/bin/python -c "import json; print(json.load(open('{key_file}'))['client'])")
+curl -s {url}/act -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
+     -d '{{"observation": [3, 4]}}'
+
+# the same from Python (httpx)
+import json, httpx
+token = json.load(open("{key_file}"))["client"]
+with httpx.Client(base_url="{url}", headers={{"Authorization": f"Bearer {{token}}"}}) as client:
+    print(client.post("/act", json={{"observation": [3, 4]}}).json())
+
+# outcomes and /status need the operator token, /labels the labeller token"""
+
+
 @app.command("serve")
 def serve_cmd(
     run_dir: RunDirArg,
-    policy: Annotated[list[str], typer.Option(help="Exported policy to serve (repeat for several; first is default).")],
+    policy: Annotated[
+        list[str] | None, typer.Option(help="Exported policy to serve (repeat for several; first is default).")
+    ] = None,
     mode: Annotated[
         Mode, typer.Option(help="Who decides: shadow (nobody but the fallback), canary or full.")
     ] = Mode.canary,
@@ -37,34 +55,89 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     audit_log: Annotated[
-        Path | None, typer.Option(help="JSON-lines audit log (default RUN/serve/audit.jsonl).")
+        Path | None, typer.Option(help="JSON-lines audit log, a hash chain (default RUN/serve/audit.jsonl).")
     ] = None,
     allow_gate_fail: Annotated[
         bool, typer.Option(help="Let a policy the gate FAILed, or never judged, decide in canary or full mode.")
     ] = False,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Role tokens (JSON, mode 0600), made on first start (default RUN/serve/keys.json); "
+            "delete it to rotate. GUARDRL_{CLIENT,OPERATOR,LABELLER}_TOKEN override it."
+        ),
+    ] = None,  # fmt: skip
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="No tokens: anyone who reaches the port may call (loopback only).")
+    ] = False,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS.")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM), with --ssl-certfile.")] = None,
+    accept_log_from: Annotated[
+        int | None,
+        typer.Option(
+            help="The audit log's hash chain breaks at this line: keep the lines before it, set the "
+            "rest aside in a .rejected file, and start."
+        ),
+    ] = None,  # fmt: skip
+    print_client_example: Annotated[
+        bool,
+        typer.Option("--print-client-example", help="Print how a client calls the server (curl, httpx), and exit."),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Serve exported policies over HTTP with deferral, shadow mode, canary routing and rollback."""
+    """Serve exported policies over HTTP(S) with role tokens, deferral, shadow mode, canary routing and rollback."""
+    from guardrl.run.folder import RunFolder
+
+    scheme = "https" if ssl_certfile else "http"
+    url = f"{scheme}://{host}:{port}"
+    keys = key_file or RunFolder(run_dir).serve_keys
+    if print_client_example:
+        console.print(client_example(run_dir, url, keys), markup=False, highlight=False)
+        return
     try:
         import uvicorn
 
         from guardrl.serve.app import create_app
+        from guardrl.serve.auth import Authenticator, is_loopback, load_tokens
         from guardrl.serve.service import PolicyService
     except ImportError as exc:
         fail(RunError(f"serving needs the serve extra: pip install 'guardrl[serve]' ({exc})"))
         return
     with user_errors():
+        if not policy:
+            raise RunError("name the policy to serve with --policy NAME (see the gate's verdicts: guardrl show RUN)")
+        if no_auth and not is_loopback(host):
+            raise RunError(
+                f"--no-auth on {host}: anyone who can reach it could act, report hazards and post labels; "
+                "serve without tokens only on a loopback address (127.0.0.1), or drop --no-auth"
+            )
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise RunError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+        for tls in (ssl_certfile, ssl_keyfile):
+            if tls is not None and not tls.is_file():
+                raise RunError(f"{tls}: no such file")
+        tokens, source = (None, "") if no_auth else load_tokens(keys)
         service = PolicyService(
-            run_dir, policy, mode=mode.value, fallback=fallback, audit_log=audit_log, allow_gate_fail=allow_gate_fail
-        )
+            run_dir, policy, mode=mode.value, fallback=fallback, audit_log=audit_log,
+            allow_gate_fail=allow_gate_fail, accept_log_from=accept_log_from,
+        )  # fmt: skip
+    if service.set_aside is not None:
+        err_console.print(f"audit log: kept the verified lines before {accept_log_from}; the rest is in "
+                          f"{service.set_aside}", markup=False)  # fmt: skip
+    if no_auth:
+        err_console.print("warning: --no-auth: every request is accepted without a token (loopback only)", markup=False)
     status = service.status()
     gates = ", ".join(f"{n} {p['gate']}" for n, p in status["policies"].items())
     console.print(
-        f"serving {', '.join(policy)} from {run_dir} in {status['mode']} mode on http://{host}:{port} "
+        f"serving {', '.join(policy)} from {run_dir} in {status['mode']} mode on {url} "
         f"(gate: {gates}); audit log {service.audit_path}"
     )
+    if not no_auth:
+        console.print(f"role tokens (client, operator, labeller) from {source}; `guardrl serve {run_dir} "
+                      "--print-client-example` shows how to call")  # fmt: skip
     try:
-        uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(service, auth=Authenticator(tokens)), host=host, port=port, log_level="warning",
+                    access_log=False, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)  # fmt: skip
     finally:
         service.close()
 
@@ -129,8 +202,11 @@ def dagger_cmd(
 
             log = audit_log or RunFolder(run_dir).serve_log
             found = read_labels(log, ctx.dataset.obs_dim, ctx.dataset.n_actions)
-            record = labels_in_run(ctx, found.observations, found.actions, source=str(log), name=name)
-            console.print(f"trained {name} on the logs plus {record['labels']} labels from {log}")
+            record = labels_in_run(ctx, found.observations, found.actions, source=str(log), name=name,
+                                   tokens=found.tokens, ignored=found.ignored)  # fmt: skip
+            by = ", ".join(f"{n} from token {t}" for t, n in record["labels_by_token"].items())
+            left = f"; ignored {found.ignored} not posted with a labeller token" if found.ignored else ""
+            console.print(f"trained {name} on the logs plus {record['labels']} labels from {log} ({by}{left})")
         else:
             cfg = DaggerConfig(iterations=iterations, labels_per_iteration=labels, episodes_per_iteration=episodes,
                                beta_decay=beta_decay, validation_episodes=validation, seed=seed)  # fmt: skip

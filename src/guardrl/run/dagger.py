@@ -10,6 +10,7 @@ of it. The label budget is ``iterations * labels_per_iteration``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -251,17 +252,26 @@ def dagger_in_run(
 
 
 def labels_in_run(
-    ctx: RunContext, observations: NDArray[np.floating], actions: NDArray[np.integer], source: str, name: str = "dagger"
+    ctx: RunContext,
+    observations: NDArray[np.floating],
+    actions: NDArray[np.integer],
+    source: str,
+    name: str = "dagger",
+    tokens: list[str] | None = None,
+    ignored: int = 0,
 ) -> dict[str, Any]:
-    """BC on the run's logs plus people's labels (from the server's queue); exported into the run as ``name``."""
+    """BC on the run's logs plus people's labels (from the server's queue); exported into the run as ``name``.
+    ``tokens``: the labeller token id of each label; ``ignored``: labels left out (not from a labeller token)."""
     ds = ctx.dataset
     if len(actions) == 0:
-        raise RunError(f"{source}: no labels yet; post some with POST /labels first")
+        why = f" ({ignored} label(s) in it were not posted with a labeller token)" if ignored else ""
+        raise RunError(f"{source}: no labels from a labeller token yet{why}; post some with POST /labels first")
     obs = np.concatenate([ds.observations.astype(np.float32), np.asarray(observations, dtype=np.float32)])
     act = np.concatenate([ds.actions.astype(np.int64), np.asarray(actions, dtype=np.int64)])
     learner = _fit_for(ctx)(obs, act, ctx.cfg.train.seed)
     record: dict[str, Any] = {"source": source, "expert": "people (labels posted to the server)",
                               "labels": int(len(actions)), "transitions": int(len(act)),
+                              "labels_by_token": dict(Counter(tokens or [])), "labels_ignored": int(ignored),
                               "dataset_sha256": ds.content_hash()}  # fmt: skip
     if ctx.is_safegrid:
         record["exact"] = ExactScorer(ctx.tables)(learner.predict)

@@ -15,7 +15,8 @@ Layout::
     report.html            everything above in one self-contained page, ending with the deployment memo
     memo.md                the deployment memo alone (what, evidence, verdict, risks, rollout plan)
     plots/<name>.png       visitation, rewards, returns, safety, learning curves, OPE vs truth
-    serve/audit.jsonl      the policy server's decision log
+    serve/audit.jsonl      the policy server's decision log (a hash chain)
+    serve/keys.json        the policy server's role tokens (mode 0600)
     rollout_sim/<policy>.json|.md   a staged-rollout replay
     dagger/<policy>.json   how a DAgger policy was trained: expert, label budget, rounds (exact values on SafeGrid)
     gail/<policy>.json     how a GAIL policy was trained: demonstrations, config, history (exact values)
@@ -106,6 +107,10 @@ class RunFolder:
     @property
     def serve_log(self) -> Path:
         return self.root / "serve" / "audit.jsonl"
+
+    @property
+    def serve_keys(self) -> Path:
+        return self.root / "serve" / "keys.json"
 
     @property
     def rollout_sims(self) -> Path:

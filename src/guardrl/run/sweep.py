@@ -27,9 +27,13 @@ conservative weight) and ``report.html``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -171,6 +175,19 @@ def _run_sequential(jobs: list[tuple[dict, dict]], show_progress: bool) -> list[
     return rows
 
 
+@contextlib.contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """This process's SIGTERM handler, restored on the way out: a process forked later with Ray's handler
+    inherited does not end on ``terminate()``."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _connect(ray: Any, address: str) -> None:
     """Join the Ray cluster at ``address``, or a user error that says what is missing or unreachable."""
     try:
@@ -187,29 +204,32 @@ def _connect(ray: Any, address: str) -> None:
 def _run_ray(jobs: list[tuple[dict, dict]], cfg: SweepConfig, show_progress: bool) -> list[dict[str, Any]]:
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        if cfg.ray_address:
-            _connect(ray, cfg.ray_address)
-        else:
-            ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = ray.remote(num_cpus=1)(run_trial)
-        refs = [remote.remote(cfg_dict, trial) for cfg_dict, trial in jobs]
-        order = {ref: i for i, ref in enumerate(refs)}
-        rows: list[dict[str, Any] | None] = [None] * len(refs)
-        pending = list(refs)
-        with make_progress(show_progress) as progress:
-            task = progress.add_task("sweep (ray)", total=len(refs))
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                for ref in done:
-                    rows[order[ref]] = ray.get(ref)
-                    progress.advance(task)
-        return [r for r in rows if r is not None]
-    finally:
+    # ray.init installs a SIGTERM handler (for its own clean-up) and leaves it behind after shutting down, or
+    # after failing to connect: this process gets its own back when the sweep is over
+    with _own_sigterm():
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
+            if cfg.ray_address:
+                _connect(ray, cfg.ray_address)
+            else:
+                ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=1)(run_trial)
+            refs = [remote.remote(cfg_dict, trial) for cfg_dict, trial in jobs]
+            order = {ref: i for i, ref in enumerate(refs)}
+            rows: list[dict[str, Any] | None] = [None] * len(refs)
+            pending = list(refs)
+            with make_progress(show_progress) as progress:
+                task = progress.add_task("sweep (ray)", total=len(refs))
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    for ref in done:
+                        rows[order[ref]] = ray.get(ref)
+                        progress.advance(task)
+            return [r for r in rows if r is not None]
+        finally:
+            if started_here:
+                ray.shutdown()
 
 
 def run_sweep(

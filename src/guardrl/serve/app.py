@@ -20,6 +20,12 @@ Endpoints (JSON in, JSON out):
 * ``GET /policies/{name}``: the model card with the gate verdict (served policies and the fallback).
   ``GET /healthz``.
 
+Every endpoint but ``/healthz`` needs a bearer token of its role (:mod:`guardrl.serve.auth`): ``client`` for
+``/act`` and ``/shadow``, ``operator`` for ``/outcome``, ``/status`` and ``/policies``, ``labeller`` for
+``/labels``; without one the answer is 401, with another role's 403. ``/outcome`` and ``/labels`` are limited per
+token (429 past ``serve.rate_limit_per_minute``). Every record in the audit log names the caller's role and token
+id.
+
 Bodies are parsed and checked by the service itself, so every malformed request gets a 4xx naming the field,
 and nothing a client sends can take the server down: a body must be ``application/json`` (else 415) of at most
 ``serve.max_body_bytes`` (else 413, refused from its Content-Length before it is read, or as soon as a chunked
@@ -35,6 +41,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from guardrl.serve.auth import Authenticator, Caller, RateLimiter
 from guardrl.serve.service import PolicyService, ServeError
 
 MAX_ECHO = 200
@@ -91,15 +98,24 @@ def _policy_field(data: dict[str, Any]) -> str | None:
     return name
 
 
-def create_app(service: PolicyService) -> FastAPI:
-    """The FastAPI application around ``service``."""
+def create_app(service: PolicyService, *, auth: Authenticator) -> FastAPI:
+    """The FastAPI application around ``service``; ``auth`` checks every request's token
+    (``Authenticator(None)`` lets everyone in: only for a server on a loopback address)."""
     app = FastAPI(title="guardrl policy server", version="1")
 
     limit = service.serve_cfg.max_body_bytes
+    limiter = RateLimiter(service.serve_cfg.rate_limit_per_minute)
+
+    def caller(request: Request, role: str) -> Caller:
+        return auth.caller(request.headers.get("authorization"), role)
 
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
         headers = {"connection": "close"} if exc.status == 413 else None  # the rest of the body is never read
+        if exc.status == 401:
+            headers = {"www-authenticate": 'Bearer realm="guardrl"'}
+        elif exc.status == 429:
+            headers = {"retry-after": "60"}
         return JSONResponse({"detail": safe_text(str(exc))}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(Exception)
@@ -109,24 +125,29 @@ def create_app(service: PolicyService) -> FastAPI:
 
     @app.post("/act")
     async def act(request: Request) -> JSONResponse:
+        who = caller(request, "client")
         data = await _body(request, limit)
         _fields(data, ("observation",), ("policy",))
-        return JSONResponse(service.act(data["observation"], _policy_field(data)))
+        return JSONResponse(service.act(data["observation"], _policy_field(data), who))
 
     @app.post("/shadow")
     async def shadow(request: Request) -> JSONResponse:
+        who = caller(request, "client")
         data = await _body(request, limit)
         _fields(data, ("observation", "production_action"), ("policy",))
-        return JSONResponse(service.shadow(data["observation"], data["production_action"], _policy_field(data)))
+        return JSONResponse(service.shadow(data["observation"], data["production_action"], _policy_field(data), who))
 
     @app.post("/outcome")
     async def outcome(request: Request) -> JSONResponse:
+        who = caller(request, "operator")
+        limiter.check(who, "outcome")
         data = await _body(request, limit)
         _fields(data, ("decision_id", "hazard"))
-        return JSONResponse(service.outcome(data["decision_id"], data["hazard"]))
+        return JSONResponse(service.outcome(data["decision_id"], data["hazard"], who))
 
     @app.get("/labels/pending")
     async def pending(request: Request) -> JSONResponse:
+        caller(request, "labeller")
         raw = request.query_params.get("limit", "100")
         if not raw.isdigit() or len(raw) > 6:
             raise ServeError(f"limit: expected an integer in [1, 10000], got {safe_text(raw, 40)!r}")
@@ -134,16 +155,20 @@ def create_app(service: PolicyService) -> FastAPI:
 
     @app.post("/labels")
     async def labels(request: Request) -> JSONResponse:
+        who = caller(request, "labeller")
+        limiter.check(who, "labels")
         data = await _body(request, limit)
         _fields(data, ("decision_id", "action"), ("labeller",))
-        return JSONResponse(service.label(data["decision_id"], data["action"], data.get("labeller")))
+        return JSONResponse(service.label(data["decision_id"], data["action"], data.get("labeller"), who))
 
     @app.get("/status")
-    async def status() -> JSONResponse:
+    async def status(request: Request) -> JSONResponse:
+        caller(request, "operator")
         return JSONResponse(service.status())
 
     @app.get("/policies/{name}")
-    async def card(name: str) -> JSONResponse:
+    async def card(request: Request, name: str) -> JSONResponse:
+        caller(request, "operator")
         return JSONResponse(service.model_card(name))
 
     @app.get("/healthz")

@@ -1,15 +1,16 @@
 """People's labels for DAgger, read back from a server's audit log: each labelled decision's observation (from
-the deferred or shadowed decision it answers) and the person's action."""
+the deferred or shadowed decision it answers) and the person's action. Only labels posted with a labeller token
+count, and the log's hash chain must verify."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from guardrl.serve.audit_log import read_records
 from guardrl.serve.served_run import ServeError
 
 
@@ -30,36 +31,34 @@ class Labels:
     decision_ids: list[int]
     kinds: list[str]
     """``defer`` or ``shadow``: where each labelled state came from."""
+    tokens: list[str]
+    """The id of the labeller token each label was posted with."""
+    ignored: int = 0
+    """Labels in the log that were not posted with a labeller token (an unauthenticated server's), left out."""
 
 
 def read_labels(audit_log: Path, obs_dim: int, n_actions: int) -> Labels:
-    """Every labelled decision in ``audit_log`` (read only; a last line cut short by a crash was never
-    acknowledged and is skipped). A label whose decision is missing, or whose observation or action does not fit
-    the run, is an error naming the line."""
+    """Every label posted with a labeller token in ``audit_log``, whose hash chain must verify (a last line cut
+    short by a crash was never acknowledged and is skipped). A label whose decision is missing, or whose
+    observation or action does not fit the run, is an error naming the line."""
     path = Path(audit_log)
     if not path.is_file():
         raise ServeError(f"{path}: no audit log; serve the policy and post labels first", 400)
-    lines = path.read_bytes().split(b"\n")
     states: dict[int, tuple[list[float], str]] = {}
-    labels: dict[int, tuple[int, int]] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            if number == len(lines):  # the torn last line of a crash
-                continue
-            raise ServeError(f"{path}: line {number} is not JSON; refusing to guess", 400) from None
-        if not isinstance(rec, dict):
-            continue
+    labels: dict[int, tuple[int, int, str]] = {}
+    ignored = 0
+    for line in read_records(path):
+        rec = line.record
         source = _label_source(rec)
         if source is not None:
             states[int(rec["id"])] = (rec["observation"], source)
         elif rec.get("type") == "label":
-            labels[int(rec["id"])] = (int(rec["action"]), number)
-    obs, actions, ids, kinds = [], [], [], []
-    for decision_id, (action, number) in sorted(labels.items()):
+            if rec.get("role") != "labeller":
+                ignored += 1
+                continue
+            labels[int(rec["id"])] = (int(rec["action"]), line.number, str(rec.get("token")))
+    obs, actions, ids, kinds, tokens = [], [], [], [], []
+    for decision_id, (action, number, token) in sorted(labels.items()):
         where = f"{path}: line {number} (decision {decision_id})"
         if decision_id not in states:
             raise ServeError(f"{where}: labels a decision that was neither deferred nor shadowed", 400)
@@ -71,6 +70,8 @@ def read_labels(audit_log: Path, obs_dim: int, n_actions: int) -> Labels:
         actions.append(action)
         ids.append(decision_id)
         kinds.append(kind)
+        tokens.append(token)
     return Labels(
-        np.asarray(obs, dtype=np.float32).reshape(-1, obs_dim), np.asarray(actions, dtype=np.int64), ids, kinds
-    )
+        np.asarray(obs, dtype=np.float32).reshape(-1, obs_dim), np.asarray(actions, dtype=np.int64), ids, kinds,
+        tokens, ignored,
+    )  # fmt: skip

@@ -10,7 +10,6 @@ actions are lists of numbers inside the logged box, in answers and in requests a
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -22,6 +21,8 @@ import numpy as np
 
 from guardrl.config import RunConfig, to_dict
 from guardrl.run.folder import RunFolder
+from guardrl.serve.audit_log import GENESIS, ChainBroken, seal, verify
+from guardrl.serve.auth import NOBODY, SERVER, Caller
 from guardrl.serve.continuous import ContinuousGuard, check_action
 from guardrl.serve.guard import MODES, Decisions, RollbackMonitor, ServeConfig
 from guardrl.serve.labels import _label_source
@@ -57,6 +58,7 @@ class PolicyService:
         audit_log: Path | None = None,
         cfg: RunConfig | None = None,
         allow_gate_fail: bool = False,
+        accept_log_from: int | None = None,
     ):
         self.run_dir = Path(run_dir)
         if mode not in MODES:
@@ -95,59 +97,84 @@ class PolicyService:
         self._lock = threading.Lock()
         self.audit_path = Path(audit_log) if audit_log else RunFolder(self.run_dir).serve_log
         self.audit_path.parent.mkdir(parents=True, exist_ok=True)
-        self._replay()
+        self._chain = GENESIS
+        self.set_aside: Path | None = None  # where --accept-log-from moved the lines it did not accept
+        self._replay(accept_log_from)
         self._log: IO[str] = self.audit_path.open("a", encoding="utf-8", buffering=1)
-        self._write({"type": "start", "mode": mode, "policies": policies, "fallback": fallback})
+        self._write({"type": "start", "mode": mode, "policies": policies, "fallback": fallback}, SERVER)
 
     # ------------------------------------------------------------ audit log
 
-    def _write(self, record: dict[str, Any]) -> None:
-        record["ts"] = time.time()
-        self._log.write(json.dumps(record, separators=(",", ":")) + "\n")
+    def _write(self, record: dict[str, Any], caller: Caller) -> None:
+        """Append ``record``, with who asked for it and the time, sealed into the hash chain."""
+        record.update(caller.record(), ts=time.time())
+        line, self._chain = seal(record, self._chain)
+        self._log.write(line + "\n")
 
-    def _replay(self) -> None:
-        """Rebuild counters, the rollback state and the decision ids from an existing audit log.
+    def _replay(self, accept_from: int | None) -> None:
+        """Rebuild counters, the rollback state and the decision ids from an existing audit log, verifying its
+        hash chain (:mod:`guardrl.serve.audit_log`).
 
-        A last line cut short by a crash (no newline, not JSON) was never acknowledged: it is cut off the file,
-        so that the next record starts on a line of its own. Any other unreadable line stops the start.
+        A last line cut short by a crash (no newline, not a whole sealed record) was never acknowledged: it is cut
+        off the file, so that the next record starts on a line of its own. Any other line that fails stops the
+        start, naming it, unless ``accept_from`` is that line's number: then the lines before it are kept and the
+        rest is moved to a ``.rejected`` file beside the log.
         """
         if not self.audit_path.is_file():
             return
         data = self.audit_path.read_bytes()
         lines = data.split(b"\n")
-        complete = lines[:-1]  # everything before the last newline; lines[-1] is what follows it (b"" if whole)
-        tail = lines[-1]
+        complete, tail = lines[:-1], lines[-1]  # tail: what follows the last newline (b"" if the file is whole)
         offset = 0
         for number, line in enumerate(complete, start=1):
-            self._apply_line(number, line)
-            offset += len(line) + 1
+            try:
+                checked = verify(self.audit_path, number, line, self._chain)
+                self._apply_checked(number, checked.record)
+            except ChainBroken as exc:
+                if accept_from != number:
+                    hint = (f"; to keep lines 1-{number - 1} and set the rest aside, start with "
+                            f"--accept-log-from {number}") if accept_from is None else ""  # fmt: skip
+                    mismatch = f" (--accept-log-from {accept_from} names another line)" if accept_from else ""
+                    raise ServeError(f"{exc}{mismatch}{hint}", 400) from None
+                self._set_aside(data, offset)
+                return
+            self._chain = checked.chain
+            offset += checked.size
+        if accept_from is not None:
+            raise ServeError(f"{self.audit_path}: --accept-log-from {accept_from}: the whole log verifies; "
+                             "start without it", 400)  # fmt: skip
         if tail:
             try:
-                self._apply_line(len(complete) + 1, tail)
-                complete_tail = True
+                checked = verify(self.audit_path, len(complete) + 1, tail, self._chain)
+                self._apply_checked(len(complete) + 1, checked.record)
+                self._chain = checked.chain
+                whole = True
             except ServeError:
-                complete_tail = False
+                whole = False
             with self.audit_path.open("r+b") as f:
-                if complete_tail:  # whole record, only its newline lost: end the line
+                if whole:  # a whole record, only its newline lost: end the line
                     f.seek(0, 2)
                     f.write(b"\n")
-                else:  # torn record: cut it off
+                else:  # a torn record: cut it off
                     f.truncate(offset)
                 f.flush()
                 os.fsync(f.fileno())
 
-    def _apply_line(self, number: int, line: bytes) -> None:
-        where = f"{self.audit_path}: line {number}"
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError):
-            raise ServeError(f"{where} is not JSON; refusing to guess", 400) from None
-        if not isinstance(rec, dict):
-            raise ServeError(f"{where} is JSON but not a record (an object); refusing to guess", 400)
+    def _set_aside(self, data: bytes, offset: int) -> None:
+        """Keep the log's first ``offset`` bytes (the verified prefix); move the rest to a ``.rejected`` file."""
+        self.set_aside = self.audit_path.with_name(f"{self.audit_path.name}.rejected-{int(time.time())}")
+        self.set_aside.write_bytes(data[offset:])
+        with self.audit_path.open("r+b") as f:
+            f.truncate(offset)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _apply_checked(self, number: int, rec: dict[str, Any]) -> None:
         try:
             self._apply(rec)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ServeError(f"{where}: not a guardrl audit record ({exc.__class__.__name__}: {exc})", 400) from None
+            raise ChainBroken(self.audit_path, number, f"is not a guardrl audit record ({exc.__class__.__name__}: "
+                              f"{exc})") from None  # fmt: skip
 
     def _apply(self, rec: dict[str, Any]) -> None:
         kind = rec.get("type")
@@ -231,7 +258,7 @@ class PolicyService:
     def _fallback_action(self, obs: np.ndarray) -> Any:
         return None if self.fallback is None else self._plain(self.fallback.guard.greedy(obs)[0])
 
-    def act(self, observation: Any, policy: str | None = None) -> dict[str, Any]:
+    def act(self, observation: Any, policy: str | None = None, caller: Caller = NOBODY) -> dict[str, Any]:
         """Route one decision: to the policy (canary draw, full mode) behind its guard, or to the fallback."""
         pol = self._policy(policy)
         obs = self._observation(observation)
@@ -259,7 +286,7 @@ class PolicyService:
             rec = {"type": "act", "id": decision_id, "policy": pol.name, "mode": self.mode, "decision": decision,
                    "source": source, "action": action, "reasons": reasons if decision == "defer" else [],
                    "observation": observation}  # fmt: skip
-            self._write(rec)
+            self._write(rec, caller)
             self._apply(rec)
         out = {"decision_id": decision_id, "policy": pol.name, "decision": decision, "action": action,
                "source": source, "reasons": reasons, "mode": self.current_mode}  # fmt: skip
@@ -267,7 +294,9 @@ class PolicyService:
             out["fallback_action"] = self._fallback_action(obs)
         return out
 
-    def shadow(self, observation: Any, production_action: Any, policy: str | None = None) -> dict[str, Any]:
+    def shadow(
+        self, observation: Any, production_action: Any, policy: str | None = None, caller: Caller = NOBODY
+    ) -> dict[str, Any]:
         """What the policy would have done next to the production controller's action; records divergence."""
         pol = self._policy(policy)
         obs = self._observation(observation)
@@ -285,12 +314,12 @@ class PolicyService:
                    "production_action": production_action, "diverged": diverged,
                    "decision": "defer" if d.defer[0] else "act", "reasons": d.reason_names(0),
                    "observation": observation}  # fmt: skip
-            self._write(rec)
+            self._write(rec, caller)
             self._apply(rec)
         return {k: rec[k] for k in ("policy", "policy_action", "production_action", "diverged", "decision",
                                     "reasons")} | {"decision_id": decision_id}  # fmt: skip
 
-    def outcome(self, decision_id: Any, hazard: Any) -> dict[str, Any]:
+    def outcome(self, decision_id: Any, hazard: Any, caller: Caller = NOBODY) -> dict[str, Any]:
         """A reported outcome; a hazard after a policy decision counts against the rollback threshold."""
         _integer(decision_id, "decision_id")
         if not isinstance(hazard, bool):
@@ -303,11 +332,11 @@ class PolicyService:
             counted = decision_id in self._policy_acts
             was = self.monitor.rolled_back
             rec = {"type": "outcome", "id": decision_id, "hazard": hazard, "counted": counted}
-            self._write(rec)
+            self._write(rec, caller)
             self._apply(rec)
             tripped = self.monitor.rolled_back and not was
             if tripped:
-                self._write({"type": "rollback", "reason": self.monitor.reason})
+                self._write({"type": "rollback", "reason": self.monitor.reason}, SERVER)
         return {"decision_id": decision_id, "counted": counted, "rolled_back": self.monitor.rolled_back,
                 "tripped_now": tripped}  # fmt: skip
 
@@ -321,7 +350,7 @@ class PolicyService:
             pending = [v for k, v in self._to_label.items() if k not in self._labels]
         return {"pending": len(pending), "labelled": len(self._labels), "decisions": pending[:limit]}
 
-    def label(self, decision_id: Any, action: Any, labeller: Any = None) -> dict[str, Any]:
+    def label(self, decision_id: Any, action: Any, labeller: Any = None, caller: Caller = NOBODY) -> dict[str, Any]:
         """A person's action for a deferred or shadowed decision. Acknowledged only once it is on disk (written,
         flushed and fsynced), so a crash after the answer loses no label; one label per decision."""
         _integer(decision_id, "decision_id")
@@ -338,7 +367,7 @@ class PolicyService:
                     f"decision_id {decision_id}: already labelled (action {self._labels[decision_id]})", 409
                 )
             rec = {"type": "label", "id": decision_id, "action": action, "labeller": labeller}
-            self._write(rec)
+            self._write(rec, caller)
             self._log.flush()
             os.fsync(self._log.fileno())
             self._apply(rec)
