@@ -148,6 +148,8 @@ def test_the_readme_quick_start_runs_as_written(after_setup):
     _run_block(tour, after_setup)
     gate = json.loads((after_setup / "runs" / "default" / "gate.json").read_text())["decisions"]
     assert gate["morel"]["decision"] == "PASS" and gate["bc"]["decision"] == "FAIL"  # as the README says
+    recommendation = json.loads((after_setup / "runs" / "default" / "recommendation.json").read_text())
+    assert recommendation["policy"] == "morel"
     assert (after_setup / "runs" / "default" / "report.html").is_file()
     _run_block(own, after_setup)
     logs_only = json.loads((after_setup / "runs" / "logs-only" / "gate.json").read_text())["decisions"]

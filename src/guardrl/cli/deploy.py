@@ -40,11 +40,27 @@ with httpx.Client(base_url="{url}", headers={{"Authorization": f"Bearer {{token}
 # outcomes and /status need the operator token, /labels the labeller token"""
 
 
+def _recommended(run_dir: Path) -> str:
+    """The run's recommended policy (``recommendation.json``), or a user error with the reason there is none."""
+    from guardrl.run.folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    rec = folder.read_json(folder.recommendation, "recommend")
+    if not rec.get("policy"):
+        raise RunError(f"{folder.recommendation}: no policy is recommended ({rec.get('reason')}); name one with "
+                       "--policy NAME to serve it anyway (a FAILed one only in shadow mode)")  # fmt: skip
+    return str(rec["policy"])
+
+
 @app.command("serve")
 def serve_cmd(
     run_dir: RunDirArg,
     policy: Annotated[
-        list[str] | None, typer.Option(help="Exported policy to serve (repeat for several; first is default).")
+        list[str] | None,
+        typer.Option(
+            help="Exported policy to serve (repeat for several; first is default); default: the run's "
+            "recommendation (guardrl recommend)."
+        ),
     ] = None,
     mode: Annotated[
         Mode, typer.Option(help="Who decides: shadow (nobody but the fallback), canary or full.")
@@ -104,8 +120,7 @@ def serve_cmd(
         fail(RunError(f"serving needs the serve extra: pip install 'guardrl[serve]' ({exc})"))
         return
     with user_errors():
-        if not policy:
-            raise RunError("name the policy to serve with --policy NAME (see the gate's verdicts: guardrl show RUN)")
+        policy = policy or [_recommended(run_dir)]
         if no_auth and not is_loopback(host):
             raise RunError(
                 f"--no-auth on {host}: anyone who can reach it could act, report hazards and post labels; "

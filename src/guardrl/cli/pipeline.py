@@ -1,5 +1,5 @@
-"""``guardrl run`` and one command per stage (collect, audit, model, train, evaluate, ope, gate, report, show),
-and ``guardrl sweep``."""
+"""``guardrl run`` and one command per stage (collect, audit, model, train, evaluate, ope, gate, recommend, report,
+show), and ``guardrl sweep``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def run_cmd(
         run_dir, metrics = run(cfg, runs_dir, overwrite=overwrite, show_progress=not quiet)
     folder = RunFolder(run_dir)
     gate = folder.read_json(folder.gate, "gate")
+    console.print(tables.recommendation(folder.read_json(folder.recommendation, "recommend")))
     show(tables.summary(metrics), quiet)
     show(tables.gate(gate), quiet)
     if quiet:
@@ -175,15 +176,32 @@ def ope_cmd(
 
 @app.command("gate")
 def gate_cmd(run_dir: RunDirArg, quiet: QuietOpt = False) -> None:
-    """PASS / CAUTION / FAIL for each candidate policy, with the reasons and evidence; writes gate.json."""
+    """PASS / CAUTION / FAIL for each candidate policy, with reasons and evidence, then the recommendation;
+    writes gate.json and recommendation.json."""
     from guardrl.report import console as tables
     from guardrl.run import RunContext, stage_gate
+    from guardrl.run.judging import stage_recommend
 
     with user_errors():
         ctx = RunContext.open(run_dir)
         result = stage_gate(ctx)
+        rec = stage_recommend(ctx)
     show(tables.gate(result), quiet)
     console.print(_verdicts(result))
+    console.print(tables.recommendation(rec))
+
+
+@app.command("recommend")
+def recommend_cmd(run_dir: RunDirArg, quiet: QuietOpt = False) -> None:
+    """The policy the evidence recommends (after `guardrl gate`), or none with the reason; writes
+    recommendation.json, which `guardrl serve RUN` serves when no --policy is named."""
+    from guardrl.report import console as tables
+    from guardrl.run import RunContext
+    from guardrl.run.judging import stage_recommend
+
+    with user_errors():
+        rec = stage_recommend(RunContext.open(run_dir))
+    console.print(tables.recommendation(rec))
 
 
 @app.command("report")
@@ -206,6 +224,9 @@ def show_cmd(run_dir: RunDirArg, quiet: QuietOpt = False) -> None:
     with user_errors():
         metrics = read_metrics(folder)
         gate = folder.read_optional(folder.gate)
+    rec = folder.read_optional(folder.recommendation)
+    if rec:
+        console.print(tables.recommendation(rec))
     show(tables.summary(metrics), quiet)
     if gate:
         show(tables.gate(gate), quiet)

@@ -206,3 +206,10 @@ def sweep(results: dict[str, Any], name: str) -> RenderableType:
                       format_interval(e["normalized_score"], spread=True),
                       format_interval(e["hazard_rate"], pct=True, spread=True))  # fmt: skip
     return table
+
+
+def recommendation(rec: dict[str, Any]) -> RenderableType:
+    """One line that heads a run's output: the recommended policy and why, or none and why."""
+    if rec.get("policy"):
+        return Text.assemble(("recommendation: ", "bold"), (str(rec["policy"]), "bold green"), f" ({rec['reason']})")
+    return Text.assemble(("recommendation: ", "bold"), ("none", "bold red"), f" ({rec['reason']})")

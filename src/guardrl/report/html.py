@@ -218,6 +218,13 @@ def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
     )
 
 
+def _recommendation_section(rec: dict[str, Any] | None) -> str:
+    if rec is None:
+        return ""
+    head = f"Recommended: <code>{_e(rec['policy'])}</code>" if rec.get("policy") else "Recommended: none"
+    return f'<h2>Recommendation</h2><p class="reasons"><strong>{head}.</strong> {_e(rec["reason"])}.</p>'
+
+
 def render_html(
     title: str,
     config: dict[str, Any],
@@ -228,8 +235,10 @@ def render_html(
     gate: dict[str, Any] | None,
     plots: Path,
     memo_html: str = "",
+    recommendation: dict[str, Any] | None = None,
 ) -> str:
-    """The whole report as one HTML string; ``memo_html`` (the deployment memo) ends it."""
+    """The whole report as one HTML string: the recommendation heads it, ``memo_html`` (the deployment memo)
+    ends it."""
     plots = Path(plots)
     train_rows = [
         [n, str(t["n_steps"]), f"{t['seconds']:.1f}", f"{t['steps_per_second']:.0f}"]
@@ -244,6 +253,7 @@ def render_html(
         )
         if logs_only
         else "",
+        _recommendation_section(recommendation),
         "<h2>Deployment gate</h2>",
         _gate_section(gate),
         "<h2>Dataset audit</h2>",

@@ -85,17 +85,25 @@ def build_memo(
     ope: dict[str, Any] | None,
     gate: dict[str, Any] | None,
     rollout_sims: dict[str, dict[str, Any]] | None = None,
+    recommendation: dict[str, Any] | None = None,
 ) -> Memo:
     """The memo of run ``name`` in folder ``run_dir`` from its artifacts (each ``None`` when the run has not
-    written it); ``rollout_sims`` are the staged-rollout replays by policy."""
+    written it); ``rollout_sims`` are the staged-rollout replays by policy; ``recommendation`` the run's
+    ``recommendation.json``, which decides what the memo recommends."""
     decisions: dict[str, Any] = (gate or {}).get("decisions", {})
     limit = float((gate or {}).get("config", {}).get("hazard_limit", config.get("gate", {}).get("hazard_limit", 0.01)))
-    recommended, stage = _choose(decisions)
+    recommended, stage = _choose(decisions, recommendation)
     title = f"Deployment memo: run {name}"
     serve = config.get("serve", {})
     if stage == "staged":
         text = (f"roll out `{recommended}` in stages: shadow, then canary on {serve.get('canary_fraction', 0.1):.0%} "
                 "of decisions, then full, with automatic rollback (plan below).")  # fmt: skip
+        if recommendation is not None:
+            text += f" Why: {recommendation['reason']}."
+    elif recommendation is not None and recommendation.get("policy") is None:
+        text = f"no policy is recommended: {recommendation['reason']}."
+        if stage == "shadow-only":
+            text += f" `{recommended}` may run in shadow mode only, to collect evidence (below); do not let it decide."
     elif stage == "shadow-only":
         text = (f"no policy passed the gate. `{recommended}` got CAUTION: run it in shadow mode only, to collect the "
                 "evidence the gate lacks (below); do not let it decide.")  # fmt: skip
@@ -120,8 +128,18 @@ def _return_mean(decision: dict[str, Any]) -> float:
     return float(ret["mean"]) if ret else float("-inf")
 
 
-def _choose(decisions: dict[str, Any]) -> tuple[str | None, str]:
-    """The PASS policy with the highest return (staged rollout), else the best CAUTION one (shadow only)."""
+def _choose(decisions: dict[str, Any], recommendation: dict[str, Any] | None = None) -> tuple[str | None, str]:
+    """The recommended policy (staged rollout) when the run has a recommendation; without one, or when it is
+    none, the best PASS or CAUTION policy for shadow mode only. Without a recommendation at all (a run from before
+    the recommend stage): the PASS policy with the highest return, staged."""
+    if recommendation is not None:
+        if recommendation.get("policy") in decisions:
+            return recommendation["policy"], "staged"
+        for verdict in ("PASS", "CAUTION"):
+            names = [n for n, d in decisions.items() if d["decision"] == verdict]
+            if names:
+                return max(names, key=lambda n: _return_mean(decisions[n])), "shadow-only"
+        return None, "none"
     for verdict, stage in (("PASS", "staged"), ("CAUTION", "shadow-only")):
         names = [n for n, d in decisions.items() if d["decision"] == verdict]
         if names:

@@ -4,7 +4,7 @@
 from guardrl.run.context import RunContext
 from guardrl.run.evaluation import read_metrics, stage_evaluate
 from guardrl.run.folder import RunFolder
-from guardrl.run.judging import stage_gate, stage_ope
+from guardrl.run.judging import stage_gate, stage_ope, stage_recommend
 from guardrl.run.stages import STAGES, run, stage_audit, stage_collect, stage_model, stage_report, stage_train
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "stage_gate",
     "stage_model",
     "stage_ope",
+    "stage_recommend",
     "stage_report",
     "stage_train",
 ]

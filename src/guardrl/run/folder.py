@@ -12,6 +12,7 @@ Layout::
     metrics.json           evaluation: per-policy rollouts with CIs, exact values, mismatch, support
     ope.json               off-policy estimates of return and cost, the truth, and their validation
     gate.json              PASS / CAUTION / FAIL per candidate with reasons
+    recommendation.json    the recommended policy, or none with the reason
     report.html            everything above in one self-contained page, ending with the deployment memo
     memo.md                the deployment memo alone (what, evidence, verdict, risks, rollout plan)
     plots/<name>.png       visitation, rewards, returns, safety, learning curves, OPE vs truth
@@ -88,6 +89,10 @@ class RunFolder:
     @property
     def gate(self) -> Path:
         return self.root / "gate.json"
+
+    @property
+    def recommendation(self) -> Path:
+        return self.root / "recommendation.json"
 
     @property
     def report(self) -> Path:

@@ -176,3 +176,31 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
                             unsupported_source="logs")  # fmt: skip
         out[name] = {"ope": estimates[name], "gate": decide(evidence, bc, verdict, return_range, ctx.cfg.gate)}
     return out
+
+
+# ---------------------------------------------------------------- recommendation
+
+
+def behaviour_return(ctx: RunContext) -> Estimate:
+    """The logged behaviour's own return, estimated on-policy: the mean logged episode return with a percentile
+    bootstrap interval over episodes."""
+    from guardrl.evaluate.metrics import bootstrap
+
+    cfg = ctx.cfg.ope
+    returns = ctx.dataset.episode_returns()
+    rng = np.random.default_rng(cfg.seed)
+    return bootstrap({"return": returns}, cfg.n_bootstrap, cfg.confidence, rng)["return"]
+
+
+def stage_recommend(ctx: RunContext) -> dict[str, Any]:
+    """The policy the evidence recommends (:mod:`guardrl.evaluate.recommend`), from ``gate.json`` and the logs;
+    writes ``recommendation.json``."""
+    from guardrl.evaluate.recommend import recommend
+
+    folder = ctx.folder
+    decisions = folder.read_json(folder.gate, "gate")["decisions"]
+    metrics = folder.read_optional(folder.metrics) or {}
+    closeness = {name: (entry.get("mismatch") or {}).get("rate") for name, entry in metrics.get("policies", {}).items()}
+    out = recommend(decisions, behaviour_return(ctx), closeness, candidates=judged_policies(ctx))
+    atomic_write_json(folder.recommendation, out)
+    return out

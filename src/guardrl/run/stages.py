@@ -28,7 +28,7 @@ from guardrl.run.context import RunContext
 from guardrl.run.evaluation import exact_of_greedy, references, stage_evaluate
 from guardrl.run.folder import RunFolder
 from guardrl.run.imported import imported_logs
-from guardrl.run.judging import stage_gate, stage_ope
+from guardrl.run.judging import stage_gate, stage_ope, stage_recommend
 
 # ---------------------------------------------------------------- collect
 
@@ -182,10 +182,13 @@ def stage_report(ctx: RunContext) -> Path:
         "gate": folder.read_optional(folder.gate),
     }  # fmt: skip
     sims = {p.stem: folder.read_optional(p) for p in sorted(folder.rollout_sims.glob("*.json"))}
-    memo = report.build_memo(ctx.cfg.name, str(ctx.run_dir), config, rollout_sims=sims, **artifacts)
+    recommendation = folder.read_optional(folder.recommendation)
+    memo = report.build_memo(ctx.cfg.name, str(ctx.run_dir), config, rollout_sims=sims,
+                             recommendation=recommendation, **artifacts)  # fmt: skip
     html = report.render_html(
-        title=f"guardrl run {ctx.cfg.name}", config=config, plots=folder.plots, memo_html=memo.html(), **artifacts
-    )
+        title=f"guardrl run {ctx.cfg.name}", config=config, plots=folder.plots, memo_html=memo.html(),
+        recommendation=recommendation, **artifacts,
+    )  # fmt: skip
     atomic_write_text(folder.memo, memo.markdown())
     atomic_write_text(folder.report, html)
     return folder.report
@@ -193,7 +196,7 @@ def stage_report(ctx: RunContext) -> Path:
 
 # ---------------------------------------------------------------- whole run
 
-STAGES = ("collect", "audit", "model", "train", "evaluate", "ope", "gate", "report")
+STAGES = ("collect", "audit", "model", "train", "evaluate", "ope", "gate", "recommend", "report")
 
 
 def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: bool = True) -> tuple[Path, dict]:
@@ -235,6 +238,7 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
             metrics = timed("evaluate", stage_evaluate, show_progress=show_progress)
             timed("ope", stage_ope, show_progress=show_progress)
             timed("gate", stage_gate)
+        timed("recommend", stage_recommend)
         timed("plots", lambda c: c.plotter.join() if c.plotter is not None else None)
         if cfg.report:
             timed("report", stage_report)
