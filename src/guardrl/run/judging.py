@@ -187,7 +187,7 @@ def behaviour_return(ctx: RunContext) -> Estimate:
     from guardrl.evaluate.metrics import bootstrap
 
     cfg = ctx.cfg.ope
-    returns = ctx.dataset.episode_returns()
+    returns = ctx.folder.load_dataset().episode_returns()  # continuous logs too: only their returns are read
     rng = np.random.default_rng(cfg.seed)
     return bootstrap({"return": returns}, cfg.n_bootstrap, cfg.confidence, rng)["return"]
 
