@@ -39,7 +39,7 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
         "policies/cql.json", "policies/bc.scores.pt", "policies/cql.scores.pt", "plots/state_visitation.png",
         "plots/rewards.png", "plots/returns.png",
         "plots/safety.png", "plots/learning_curves.png", "audit.json", "ope.json", "gate.json", "report.html",
-        "plots/ope_vs_truth.png", "memo.md", "recommendation.json",
+        "plots/ope_vs_truth.png", "memo.md", "recommendation.json", "portfolio.json",
     }  # fmt: skip
     found = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
     assert expected == found

@@ -26,7 +26,7 @@ def test_partial_yaml_keeps_other_defaults(tmp_path):
         ("env:\n  overrides:\n    lava: 1\n", "unknown layout field"),
         ("- 1\n- 2\n", "top level must be a mapping"),
         ("a: [1\n", "not valid YAML"),
-        ("train:\n  learners: [cq]\n", "train.learners[0]: 'cq' is not one of bc, cql, dqn, bcq"),
+        ("train:\n  learners: [cq]\n", "train.learners: unknown ['cq']; choose from ['bc', 'cql'"),
         ("train:\n  learners: [bc, bc]\n", "listed twice"),
         ("collect:\n  regime: nope\n", "collect.regime: 'nope' is not one of safe, noisy, mixed, expert"),
         ("train:\n  cql:\n    td_loss: l1\n", "train.cql.td_loss: 'l1' is not one of mse, huber"),

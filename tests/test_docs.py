@@ -147,13 +147,15 @@ def test_the_readme_quick_start_runs_as_written(after_setup):
     own = next(b for b in blocks if "configs/logs-only.yaml" in b)
     _run_block(tour, after_setup)
     gate = json.loads((after_setup / "runs" / "default" / "gate.json").read_text())["decisions"]
-    assert gate["morel"]["decision"] == "PASS" and gate["bc"]["decision"] == "FAIL"  # as the README says
+    six = ("spibb-10", "spibb-20", "mopo-0.05", "mopo-0.1", "morel-5", "morel-10")
+    assert [gate[n]["decision"] for n in six] == ["PASS"] * 6 and gate["bc"]["decision"] == "FAIL"  # as the README
     recommendation = json.loads((after_setup / "runs" / "default" / "recommendation.json").read_text())
-    assert recommendation["policy"] == "morel"
+    assert recommendation["policy"] == "spibb-20"
     assert (after_setup / "runs" / "default" / "report.html").is_file()
     _run_block(own, after_setup)
     logs_only = json.loads((after_setup / "runs" / "logs-only" / "gate.json").read_text())["decisions"]
-    assert logs_only["morel"]["decision"] == "PASS"  # as the README says
+    assert [logs_only[n]["decision"] for n in ("mopo-0.05", "morel-5", "morel-10")] == ["PASS"] * 3  # as the README
+    assert json.loads((after_setup / "runs" / "logs-only" / "recommendation.json").read_text())["policy"] == "morel-5"
 
 
 def test_the_readme_serving_example_runs_as_written(after_setup):
@@ -178,7 +180,7 @@ def test_the_readme_serving_example_runs_as_written(after_setup):
                 time.sleep(0.2)
         res = subprocess.run(["bash", "-c", "\n".join(call)], cwd=after_setup, capture_output=True, text=True)
         answer = json.loads(res.stdout)
-        assert answer["decision_id"] == 0 and answer["policy"] == "morel", res.stdout
+        assert answer["decision_id"] == 0 and answer["policy"] == "spibb-20", res.stdout
         unauthorized = subprocess.run(["bash", "-c", call[-1].replace("$TOKEN", "nope")], cwd=after_setup,
                                       capture_output=True, text=True)  # fmt: skip
         assert "invalid token" in unauthorized.stdout

@@ -66,7 +66,11 @@ def test_frozenlake_pipeline_from_an_imported_csv(tmp_path, frozenlake_csv):
     assert meta["obs_dim"] == 16  # the state column became FrozenLake's one-hot observation
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["environment"] == "FrozenLake-v1"
-    assert set(metrics["policies"]) == {"random", "bc", "cql"}  # imported logs: no behaviour policy to roll out
+    # the default portfolio: the states are indexed (16 one-hot cells), so the tabular planners train and CQL not
+    portfolio = json.loads((run_dir / "portfolio.json").read_text())
+    assert portfolio["candidates"] == ["bc", "spibb-10", "spibb-20", "mopo-0.05", "mopo-0.1", "morel-5", "morel-10"]
+    assert list(portfolio["skipped"]) == ["cql-1.5"]
+    assert set(metrics["policies"]) == {"random", *portfolio["candidates"]}  # imported: no behaviour to roll out
     pol = metrics["policies"]
     assert pol["bc"]["n_episodes"] == 300
     # the controller's greedy action reaches the goal about 3 times in 4; a random walker about 1 in 70
@@ -76,7 +80,9 @@ def test_frozenlake_pipeline_from_an_imported_csv(tmp_path, frozenlake_csv):
     assert pol["bc"]["mismatch"]["rate"] < 0.4
     assert "normalized_score" not in pol["bc"]  # no known optimum configured
     gate = json.loads((run_dir / "gate.json").read_text())
-    assert set(gate["decisions"]) == {"bc", "cql"}
+    assert set(gate["decisions"]) == set(portfolio["candidates"])
+    ranking = json.loads((run_dir / "recommendation.json").read_text())["ranking"]
+    assert {r["policy"] for r in ranking} == set(portfolio["candidates"])  # every candidate is ranked
     ope = json.loads((run_dir / "ope.json").read_text())
     truth = ope["policies"]["bc"]["truth"]["return"]["mean"]
     assert truth == pytest.approx(pol["bc"]["return"]["mean"], abs=0.1)

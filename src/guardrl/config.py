@@ -28,12 +28,11 @@ from guardrl.evaluate.ope_config import MODEL_FREE, OPEConfig
 from guardrl.train.config import (
     CONTINUOUS_DEFAULT_LEARNERS,
     CONTINUOUS_LEARNERS,
-    DEFAULT_LEARNERS,
     DISCRETE_LEARNERS,
-    GRID_LEARNERS,
     MODEL_LEARNERS,
     TrainConfig,
     WorldModelConfig,
+    learner_kind,
 )
 
 MUJOCO_REGIMES = LEVELS
@@ -236,14 +235,12 @@ class RunConfig:
                 chosen = CONTINUOUS_ESTIMATORS
             object.__setattr__(self, "ope", dataclasses.replace(self.ope, estimators=chosen))
         if self.train.learners is None:
-            learners = GRID_LEARNERS if not self.env.logs_only and not self.env.is_gym else DEFAULT_LEARNERS
-            if self.env.continuous:
-                learners = CONTINUOUS_DEFAULT_LEARNERS
+            learners: tuple[str, ...] | Literal["auto"] = CONTINUOUS_DEFAULT_LEARNERS if self.env.continuous else "auto"
             object.__setattr__(self, "train", dataclasses.replace(self.train, learners=learners))
         if self.env.continuous:
             self._check_continuous()
         else:
-            only = [n for n in self.train.chosen if n not in DISCRETE_LEARNERS]
+            only = [n for n in self.train.chosen if learner_kind(n) not in DISCRETE_LEARNERS]
             if only:
                 raise ConfigError(f"train.learners: {only} learn continuous actions only (env: safenav or mujoco)")
             if self.collect.regime not in GRID_REGIMES and self.collect.dataset is None:
@@ -279,6 +276,9 @@ class RunConfig:
     def _check_continuous(self) -> None:
         """SafeNav and MuJoCo runs: continuous learners and estimators, the env's own logging regimes."""
         what = "SafeNav" if self.env.safenav else "MuJoCo"
+        if self.train.learners == "auto":
+            raise ConfigError(f"train.learners: auto is the discrete portfolio; a {what} run lists its learners, "
+                              f"from {list(CONTINUOUS_LEARNERS)}")  # fmt: skip
         wrong = [n for n in self.train.chosen if n not in CONTINUOUS_LEARNERS]
         if wrong:
             raise ConfigError(
@@ -303,7 +303,7 @@ class RunConfig:
     @property
     def train_needs_world_model(self) -> bool:
         """A learner plans in the world model (``mopo``, ``morel``)."""
-        return any(name in MODEL_LEARNERS for name in self.train.chosen)
+        return any(kind in MODEL_LEARNERS for kind in self.train.kinds)
 
     @property
     def needs_world_model(self) -> bool:

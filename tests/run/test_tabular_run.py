@@ -7,21 +7,52 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from guardrl.config import RunConfig
 from guardrl.train import TrainConfig
-from guardrl.train.config import DEFAULT_LEARNERS, GRID_LEARNERS, MOReLConfig, WorldModelConfig
+from guardrl.train.config import AUTO_PORTFOLIO, MOReLConfig, WorldModelConfig
 
 
-def test_default_learners_depend_on_the_environment() -> None:
+def test_discrete_runs_default_to_the_portfolio_and_candidates_name_their_setting() -> None:
     from guardrl.config import EnvConfig
 
-    assert RunConfig().train.learners == GRID_LEARNERS == ("bc", "morel")
+    assert RunConfig().train.learners == "auto" and RunConfig().train.chosen == AUTO_PORTFOLIO
     gym = RunConfig(env=EnvConfig(gym_id="CartPole-v1"), collect=dataclasses.replace(RunConfig().collect,
                     behaviour="guardrl.envs.controllers:uniform_random"))  # fmt: skip
-    assert gym.train.learners == DEFAULT_LEARNERS == ("bc", "cql")
+    assert gym.train.learners == "auto"
     assert RunConfig(train=TrainConfig(learners=("cql",))).train.learners == ("cql",)
     assert RunConfig().needs_world_model and not RunConfig(train=TrainConfig(learners=("bc",))).needs_world_model
+    train = TrainConfig(learners=("bc", "mopo-0.2", "spibb-10", "morel-12", "cql-3"))
+    assert train.config_of("mopo-0.2").penalty == 0.2 and train.config_of("spibb-10").n_wedge == 10
+    assert train.config_of("morel-12").min_count == 12 and train.config_of("cql-3").alpha == 3.0
+    assert train.config_of("bc") == train.bc and train.kinds == ("bc", "mopo", "spibb", "morel", "cql")
+    for bad, message in (("bc-2", "only cql, spibb, mopo, morel take a setting"), ("mopo-high", "not a value"),
+                         ("ppo", "unknown")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(learners=("bc", bad))
+
+
+def test_the_portfolio_keeps_what_applies_to_the_logs(tables) -> None:
+    from guardrl.data import collect
+    from guardrl.data.audit import AuditConfig
+    from guardrl.train.trainer import portfolio_skips
+
+    ds = collect(tables, "safe", 30, seed=0)
+    auto = TrainConfig(learners="auto")
+
+    class Model:
+        kind = "delta"
+
+    skips = portfolio_skips(auto, ds, AuditConfig(), Model())
+    assert set(skips) == {"cql-1.5"} and "list cql in train.learners" in skips["cql-1.5"]
+    Model.kind = "gaussian"
+    assert set(portfolio_skips(auto, ds, AuditConfig(), Model())) == {"cql-1.5", "mopo-0.05", "mopo-0.1", "morel-5",
+                                                                      "morel-10"}  # fmt: skip
+    few = portfolio_skips(auto, ds, AuditConfig(max_exact_states=3), Model())  # states the audit does not index
+    assert set(few) == {"spibb-10", "spibb-20", "mopo-0.05", "mopo-0.1", "morel-5", "morel-10"}
+    assert "no table of states to plan over" in few["spibb-10"]
+    assert portfolio_skips(TrainConfig(learners=("bc", "cql")), ds, AuditConfig(), Model()) == {}  # as listed
 
 
 def test_run_with_tabular_learners(tmp_path, tiny_config) -> None:  # type: ignore[no-untyped-def]

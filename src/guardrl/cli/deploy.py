@@ -15,9 +15,9 @@ def _refuse_existing(run_dir: Path, name: str, overwrite: bool, what: str) -> No
     """Before training: a learner's name is refused, and a policy of that name already exported into the run is
     kept unless ``--overwrite``."""
     from guardrl.run.folder import RunFolder
-    from guardrl.train.config import LEARNERS
+    from guardrl.train.config import LEARNERS, learner_kind
 
-    if name in LEARNERS:
+    if learner_kind(name) in LEARNERS:
         raise RunError(f"--name {name!r} is a learner's name; choose another name for the {what} policy")
     card = RunFolder(run_dir).card(name)
     if card.is_file() and not overwrite:

@@ -28,7 +28,7 @@ from guardrl.errors import ConfigError, RunError
 from guardrl.evaluate.metrics import normalized_score
 from guardrl.progress import make_progress
 from guardrl.run.context import RunContext
-from guardrl.train.config import LEARNERS
+from guardrl.train.config import LEARNERS, learner_kind
 
 Expert = Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.int64]]
 """An expert labels observations at the given time steps with actions."""
@@ -222,7 +222,7 @@ def _export(ctx: RunContext, name: str, learner: Any, record: dict[str, Any]) ->
     from guardrl.run.stages import model_card
     from guardrl.train import export_policy, export_scores
 
-    if name in LEARNERS:
+    if learner_kind(name) in LEARNERS:
         raise RunError(f"--name {name!r} is a learner's name; choose another name for the DAgger policy")
     folder = ctx.folder
     files = export_policy(learner.algo, folder.policies, name)

@@ -24,7 +24,8 @@ from guardrl.run.references import References, build_references
 def judged_policies(ctx: RunContext) -> list[str]:
     """The run's learners, then the imitation policies exported into it (``guardrl dagger`` / ``gail``): what
     evaluation, OPE and the gate judge."""
-    learners = list(ctx.cfg.train.chosen)
+    portfolio = ctx.folder.read_optional(ctx.folder.portfolio)
+    learners = list(portfolio["candidates"]) if portfolio else list(ctx.cfg.train.chosen)
     return learners + [n for n in ctx.folder.imitation_policies() if n not in learners]
 
 

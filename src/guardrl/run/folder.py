@@ -12,6 +12,7 @@ Layout::
     metrics.json           evaluation: per-policy rollouts with CIs, exact values, mismatch, support
     ope.json               off-policy estimates of return and cost, the truth, and their validation
     gate.json              PASS / CAUTION / FAIL per candidate with reasons
+    portfolio.json         the candidates trained, and those skipped with the reason
     recommendation.json    the recommended policy, or none with the reason
     report.html            everything above in one self-contained page, ending with the deployment memo
     memo.md                the deployment memo alone (what, evidence, verdict, risks, rollout plan)
@@ -89,6 +90,10 @@ class RunFolder:
     @property
     def gate(self) -> Path:
         return self.root / "gate.json"
+
+    @property
+    def portfolio(self) -> Path:
+        return self.root / "portfolio.json"
 
     @property
     def recommendation(self) -> Path:

@@ -20,7 +20,7 @@ from guardrl.envs import simulate
 from guardrl.errors import RunError
 from guardrl.run.context import RunContext
 from guardrl.run.dagger import ExactScorer
-from guardrl.train.config import LEARNERS
+from guardrl.train.config import LEARNERS, learner_kind
 
 
 def load_demonstrations(ctx: RunContext, path: Path | None) -> Dataset:
@@ -48,7 +48,7 @@ def gail_in_run(
 
     if not ctx.is_safegrid:
         raise RunError(f"guardrl gail needs SafeGrid's simulator to roll the policy out; this run uses {ctx.env_name}")
-    if name in LEARNERS:
+    if learner_kind(name) in LEARNERS:
         raise RunError(f"--name {name!r} is a learner's name; choose another name for the GAIL policy")
     ds = load_demonstrations(ctx, demos)
     tables = ctx.tables

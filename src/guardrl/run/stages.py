@@ -29,6 +29,7 @@ from guardrl.run.evaluation import exact_of_greedy, references, stage_evaluate
 from guardrl.run.folder import RunFolder
 from guardrl.run.imported import imported_logs
 from guardrl.run.judging import stage_gate, stage_ope, stage_recommend
+from guardrl.train.config import learner_kind
 
 # ---------------------------------------------------------------- collect
 
@@ -110,15 +111,21 @@ def _exact_monitor(tables: Tables) -> Any:
 def stage_train(ctx: RunContext, show_progress: bool = True) -> dict[str, Any]:
     """Train every configured learner on the run's dataset; export policies, model cards and curves."""
     from guardrl.train import ObsBounds, export_policy, export_scores, train_all
+    from guardrl.train.trainer import portfolio_skips
 
     cfg, folder, ds = ctx.cfg, ctx.folder, ctx.dataset
     monitor = _exact_monitor(ctx.tables) if ctx.is_safegrid else None
     bounds = ObsBounds(*ctx.obs_bounds())
+    world_model = ctx.world_model if cfg.train_needs_world_model else None
     results = train_all(
         ds, cfg.train, bounds, monitor, show_progress=show_progress, grid_size=ctx.grid_size,
-        audit_cfg=cfg.audit, world_model=ctx.world_model if cfg.train_needs_world_model else None,
-        hazard_budget=cfg.gate.hazard_limit,
+        audit_cfg=cfg.audit, world_model=world_model, hazard_budget=cfg.gate.hazard_limit,
     )  # fmt: skip
+    portfolio = {
+        "learners": cfg.train.learners, "candidates": list(results),
+        "skipped": portfolio_skips(cfg.train, ds, cfg.audit, world_model),
+    }  # fmt: skip
+    atomic_write_json(folder.portfolio, portfolio)
     training: dict[str, Any] = {}
     for name, res in results.items():
         files = export_policy(res.algo, folder.policies, name)
@@ -157,7 +164,8 @@ def model_card(name: str, ctx: RunContext, files: dict[str, Path]) -> dict[str, 
         meaning = "raw (x, y) cell; scaling is inside the model"
     return {
         "policy": name,
-        "learner_config": to_dict(getattr(cfg.train, name)),
+        "learner": learner_kind(name),
+        "learner_config": to_dict(cfg.train.config_of(name)),
         "train_seed": cfg.train.seed,
         "dataset_sha256": ds.content_hash(),
         "dataset_provenance": ds.provenance,

@@ -7,7 +7,7 @@ not have: its weight is ``alpha``) fails loudly instead of being dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from guardrl.errors import GuardrlError
@@ -30,9 +30,17 @@ TABULAR_LEARNERS: tuple[str, ...] = ("spibb", "mopo", "morel")
 MODEL_LEARNERS: tuple[str, ...] = ("mopo", "morel")
 """Learners that plan in the run's world model (so a run with them fits one)."""
 DEFAULT_LEARNERS: tuple[Learner, ...] = ("bc", "cql")
-"""The default where observations may be continuous (gymnasium envs, logs)."""
-GRID_LEARNERS: tuple[Learner, ...] = ("bc", "morel")
-"""The default on SafeGrid: MOReL met the quality bar on 24 of 24 development runs (bench/tabular_dev.py)."""
+"""What a bare :class:`TrainConfig` trains (a run config resolves its own default: ``auto``)."""
+PORTFOLIO_SETTINGS: dict[str, str] = {"cql": "alpha", "spibb": "n_wedge", "mopo": "penalty", "morel": "min_count"}
+"""The key setting a candidate's name may fix after a dash: ``mopo-0.05`` is MOPO with ``penalty`` 0.05."""
+AUTO_PORTFOLIO: tuple[str, ...] = (
+    "bc", "cql-1.5", "spibb-10", "spibb-20", "mopo-0.05", "mopo-0.1", "morel-5", "morel-10",
+)  # fmt: skip
+"""``train.learners: auto``, the default of discrete runs: BC and each learner at two values of its key setting,
+the best two of the development seeds' measurements (``bench/tabular_dev.py``: SPIBB's N∧ 20 and 10, MOPO's
+penalty 0.05 and 0.1; MOReL's minimum count at the audit's k and twice it; CQL's alpha 1.5). The trainer keeps
+what applies to the logs: the tabular planners where the audit indexes the states (then CQL, about a hundred times
+their training time, is left out), MOPO and MOReL where the world model lists outcomes, and CQL otherwise."""
 CONTINUOUS_DEFAULT_LEARNERS: tuple[Learner, ...] = ("bc", "td3bc", "cql")
 """The default of a continuous run (IQL fails on SafeNav: README, Continuous actions)."""
 LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
@@ -234,11 +242,13 @@ class ContinuousTrainConfig:
 class TrainConfig:
     """Which learners to train on the dataset, and how."""
 
-    learners: tuple[Learner, ...] | None = None
-    """Learners to train, in order: any of ``bc``, ``cql``, ``dqn``, ``bcq`` (d3rlpy networks), ``spibb``,
-    ``mopo``, ``morel`` (tabular planners; the last two plan in the run's world model). ``None``: the run's
-    default, resolved when a run config loads: ``bc`` and ``morel`` on SafeGrid (whose cells MOReL plans over),
-    ``bc`` and ``cql`` elsewhere (observations may be continuous)."""
+    learners: tuple[str, ...] | Literal["auto"] | None = None
+    """Candidates to train, in order: any of ``bc``, ``cql``, ``dqn``, ``bcq`` (d3rlpy networks), ``spibb``,
+    ``mopo``, ``morel`` (tabular planners; the last two plan in the run's world model), each optionally with its
+    key setting after a dash (``cql-3``: alpha 3; ``spibb-10``: N∧ 10; ``mopo-0.2``: penalty 0.2; ``morel-10``:
+    minimum count 10). ``auto``: the portfolio ``AUTO_PORTFOLIO``, of which the trainer keeps what applies to the
+    logs and says why it skipped the rest. ``None``: the run's default, resolved when a run config loads: ``auto``
+    for discrete actions, ``bc``, ``td3bc`` and ``cql`` for continuous ones."""
     bc: BCConfig = field(default_factory=BCConfig)
     cql: CQLConfig = field(default_factory=CQLConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
@@ -265,18 +275,50 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"train.encoder must be one of {list(ENCODERS)}, got {self.encoder!r}")
-        unknown = [name for name in self.chosen if name not in LEARNERS]
+        unknown = [name for name in self.chosen if learner_kind(name) not in LEARNERS]
         if unknown:
-            raise ValueError(f"train.learners: unknown {unknown}; choose from {list(LEARNERS)}")
+            raise ValueError(f"train.learners: unknown {unknown}; choose from {list(LEARNERS)} (a setting may follow "
+                             "a dash: cql-3, spibb-10, mopo-0.1, morel-10), or auto")  # fmt: skip
+        for name in self.chosen:
+            self.config_of(name)  # a setting that does not parse fails here, naming the candidate
         if len(set(self.chosen)) != len(self.chosen):
             raise ValueError(f"train.learners: a learner is listed twice in {list(self.chosen)}")
         if not self.chosen:
             raise ValueError("train.learners: name at least one learner")
 
     @property
-    def chosen(self) -> tuple[Learner, ...]:
-        """The learners to train (``bc`` and ``cql`` when unset; a run config resolves this at load)."""
-        return DEFAULT_LEARNERS if self.learners is None else self.learners
+    def chosen(self) -> tuple[str, ...]:
+        """The candidates to train (``bc`` and ``cql`` when unset; a run config resolves this at load)."""
+        if self.learners == "auto":
+            return AUTO_PORTFOLIO
+        return DEFAULT_LEARNERS if self.learners is None else tuple(self.learners)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The learner of each chosen candidate (``mopo`` for ``mopo-0.05``)."""
+        return tuple(learner_kind(name) for name in self.chosen)
+
+    def config_of(self, name: str) -> Any:
+        """The config of candidate ``name``: its learner's config with the key setting its name fixes."""
+        kind, _, setting = name.partition("-")
+        base = getattr(self, kind, None) if kind in DISCRETE_LEARNERS else None
+        if not setting:
+            return base
+        key = PORTFOLIO_SETTINGS.get(kind)
+        if key is None or base is None:
+            raise ValueError(f"train.learners: {name!r}: only {', '.join(PORTFOLIO_SETTINGS)} take a setting "
+                             "after a dash")  # fmt: skip
+        field_type = type(getattr(base, key)) if getattr(base, key) is not None else int
+        try:
+            value = int(setting) if field_type is int else float(setting)
+        except ValueError:
+            raise ValueError(f"train.learners: {name!r}: {setting!r} is not a value of {kind}'s {key}") from None
+        return replace(base, **{key: value})
+
+
+def learner_kind(name: str) -> str:
+    """The learner behind a candidate's name: ``mopo`` for ``mopo-0.05``, ``bc`` for ``bc``."""
+    return name.partition("-")[0]
 
 
 NetworkConfig = BCConfig | CQLConfig | DQNConfig | BCQConfig

@@ -21,7 +21,15 @@ from guardrl.data import Dataset
 from guardrl.data.audit import AuditConfig
 from guardrl.errors import ConfigError
 from guardrl.progress import make_progress
-from guardrl.train.config import TABULAR_LEARNERS, LearnerConfig, NetworkConfig, PlannerConfig, TrainConfig
+from guardrl.train.config import (
+    MODEL_LEARNERS,
+    TABULAR_LEARNERS,
+    LearnerConfig,
+    NetworkConfig,
+    PlannerConfig,
+    TrainConfig,
+    learner_kind,
+)
 from guardrl.train.learners import ObsBounds, build_algo
 
 Monitor = Callable[[Callable[[np.ndarray], np.ndarray]], dict[str, float]]
@@ -207,11 +215,31 @@ def run_updates(
 
 
 def learner_configs(cfg: TrainConfig) -> dict[str, LearnerConfig]:
-    """Every learner guardrl can train, by name."""
-    return {
-        "bc": cfg.bc, "cql": cfg.cql, "dqn": cfg.dqn, "bcq": cfg.bcq,
-        "spibb": cfg.spibb, "mopo": cfg.mopo, "morel": cfg.morel,
-    }  # fmt: skip
+    """The config of every candidate of ``cfg``, by name (``mopo-0.05``: MOPO with its penalty at 0.05)."""
+    return {name: cfg.config_of(name) for name in cfg.chosen}
+
+
+def portfolio_skips(cfg: TrainConfig, dataset: Dataset, audit_cfg: AuditConfig, world_model: Any) -> dict[str, str]:
+    """With ``learners: auto``, the candidates that do not apply to these logs, each with the reason; an explicit
+    list is trained as listed (a learner that cannot be trained is then an error naming why)."""
+    if cfg.learners != "auto":
+        return {}
+    distinct = len(np.unique(dataset.observations, axis=0))
+    indexed = distinct <= audit_cfg.max_exact_states
+    listed = world_model is not None and world_model.kind != "gaussian"
+    skips = {}
+    for name, kind in zip(cfg.chosen, cfg.kinds, strict=True):
+        if kind in TABULAR_LEARNERS and not indexed:
+            skips[name] = (
+                f"the logs hold {distinct} distinct observations, more than the audit indexes "
+                f"(audit.max_exact_states {audit_cfg.max_exact_states}): no table of states to plan over"
+            )
+        elif kind in MODEL_LEARNERS and indexed and not listed:
+            skips[name] = "the world model predicts a Gaussian next observation, not listed outcomes to plan over"
+        elif kind == "cql" and indexed:
+            skips[name] = ("the tabular planners apply to these indexed states at a fraction of CQL's training "
+                           "time; list cql in train.learners to train it too")  # fmt: skip
+    return skips
 
 
 def train_all(
@@ -230,13 +258,16 @@ def train_all(
     The tabular learners take the audit's state index (``audit_cfg``), ``mopo`` and ``morel`` the run's
     ``world_model``, and those with ``hazard_budget`` on plan under ``hazard_budget`` (the gate's limit)."""
     learner_cfgs = learner_configs(cfg)  # TrainConfig refuses unknown learner names when it is built
+    skips = portfolio_skips(cfg, dataset, audit_cfg or AuditConfig(), world_model)
     arrays = TransitionArrays.from_dataset(dataset)
     bounds = bounds or ObsBounds(*dataset.observation_range())
     children = np.random.SeedSequence(cfg.seed).generate_state(len(cfg.chosen))
     results: dict[str, TrainResult] = {}
     with make_progress(show_progress) as progress:
         for name, child_seed in zip(cfg.chosen, children, strict=True):
-            if name in TABULAR_LEARNERS:
+            if name in skips:
+                continue
+            if learner_kind(name) in TABULAR_LEARNERS:
                 results[name] = _train_tabular(
                     name, learner_cfgs[name], dataset, audit_cfg or AuditConfig(), world_model, hazard_budget,
                     monitor, progress,
