@@ -29,7 +29,7 @@ def tiny_config():
         collect=CollectConfig(n_episodes=60, seed=3),
         train=TrainConfig(
             learners=("bc", "cql"),
-            bc=BCConfig(n_steps=40, batch_size=32),
+            bc=BCConfig(n_steps=40, batch_size=32, stop="steps"),
             cql=CQLConfig(n_steps=40, batch_size=32),
             log_every=10,
             monitor_every=20,

@@ -66,6 +66,8 @@ def test_tiny_end_to_end_run(tmp_path, tiny_yaml):
     assert set(ope["policies"]["cql"]["estimates"]["return"]) == {"pdis", "wis", "fqe", "dr"}
     card = json.loads((run_dir / "policies" / "cql.json").read_text())
     assert card["dataset_sha256"] == metrics["dataset_sha256"] and card["learner_config"]["n_steps"] == 40
+    assert card["training"] == {"gradient_steps": 40, "stopped": "planned steps done"}
+    assert card["learner"] == "cql" and card["input"]["encoder"] == "one-hot of the (x, y) cell of the 15x15 grid"
     assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
     # the same config gives the same metrics (timings aside)

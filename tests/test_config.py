@@ -31,7 +31,7 @@ def test_partial_yaml_keeps_other_defaults(tmp_path):
         ("collect:\n  regime: nope\n", "collect.regime: 'nope' is not one of safe, noisy, mixed, expert"),
         ("train:\n  cql:\n    td_loss: l1\n", "train.cql.td_loss: 'l1' is not one of mse, huber"),
         ("train:\n  bc:\n    lr_schedule: step\n", "train.bc.lr_schedule: 'step' is not one of constant, cosine"),
-        ("train:\n  encoder: cnn\n", "train.encoder: 'cnn' is not one of auto, grid, mlp"),
+        ("train:\n  encoder: cnn\n", "train.encoder: 'cnn' is not one of auto, grid, index, mlp"),
         ("ope:\n  estimators: [fqe, magic]\n", "ope.estimators[1]: 'magic' is not one of pdis, wis, fqe, dr"),
         ("env:\n  layout: maze\n", "env.layout: 'maze' is not one of default, drawn, corridor"),
         ("env:\n  layout: corridor\n  layout_seed: 3\n", "draws no hazards"),

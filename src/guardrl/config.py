@@ -255,7 +255,7 @@ class RunConfig:
             if self.collect.behaviour is not None:
                 raise ConfigError("collect.behaviour: a logs-only run logs nothing; it reads collect.dataset")
             if self.train.encoder == "grid":
-                raise ConfigError("train.encoder: 'grid' needs SafeGrid's (x, y) observations; use auto or mlp")
+                raise ConfigError("train.encoder: 'grid' needs SafeGrid's (x, y) observations; use auto, index or mlp")
             if self.ope.validate:
                 raise ConfigError("ope.validate: a logs-only run has no truth to validate against")
             if "model" not in self.ope.chosen:
@@ -267,7 +267,7 @@ class RunConfig:
                     "or collect.dataset (imported logs)"
                 )
             if self.train.encoder == "grid":
-                raise ConfigError("train.encoder: 'grid' needs SafeGrid's (x, y) observations; use auto or mlp")
+                raise ConfigError("train.encoder: 'grid' needs SafeGrid's (x, y) observations; use auto, index or mlp")
             if self.ope.validate:
                 raise ConfigError("ope.validate: reference policies with exact truth exist on SafeGrid only")
         elif self.collect.behaviour is not None:

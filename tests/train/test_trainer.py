@@ -31,7 +31,7 @@ def dataset(tables):
 
 
 def tiny(**kw):
-    return TrainConfig(bc=BCConfig(n_steps=30, batch_size=32), cql=CQLConfig(n_steps=30, batch_size=32),
+    return TrainConfig(bc=BCConfig(n_steps=30, batch_size=32, stop="steps"), cql=CQLConfig(n_steps=30, batch_size=32),
                        log_every=10, **kw)  # fmt: skip
 
 
@@ -122,18 +122,22 @@ def test_monitor_is_called_on_schedule(dataset):
         calls.append(predict(np.zeros((1, 2), np.float32)).shape)
         return {"expected_return": float(len(calls))}
 
-    res = train_all(dataset, TrainConfig(learners=("bc",), bc=BCConfig(n_steps=25, batch_size=16), monitor_every=10),
-                    BOUNDS, monitor=monitor, show_progress=False)  # fmt: skip
+    bc = BCConfig(n_steps=25, batch_size=16, stop="steps")
+    res = train_all(dataset, TrainConfig(learners=("bc",), bc=bc, monitor_every=10), BOUNDS, monitor=monitor,
+                    show_progress=False)  # fmt: skip
     assert res["bc"].monitor["step"] == [10, 20, 25]
     assert calls == [(1,), (1,), (1,)]
 
 
-@pytest.mark.parametrize("grid_size", [None, 15], ids=["mlp", "grid"])
-def test_export_torchscript_and_onnx_agree_with_the_trained_model(dataset, tmp_path, grid_size):
-    res = train_all(dataset, tiny(), BOUNDS, show_progress=False, grid_size=grid_size)
+@pytest.mark.parametrize("encoder", ["mlp", "grid", "index"])
+def test_export_torchscript_and_onnx_agree_with_the_trained_model(dataset, tmp_path, encoder):
+    table = np.unique(dataset.observations, axis=0)
+    res = train_all(dataset, tiny(), BOUNDS, show_progress=False, grid_size=15 if encoder == "grid" else None,
+                    state_table=table if encoder == "index" else None)  # fmt: skip
     grid = np.stack(np.meshgrid(np.arange(15), np.arange(15)), -1).reshape(-1, 2).astype(np.float32)
-    if grid_size is not None:
-        assert type(res["cql"].algo.impl.q_function[0].encoder).__name__ == "GridEncoder"
+    kind = {"mlp": "VectorEncoder", "grid": "GridEncoder", "index": "IndexEncoder"}[encoder]
+    assert type(res["cql"].algo.impl.q_function[0].encoder).__name__ == kind
+    assert type(res["bc"].algo.impl.modules.imitator._encoder).__name__ == kind
     for name in ("bc", "cql"):
         files = export_policy(res[name].algo, tmp_path, name)
         assert files["torchscript"].read_bytes()[:2] == b"PK"  # a TorchScript zip archive, no .d3 pickle
@@ -159,7 +163,7 @@ def test_dqn_and_bcq_options_reach_d3rlpy():
 def test_all_four_learners_train_and_predict_valid_actions(dataset, tmp_path):
     from guardrl.train import BCQConfig, DQNConfig
 
-    cfg = TrainConfig(learners=("bc", "cql", "dqn", "bcq"), bc=BCConfig(n_steps=20, batch_size=32),
+    cfg = TrainConfig(learners=("bc", "cql", "dqn", "bcq"), bc=BCConfig(n_steps=20, batch_size=32, stop="steps"),
                       cql=CQLConfig(n_steps=20, batch_size=32), dqn=DQNConfig(n_steps=20, batch_size=32),
                       bcq=BCQConfig(n_steps=20, batch_size=32), log_every=10)  # fmt: skip
     results = train_all(dataset, cfg, BOUNDS, show_progress=False)
@@ -225,3 +229,16 @@ def test_to_cpu_brings_a_policy_and_its_scaler_caches_back_from_another_device(d
     assert scaler._torch_minimum.device.type == scaler._torch_maximum.device.type == "cpu"  # rebuilt there
     path, kind = export_scores(algo, tmp_path, "cql")
     np.testing.assert_array_equal(np.argmax(ScoresModel(path, kind)(grid), axis=1), expected)
+
+
+def test_index_encoder_reads_the_nearest_logged_state():
+    from guardrl.train.learners import IndexEncoder, scaled_table
+
+    table = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # one-hot states, as FrozenLake logs
+    bounds = ObsBounds(np.zeros(3), np.ones(3))
+    enc = IndexEncoder(np.asarray(scaled_table(table, bounds)), [8, 8])
+    scaled = torch.tensor(scaled_table(np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0], [0.9, 0.2, 0.1]]), bounds))
+    direct = enc.layers(enc.embed(torch.tensor([2, 0, 1, 1])))  # the last is unlogged: nearest is row 1
+    assert torch.allclose(enc(scaled), direct)
+    with pytest.raises(LearnerConfigError, match="table has rows of shape"):
+        build_algo("bc", BCConfig(), bounds, "cpu:0", state_table=table).create_impl((4,), 4)

@@ -137,6 +137,21 @@ class RunContext:
         """The grid side for the one-hot cell encoder, or None for raw observations (``train.encoder``)."""
         return None if self.cfg.train.encoder == "mlp" or not self.is_safegrid else self.tables.layout.size
 
+    @property
+    def state_table(self) -> np.ndarray | None:
+        """The distinct logged observations the network learners embed (``train.encoder: index``, or ``auto``
+        off SafeGrid where the audit indexes the observations exactly); None for the grid or the MLP encoder."""
+        encoder = self.cfg.train.encoder
+        if encoder in ("mlp", "grid") or (encoder == "auto" and self.is_safegrid):
+            return None
+        table = self.support.index.exact
+        if table is None and encoder == "index":
+            raise RunError(
+                f"train.encoder: index needs observations the audit indexes exactly (at most "
+                f"audit.max_exact_states = {self.cfg.audit.max_exact_states} distinct ones); use auto or mlp"
+            )
+        return table
+
     def obs_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Input scaling bounds: SafeGrid's grid, or the logged range of each feature."""
         if self.is_safegrid:

@@ -213,7 +213,9 @@ def _fit_for(ctx: RunContext) -> Callable[[NDArray[np.float32], NDArray[np.int64
 
     bounds = ObsBounds(*ctx.obs_bounds())
     n_actions = ctx.dataset.n_actions
-    return lambda obs, act, seed: fit_bc(obs, act, n_actions, ctx.cfg.train, bounds, seed, grid_size=ctx.grid_size)
+    return lambda obs, act, seed: fit_bc(
+        obs, act, n_actions, ctx.cfg.train, bounds, seed, grid_size=ctx.grid_size, state_table=ctx.state_table
+    )
 
 
 def _export(ctx: RunContext, name: str, learner: Any, record: dict[str, Any]) -> dict[str, Any]:

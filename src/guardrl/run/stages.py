@@ -29,7 +29,7 @@ from guardrl.run.evaluation import exact_of_greedy, references, stage_evaluate
 from guardrl.run.folder import RunFolder
 from guardrl.run.imported import imported_logs
 from guardrl.run.judging import stage_gate, stage_ope, stage_recommend
-from guardrl.train.config import learner_kind
+from guardrl.train.config import TABULAR_LEARNERS, learner_kind
 
 # ---------------------------------------------------------------- collect
 
@@ -120,6 +120,7 @@ def stage_train(ctx: RunContext, show_progress: bool = True) -> dict[str, Any]:
     results = train_all(
         ds, cfg.train, bounds, monitor, show_progress=show_progress, grid_size=ctx.grid_size,
         audit_cfg=cfg.audit, world_model=world_model, hazard_budget=cfg.gate.hazard_limit,
+        state_table=ctx.state_table,
     )  # fmt: skip
     portfolio = {
         "learners": cfg.train.learners, "candidates": list(results),
@@ -134,9 +135,12 @@ def stage_train(ctx: RunContext, show_progress: bool = True) -> dict[str, Any]:
         card["scores"] = {"file": files["scores"].name, "kind": kind}
         if getattr(res.algo, "info", None):  # a tabular planner: its table and its plan under the model
             card["plan"] = res.algo.info
+        else:  # a network: how long it trained (BC's length follows the data, bc.stop)
+            card["training"] = {"gradient_steps": res.n_steps, "stopped": res.stopped or "planned steps done"}
         atomic_write_json(folder.card(name), card)
         training[name] = {
-            "seconds": res.seconds, "n_steps": res.n_steps, "steps_per_second": res.steps_per_second,
+            "seconds": res.seconds, "n_steps": res.n_steps, "stopped": res.stopped,
+            "steps_per_second": res.steps_per_second,
             "curve": res.curve, "monitor": res.monitor,
         }  # fmt: skip
     atomic_write_json(folder.training, training)
@@ -170,10 +174,28 @@ def model_card(name: str, ctx: RunContext, files: dict[str, Path]) -> dict[str, 
         "dataset_sha256": ds.content_hash(),
         "dataset_provenance": ds.provenance,
         "files": {k: p.name for k, p in files.items()},
-        "input": {"name": "observation", "shape": ["batch", ds.obs_dim], "dtype": "float32", "meaning": meaning},
+        "input": {
+            "name": "observation",
+            "shape": ["batch", ds.obs_dim],
+            "dtype": "float32",
+            "meaning": meaning,
+            "encoder": _encoder_of(name, ctx),
+        },  # fmt: skip
         "output": {"name": "action", "shape": ["batch"], "dtype": "int64", "n_actions": ds.n_actions},
         "versions": {"guardrl": guardrl.__version__, "d3rlpy": d3rlpy.__version__, "torch": torch.__version__},
     }
+
+
+def _encoder_of(name: str, ctx: RunContext) -> str:
+    """How the policy reads its input, in words (the tabular learners look the state up in the audit's index)."""
+    if learner_kind(name) in TABULAR_LEARNERS:
+        return "the audit's state index (a lookup table)"
+    if ctx.grid_size is not None:
+        return f"one-hot of the (x, y) cell of the {ctx.grid_size}x{ctx.grid_size} grid"
+    table = None if ctx.cfg.env.continuous else ctx.state_table
+    if table is not None:
+        return f"embedding of the nearest of the {len(table)} logged observations"
+    return "MLP on the scaled observation"
 
 
 # ---------------------------------------------------------------- report

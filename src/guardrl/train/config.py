@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
+import numpy as np
+
 from guardrl.errors import GuardrlError
 
 
@@ -19,7 +21,7 @@ class LearnerConfigError(GuardrlError, ValueError):
 
 LRSchedule = Literal["constant", "cosine"]
 TDLoss = Literal["mse", "huber"]
-Encoder = Literal["auto", "grid", "mlp"]
+Encoder = Literal["auto", "grid", "index", "mlp"]
 DiscreteLearner = Literal["bc", "cql", "dqn", "bcq", "spibb", "mopo", "morel"]
 ContinuousLearner = Literal["bc", "td3bc", "iql", "cql"]
 """The learners of a run with continuous actions (``guardrl.train.continuous``); ``td3bc`` and ``iql`` are
@@ -56,7 +58,27 @@ class BCConfig:
     """Discrete behaviour cloning (d3rlpy ``DiscreteBCConfig``)."""
 
     n_steps: int = 1000
-    """Gradient steps."""
+    """Gradient steps: all of them with ``stop: steps``, the fewest otherwise."""
+    stop: Literal["epochs", "held_out", "steps"] = "epochs"
+    """How long BC trains. ``epochs``: ``n_epochs`` passes over the logged transitions, at least ``n_steps`` and
+    at most ``max_steps`` gradient steps, so the length follows the data (16,878 transitions: 1,000 steps;
+    170,000: 1,993; 1.7 M: 19,811). ``held_out``: until the negative log-likelihood of the logged actions on
+    held-out episodes stops improving (checked every ``eval_every`` steps, ``patience`` checks in a row without
+    a gain of ``min_delta``), between ``n_steps`` and ``max_steps`` steps, keeping the weights of the best check.
+    ``steps``: exactly ``n_steps``."""
+    n_epochs: float = 3.0
+    """Passes over the logged transitions with ``stop: epochs``."""
+    max_steps: int = 20_000
+    """The most gradient steps with ``stop: epochs`` or ``held_out``."""
+    holdout: float = 0.1
+    """Share of the logged episodes held out to judge when to stop (``stop: held_out``); transitions are held
+    out instead when the logs have fewer than 20 episodes."""
+    eval_every: int = 250
+    """Gradient steps between held-out checks."""
+    patience: int = 4
+    """Held-out checks in a row without improvement that stop training."""
+    min_delta: float = 1e-3
+    """The least fall of the held-out loss that counts as an improvement."""
     batch_size: int = 256
     """Transitions per gradient step."""
     learning_rate: float = 1e-3
@@ -66,9 +88,33 @@ class BCConfig:
     beta: float = 0.5
     """d3rlpy's logit regularization factor."""
     lr_schedule: LRSchedule = "cosine"
-    """``cosine`` anneals the learning rate to 0 over ``n_steps``; ``constant`` keeps it fixed."""
+    """``cosine`` anneals the learning rate to 0 over the planned steps (those of ``stop: epochs`` or ``steps``;
+    ``max_steps`` with ``held_out``); ``constant`` keeps it fixed."""
     d3rlpy_kwargs: dict[str, Any] = field(default_factory=dict)
     """Further DiscreteBCConfig arguments, passed through unfiltered."""
+
+    def __post_init__(self) -> None:
+        if self.stop not in ("epochs", "held_out", "steps"):
+            raise ValueError(f"bc.stop must be epochs, held_out or steps, got {self.stop!r}")
+        if self.stop != "steps" and self.max_steps < self.n_steps:
+            raise ValueError(f"bc.max_steps ({self.max_steps}) is below bc.n_steps ({self.n_steps})")
+        if self.stop == "epochs" and self.n_epochs <= 0:
+            raise ValueError(f"bc.n_epochs must be positive, got {self.n_epochs}")
+        if self.stop == "held_out":
+            if not 0.0 < self.holdout < 1.0:
+                raise ValueError(f"bc.holdout must lie in (0, 1), got {self.holdout}")
+            if self.eval_every < 1 or self.patience < 1:
+                raise ValueError("bc.eval_every and bc.patience must be at least 1")
+
+    def planned_steps(self, n_transitions: int) -> int:
+        """The gradient steps BC plans on ``n_transitions`` logged transitions: the most it may take, which the
+        learning-rate schedule spans (``held_out`` may stop before)."""
+        if self.stop == "steps":
+            return self.n_steps
+        if self.stop == "held_out":
+            return self.max_steps
+        by_epochs = int(np.ceil(self.n_epochs * n_transitions / self.batch_size))
+        return int(np.clip(by_epochs, self.n_steps, self.max_steps))
 
 
 @dataclass(frozen=True)
@@ -263,8 +309,11 @@ class TrainConfig:
     device: str = "cpu"
     """``cpu``, or ``cuda`` / ``cuda:N`` when available."""
     encoder: Encoder = "auto"
-    """``grid``: the networks read a one-hot of the (x, y) cell; ``mlp``: raw observations; ``auto``: grid on
-    SafeGrid, mlp otherwise."""
+    """How the network learners read states. ``grid``: a one-hot of SafeGrid's (x, y) cell; ``index``: an
+    embedding of the logged state nearest to the observation, for discrete states the audit indexes exactly
+    (imported logs, FrozenLake); ``mlp``: the raw observations through an MLP; ``auto``: grid on SafeGrid, index
+    where the audit indexes the logged observations exactly (at most ``audit.max_exact_states``), mlp otherwise
+    (continuous observations)."""
     torch_threads: int = 1
     """torch intra-op threads during training; small MLPs run fastest on one."""
     log_every: int = 100

@@ -32,11 +32,14 @@ def fit_bc(
     bounds: ObsBounds,
     seed: int,
     grid_size: int | None = None,
+    state_table: NDArray[np.floating] | None = None,
 ) -> TrainResult:
-    """BC (``cfg.bc``) on the given pairs; deterministic for a given ``seed`` on CPU."""
+    """BC (``cfg.bc``) on the given pairs; deterministic for a given ``seed`` on CPU. ``grid_size`` or
+    ``state_table``: the network's state encoder, as :func:`~guardrl.train.trainer.train_all` takes them."""
     actions = np.asarray(actions)
     if len(actions) and not (0 <= actions.min() and actions.max() < n_actions):
         raise ValueError(f"labels hold actions outside [0, {n_actions})")
     return train_learner(
-        "bc", cfg.bc, label_arrays(observations, actions), n_actions, bounds, cfg, seed, grid_size=grid_size
-    )
+        "bc", cfg.bc, label_arrays(observations, actions), n_actions, bounds, cfg, seed, grid_size=grid_size,
+        state_table=state_table,
+    )  # fmt: skip

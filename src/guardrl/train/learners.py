@@ -89,6 +89,66 @@ class GridEncoderFactory(EncoderFactory):
 register_encoder_factory(GridEncoderFactory)
 
 
+class IndexEncoder(nn.Module):
+    """An embedding per logged state, looked up by the nearest logged observation: the grid encoder's tabular
+    input for any discrete states the audit indexes (imported logs, FrozenLake's one-hot cells).
+
+    ``table`` holds the distinct logged observations, min-max scaled as the inputs arrive. An observation picks
+    the row at the smallest squared distance, computed as ``|t|^2 - 2 x.t`` (one matrix product, no (batch x
+    states x features) tensor), so a logged observation finds its own row and an unlogged one its nearest logged
+    state. The lookup stays inside the exported TorchScript/ONNX graph.
+    """
+
+    def __init__(self, table: np.ndarray, hidden_units: list[int]):
+        super().__init__()
+        rows = torch.as_tensor(np.asarray(table, dtype=np.float32))
+        self.table_t: torch.Tensor
+        self.row_norms: torch.Tensor
+        self.register_buffer("table_t", rows.T.contiguous())
+        self.register_buffer("row_norms", (rows**2).sum(dim=1))
+        self.embed = nn.Embedding(rows.shape[0], hidden_units[0])
+        layers: list[nn.Module] = [nn.ReLU()]
+        for width, units in zip(hidden_units[:-1], hidden_units[1:], strict=True):
+            layers += [nn.Linear(width, units), nn.ReLU()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.argmin(self.row_norms - 2.0 * (x @ self.table_t), dim=1)
+        return self.layers(self.embed(rows))
+
+
+@dataclass()
+class IndexEncoderFactory(EncoderFactory):
+    """d3rlpy encoder factory for :class:`IndexEncoder` (``table``: scaled logged observations, row by row)."""
+
+    table: list[list[float]] = field(default_factory=list)
+    hidden_units: list[int] = field(default_factory=lambda: [64, 64])
+
+    def create(self, observation_shape: Any) -> IndexEncoder:
+        table = np.asarray(self.table, dtype=np.float32)
+        if table.ndim != 2 or table.shape[1:] != tuple(observation_shape):
+            raise LearnerConfigError(
+                f"the index encoder's table has rows of shape {table.shape[1:]}, observations {observation_shape}"
+            )
+        return IndexEncoder(table, list(self.hidden_units))
+
+    def create_with_action(self, observation_shape: Any, action_size: int, discrete_action: bool = False) -> Any:
+        raise NotImplementedError("the index encoder is for discrete-action Q-functions and policies")
+
+    @staticmethod
+    def get_type() -> str:
+        return "guardrl_index"
+
+
+register_encoder_factory(IndexEncoderFactory)
+
+
+def scaled_table(table: np.ndarray, bounds: ObsBounds) -> list[list[float]]:
+    """Logged observation rows scaled as d3rlpy's ``MinMaxObservationScaler`` scales the network's inputs."""
+    low, high = np.asarray(bounds.low, dtype=np.float64), np.asarray(bounds.high, dtype=np.float64)
+    return ((np.asarray(table, dtype=np.float64) - low) / (high - low) * 2.0 - 1.0).astype(np.float32).tolist()
+
+
 class SquaredErrorQForwarder(DiscreteMeanQFunctionForwarder):
     """d3rlpy's discrete mean-Q forwarder with a squared TD error in place of its Huber loss.
 
@@ -158,6 +218,17 @@ class FusedAdamFactory(AdamFactory):
 register_optimizer_factory(FusedAdamFactory)
 
 
+def _encoder_factory(
+    cfg: NetworkConfig, bounds: ObsBounds, grid_size: int | None, state_table: np.ndarray | None
+) -> EncoderFactory:
+    hidden = list(cfg.hidden_units)
+    if grid_size is not None:
+        return GridEncoderFactory(size=grid_size, hidden_units=hidden)
+    if state_table is not None:
+        return IndexEncoderFactory(table=scaled_table(state_table, bounds), hidden_units=hidden)
+    return VectorEncoderFactory(hidden_units=hidden)
+
+
 def _make(cls: Any, name: str, kwargs: dict[str, Any]) -> Any:
     try:
         return cls(**kwargs)
@@ -166,24 +237,31 @@ def _make(cls: Any, name: str, kwargs: dict[str, Any]) -> Any:
         raise LearnerConfigError(message) from None
 
 
-def build_algo(name: str, cfg: NetworkConfig, bounds: ObsBounds, device: str, grid_size: int | None = None) -> Any:
-    """Create the d3rlpy algorithm object for learner ``name`` (not yet built).
+def build_algo(
+    name: str,
+    cfg: NetworkConfig,
+    bounds: ObsBounds,
+    device: str,
+    grid_size: int | None = None,
+    state_table: np.ndarray | None = None,
+    schedule_steps: int | None = None,
+) -> Any:
+    """Create the d3rlpy algorithm object for learner ``name`` (not yet built); its learning-rate schedule spans
+    ``schedule_steps`` (default ``cfg.n_steps``).
 
-    With ``grid_size`` the network reads a one-hot of the (x, y) cell (:class:`GridEncoder`) instead of the raw
-    coordinates.
+    With ``grid_size`` the network reads a one-hot of the (x, y) cell (:class:`GridEncoder`), with
+    ``state_table`` (the distinct logged observations) an embedding of the nearest logged state
+    (:class:`IndexEncoder`), instead of the raw observations through an MLP.
     """
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise LearnerConfigError(f"{name}.lr_schedule: {cfg.lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
-    schedule = CosineAnnealingLRFactory(T_max=cfg.n_steps) if cfg.lr_schedule == "cosine" else None
+    steps = schedule_steps or cfg.n_steps
+    schedule = CosineAnnealingLRFactory(T_max=steps) if cfg.lr_schedule == "cosine" else None
     common: dict[str, Any] = {
         "optim_factory": FusedAdamFactory(lr_scheduler_factory=schedule),
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
-        "encoder_factory": (
-            GridEncoderFactory(size=grid_size, hidden_units=list(cfg.hidden_units))
-            if grid_size is not None
-            else VectorEncoderFactory(hidden_units=list(cfg.hidden_units))
-        ),
+        "encoder_factory": _encoder_factory(cfg, bounds, grid_size, state_table),
         "observation_scaler": MinMaxObservationScaler(minimum=bounds.low, maximum=bounds.high),
     }
     if isinstance(cfg, BCConfig):

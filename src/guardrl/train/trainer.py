@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from guardrl.progress import make_progress
 from guardrl.train.config import (
     MODEL_LEARNERS,
     TABULAR_LEARNERS,
+    BCConfig,
     LearnerConfig,
     NetworkConfig,
     PlannerConfig,
@@ -47,6 +48,7 @@ class TransitionArrays:
     next_actions: np.ndarray  # as actions; 0 where the episode ended
     terminals: np.ndarray  # (n, 1) float32: terminations only; a truncation still bootstraps
     intervals: np.ndarray  # (n, 1) float32 ones
+    episodes: np.ndarray | None = None  # (n,) episode number of each transition, where known
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> TransitionArrays:
@@ -55,6 +57,8 @@ class TransitionArrays:
         next_actions = np.zeros_like(actions)
         same_episode = ~ds.episode_ends[:-1]
         next_actions[:-1][same_episode] = actions[1:][same_episode]
+        episodes = np.zeros(n, dtype=np.int64)
+        episodes[ds.episode_starts[1:]] = 1
         return cls(
             observations=ds.observations.astype(np.float32),
             actions=actions,
@@ -63,7 +67,16 @@ class TransitionArrays:
             next_actions=next_actions,
             terminals=ds.terminations.astype(np.float32)[:, None],
             intervals=np.ones((n, 1), dtype=np.float32),
+            episodes=np.cumsum(episodes),
         )
+
+    def take(self, idx: np.ndarray) -> TransitionArrays:
+        """The transitions at ``idx``."""
+        parts: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            parts[f.name] = None if value is None else value[idx]
+        return TransitionArrays(**parts)
 
     def batch(self, idx: np.ndarray) -> TransitionMiniBatch:
         return TransitionMiniBatch(
@@ -88,6 +101,8 @@ class TrainResult:
     monitor: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     n_steps: int = 0
+    stopped: str = ""
+    """Why training ended when it followed the data (``bc.stop: held_out``)."""
 
     @property
     def steps_per_second(self) -> float:
@@ -155,32 +170,51 @@ def train_learner(
     monitor: Monitor | None = None,
     progress: Progress | None = None,
     grid_size: int | None = None,
+    state_table: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train one learner for ``cfg.n_steps`` gradient steps; deterministic for a given ``seed`` on CPU."""
+    """Train one learner: the Q-learners for ``cfg.n_steps`` gradient steps, BC as ``cfg.stop`` says (by epochs,
+    until its held-out loss stops improving, or a fixed count); deterministic for a given ``seed`` on CPU.
+    ``grid_size`` or ``state_table``: the network's state encoder (:func:`~guardrl.train.learners.build_algo`)."""
     n = arrays.observations.shape[0]
     if n == 0:
         raise ValueError("cannot train on an empty dataset")
     device = resolve_device(train_cfg.device)
     rng = np.random.default_rng(seed)
-    result = TrainResult(name=name, algo=None, n_steps=cfg.n_steps)
-    task = progress.add_task(f"train {name}", total=cfg.n_steps) if progress is not None else None
+    held_out = isinstance(cfg, BCConfig) and cfg.stop == "held_out"
+    most = cfg.planned_steps(n) if isinstance(cfg, BCConfig) else cfg.n_steps
+    result = TrainResult(name=name, algo=None, n_steps=most)
+    task = progress.add_task(f"train {name}", total=most) if progress is not None else None
     start = time.perf_counter()
     with torch_threads(train_cfg.torch_threads):
         with torch.random.fork_rng(devices=[]):  # seeds init without touching the caller's torch RNG
             torch.manual_seed(seed)
-            algo = build_algo(name, cfg, bounds, device, grid_size)
+            algo = build_algo(name, cfg, bounds, device, grid_size, state_table, schedule_steps=most)
             algo.create_impl((arrays.observations.shape[1],), n_actions)
             result.algo = algo
 
             def after(step: int) -> None:
-                if monitor is not None and (step % train_cfg.monitor_every == 0 or step == cfg.n_steps):
+                if monitor is not None and step % train_cfg.monitor_every == 0:
                     result.monitor.setdefault("step", []).append(step)
                     for key, value in monitor(result.predict).items():
                         result.monitor.setdefault(key, []).append(value)
                 if progress is not None and task is not None:
                     progress.advance(task)
 
-            result.curve = run_updates(algo, arrays, cfg.n_steps, cfg.batch_size, rng, train_cfg.log_every, after)
+            if held_out:
+                assert isinstance(cfg, BCConfig)
+                from guardrl.train.stopping import train_until_stale
+
+                result.curve, result.n_steps, result.stopped = train_until_stale(
+                    algo, arrays, cfg, rng, train_cfg.log_every, after
+                )
+            else:
+                result.curve = run_updates(algo, arrays, most, cfg.batch_size, rng, train_cfg.log_every, after)
+            if monitor is not None and (not result.monitor or result.monitor["step"][-1] != result.n_steps):
+                result.monitor.setdefault("step", []).append(result.n_steps)  # the policy as it ends
+                for key, value in monitor(result.predict).items():
+                    result.monitor.setdefault(key, []).append(value)
+            if progress is not None and task is not None:
+                progress.update(task, total=result.n_steps, completed=result.n_steps)
     to_cpu(algo)  # evaluation, export and serving run on the CPU
     result.seconds = time.perf_counter() - start
     return result
@@ -252,11 +286,14 @@ def train_all(
     audit_cfg: AuditConfig | None = None,
     world_model: Any = None,
     hazard_budget: float | None = None,
+    state_table: np.ndarray | None = None,
 ) -> dict[str, TrainResult]:
     """Train every learner of ``cfg.chosen`` on ``dataset``.
 
-    The tabular learners take the audit's state index (``audit_cfg``), ``mopo`` and ``morel`` the run's
-    ``world_model``, and those with ``hazard_budget`` on plan under ``hazard_budget`` (the gate's limit)."""
+    The network learners read a one-hot of the grid cell with ``grid_size``, an embedding of the nearest logged
+    state with ``state_table``, else the raw observations. The tabular learners take the audit's state index
+    (``audit_cfg``), ``mopo`` and ``morel`` the run's ``world_model``, and those with ``hazard_budget`` on plan
+    under ``hazard_budget`` (the gate's limit)."""
     learner_cfgs = learner_configs(cfg)  # TrainConfig refuses unknown learner names when it is built
     skips = portfolio_skips(cfg, dataset, audit_cfg or AuditConfig(), world_model)
     arrays = TransitionArrays.from_dataset(dataset)
@@ -286,6 +323,7 @@ def train_all(
                 monitor,
                 progress,
                 grid_size,
+                state_table,
             )
     return results
 
