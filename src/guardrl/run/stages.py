@@ -117,15 +117,13 @@ def stage_train(ctx: RunContext, show_progress: bool = True) -> dict[str, Any]:
     monitor = _exact_monitor(ctx.tables) if ctx.is_safegrid else None
     bounds = ObsBounds(*ctx.obs_bounds())
     world_model = ctx.world_model if cfg.train_needs_world_model else None
+    skips = portfolio_skips(cfg.train, ds, cfg.audit, world_model)
     results = train_all(
         ds, cfg.train, bounds, monitor, show_progress=show_progress, grid_size=ctx.grid_size,
         audit_cfg=cfg.audit, world_model=world_model, hazard_budget=cfg.gate.hazard_limit,
-        state_table=ctx.state_table,
+        state_table=ctx.state_table, skips=skips,
     )  # fmt: skip
-    portfolio = {
-        "learners": cfg.train.learners, "candidates": list(results),
-        "skipped": portfolio_skips(cfg.train, ds, cfg.audit, world_model),
-    }  # fmt: skip
+    portfolio = {"learners": cfg.train.learners, "candidates": list(results), "skipped": skips}
     atomic_write_json(folder.portfolio, portfolio)
     training: dict[str, Any] = {}
     for name, res in results.items():

@@ -39,6 +39,14 @@ class ObsBounds:
     high: np.ndarray
 
 
+def _hidden_layers(hidden_units: list[int]) -> nn.Sequential:
+    """The MLP after an embedding of ``hidden_units[0]`` features: ReLU, then Linear + ReLU per further width."""
+    layers: list[nn.Module] = [nn.ReLU()]
+    for width, units in zip(hidden_units[:-1], hidden_units[1:], strict=True):
+        layers += [nn.Linear(width, units), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
 class GridEncoder(nn.Module):
     """One-hot of the grid cell, then an MLP: a tabular input for (x, y) grid observations.
 
@@ -52,10 +60,7 @@ class GridEncoder(nn.Module):
         self.size = size
         # an embedding row per cell is exactly a linear layer on the one-hot, without materializing it
         self.embed = nn.Embedding(size * size, hidden_units[0])
-        layers: list[nn.Module] = [nn.ReLU()]
-        for width, units in zip(hidden_units[:-1], hidden_units[1:], strict=True):
-            layers += [nn.Linear(width, units), nn.ReLU()]
-        self.layers = nn.Sequential(*layers)
+        self.layers = _hidden_layers(hidden_units)
         self.half_span = 0.5 * (size - 1)
         # (x, y) @ (1, size) = the row-major cell index, in one op (the forward runs 8 times per CQL step)
         self.strides: torch.Tensor
@@ -107,10 +112,7 @@ class IndexEncoder(nn.Module):
         self.register_buffer("table_t", rows.T.contiguous())
         self.register_buffer("row_norms", (rows**2).sum(dim=1))
         self.embed = nn.Embedding(rows.shape[0], hidden_units[0])
-        layers: list[nn.Module] = [nn.ReLU()]
-        for width, units in zip(hidden_units[:-1], hidden_units[1:], strict=True):
-            layers += [nn.Linear(width, units), nn.ReLU()]
-        self.layers = nn.Sequential(*layers)
+        self.layers = _hidden_layers(hidden_units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = torch.argmin(self.row_norms - 2.0 * (x @ self.table_t), dim=1)

@@ -287,15 +287,18 @@ def train_all(
     world_model: Any = None,
     hazard_budget: float | None = None,
     state_table: np.ndarray | None = None,
+    skips: dict[str, str] | None = None,
 ) -> dict[str, TrainResult]:
     """Train every learner of ``cfg.chosen`` on ``dataset``.
 
     The network learners read a one-hot of the grid cell with ``grid_size``, an embedding of the nearest logged
     state with ``state_table``, else the raw observations. The tabular learners take the audit's state index
     (``audit_cfg``), ``mopo`` and ``morel`` the run's ``world_model``, and those with ``hazard_budget`` on plan
-    under ``hazard_budget`` (the gate's limit)."""
+    under ``hazard_budget`` (the gate's limit). ``skips``: the portfolio's candidates to leave out, when the caller
+    has already asked :func:`portfolio_skips`."""
     learner_cfgs = learner_configs(cfg)  # TrainConfig refuses unknown learner names when it is built
-    skips = portfolio_skips(cfg, dataset, audit_cfg or AuditConfig(), world_model)
+    if skips is None:
+        skips = portfolio_skips(cfg, dataset, audit_cfg or AuditConfig(), world_model)
     arrays = TransitionArrays.from_dataset(dataset)
     bounds = bounds or ObsBounds(*dataset.observation_range())
     children = np.random.SeedSequence(cfg.seed).generate_state(len(cfg.chosen))
