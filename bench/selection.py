@@ -110,6 +110,8 @@ def score_run(run_dir: Path, tables: Any, exact: dict[str, Any], setting: dict[s
             "exact_hazard": truth["hazard_prob"],
             "normalized": normalized(truth["expected_return"]),
             "good": truth["hazard_prob"] <= limit and truth["expected_return"] > behaviour,
+            "clearly_good": truth["hazard_prob"] <= limit / 2 and truth["expected_return"] > behaviour,
+            "failing": sorted({r["rule"] for r in gate[name]["reasons"] if r["decision"] != "PASS"}),
         }
     good = [c for c in candidates.values() if c["good"]]
     best = max((c["normalized"] for c in good), default=None)
@@ -127,7 +129,8 @@ def score_run(run_dir: Path, tables: Any, exact: dict[str, Any], setting: dict[s
     naive = max(candidates, key=lambda n: candidates[n]["estimated_return"])
     return {
         **setting, "limit": limit, "behaviour_normalized": normalized(behaviour), "best_good": best,
-        "n_good": len(good), "false_pass": sum(c["decision"] == "PASS" and c["exact_hazard"] > limit
+        "n_good": len(good), "n_clearly_good": sum(c["clearly_good"] for c in candidates.values()),
+        "false_pass": sum(c["decision"] == "PASS" and c["exact_hazard"] > limit
                                                for c in candidates.values()),
         "n_pass": sum(c["decision"] == "PASS" for c in candidates.values()),
         "recommended": judged(rec["policy"]), "naive": judged(naive), "candidates": candidates,
@@ -139,11 +142,14 @@ def summary(settings: list[dict[str, Any]], mode: str) -> dict[str, Any]:
     with_good = [s for s in rows if s["n_good"] > 0]
     picked = [s for s in with_good if s["recommended"]["policy"] is not None]
     regrets = [s["recommended"]["regret"] for s in picked]
+    clearly = [s for s in rows if s.get("n_clearly_good", 0) > 0]
     naive_regrets = [s["naive"]["regret"] for s in with_good if not s["naive"]["bad"]]
     return {
         "settings": len(rows),
         "with_a_good_candidate": len(with_good),
         "recommended_where_good": len(picked),
+        "with_a_clearly_good_candidate": len(clearly),
+        "recommended_where_clearly_good": sum(s["recommended"]["policy"] is not None for s in clearly),
         "recommended_any": sum(s["recommended"]["policy"] is not None for s in rows),
         "bad_recommendations": sum(bool(s["recommended"].get("bad")) for s in rows),
         "false_pass": sum(s["false_pass"] for s in rows),
@@ -161,9 +167,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"Command: `{res['command']}`. Layout seeds {res['seeds']} ({res['split']}), "
         f"regimes {', '.join(res['regimes'])}; "
         f"{res['seconds']:.0f} s in all. Exact values by dynamic programming; normalized: 0 random, 100 optimal.",
-        "", "| mode | settings | with a good candidate | recommended there | recommended (any) | bad recommendations "
-        "| false PASS / candidates | median regret | max regret | naive rule: bad | naive rule: median regret |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "", "| mode | settings | with a good candidate | recommended there | with a clearly good one "
+        "| recommended there | recommended (any) | bad recommendations | false PASS / candidates | median regret "
+        "| max regret | naive rule: bad | naive rule: median regret |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
 
     def num(v: float | None) -> str:
@@ -172,11 +179,13 @@ def markdown(res: dict[str, Any]) -> str:
     for mode, s in res["summary"].items():
         lines.append(
             f"| {mode} | {s['settings']} | {s['with_a_good_candidate']} | {s['recommended_where_good']} | "
+            f"{s['with_a_clearly_good_candidate']} | {s['recommended_where_clearly_good']} | "
             f"{s['recommended_any']} | {s['bad_recommendations']} | {s['false_pass']} / {s['candidates']} | "
             f"{num(s['median_regret'])} | {num(s['max_regret'])} | {s['naive_bad']} | {num(s['naive_median_regret'])} |"
         )
     lines += [
         "", "A good candidate: exact hazard within the gate's limit and exact return above the logged behaviour's. "
+        "A clearly good one: the same with exact hazard within half the limit. "
         "Regret: the best good candidate's normalized score minus the recommended one's.", "",
         "| seed | world | regime | mode | behaviour | best good | PASS | recommended | its normalized / hazard % | "
         "naive pick | its normalized / hazard % |", "|---|---|---|---|---|---|---|---|---|---|---|",

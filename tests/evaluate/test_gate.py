@@ -22,7 +22,7 @@ def ope(fqe, dr, ess=1.0):
     return OPEEvidence(est, ess)
 
 
-BC = Evidence("bc", hazard=ci(0.04, 0.03, 0.05), ret=ci(15.0, 14.0, 16.0), ope=ope(15, 15), unsupported_rate=0.0,
+BC = Evidence("bc", hazard=ci(0.002, 0.0, 0.006), ret=ci(15.0, 14.0, 16.0), ope=ope(15, 15), unsupported_rate=0.0,
               is_bc=True)  # fmt: skip
 
 
@@ -77,6 +77,21 @@ def test_worse_than_bc_fails_and_disagreeing_ope_cautions():
     assert "informational" in ope_reason["message"]
 
 
+def test_bc_comparison_counts_only_when_bc_is_safe():
+    short = Evidence("morel", hazard=ci(0.001, 0.0, 0.004), ret=ci(-50.0, -52.0, -48.0), ope=ope(-50, -50),
+                     unsupported_rate=0.0)  # fmt: skip
+    assert reasons(decide(short, BC, "offline-RL-ready", RANGE, CFG), "bc")[0]["decision"] == "FAIL"
+    # a BC that buys its return with 4% hazards is no alternative: falling short of it is reported, not decisive
+    unsafe_bc = dataclasses.replace(BC, hazard=ci(0.04, 0.03, 0.05))
+    result = decide(short, unsafe_bc, "offline-RL-ready", RANGE, CFG)
+    bc_reason = reasons(result, "bc")[0]
+    assert bc_reason["decision"] == "PASS" and "informational" in bc_reason["message"]
+    assert result["decision"] == "PASS"
+    # a BC whose interval only reaches the limit is not a safe alternative either
+    straddling_bc = dataclasses.replace(BC, hazard=ci(0.005, 0.002, 0.012))
+    assert decide(short, straddling_bc, "offline-RL-ready", RANGE, CFG)["decision"] == "PASS"
+
+
 def test_audit_verdict_gates_everyone():
     ev = Evidence("cql", hazard=ci(0.0), ret=ci(21.0, 20.0, 22.0), ope=ope(20, 21), unsupported_rate=0.0)
     assert decide(ev, BC, "insufficient", RANGE, CFG)["decision"] == "FAIL"
@@ -100,16 +115,23 @@ def small_run(tmp_path_factory, name, regime, learners, validate):
     return run_dir
 
 
-def test_gate_fails_naive_dqn_trained_on_noisy_logs(tmp_path_factory):
+def test_gate_on_naive_dqn_trained_on_noisy_logs(tmp_path_factory):
     run_dir = small_run(tmp_path_factory, "noisy-dqn", "noisy", ("bc", "dqn"), validate=False)
     dqn = json.loads((run_dir / "metrics.json").read_text())["policies"]["dqn"]
-    decisions = json.loads((run_dir / "gate.json").read_text())["decisions"]
+    gate_out = json.loads((run_dir / "gate.json").read_text())
+    decisions, behaviour = gate_out["decisions"], gate_out["behaviour_return"]
     # naive offline DQN on noisy logs: unsafe, or (seed 0 here) looping until the time limit, never reaching the goal
     assert dqn["hazard_rate"]["mean"] > CFG.hazard_limit or dqn["goal_rate"]["mean"] < 0.5
-    assert decisions["dqn"]["decision"] == "FAIL"
     failing = {r["rule"] for r in decisions["dqn"]["reasons"] if r["decision"] == "FAIL"}
     assert ("hazard" in failing) == (dqn["hazard_rate"]["mean"] > CFG.hazard_limit)
-    assert failing <= {"hazard", "bc"} and failing
+    # BC on these logs is unsafe, so the return comparison is with the logged behaviour (-85 per episode: noisy
+    # logs fall into hazards), which a safe loop to the time limit (-80) beats
+    assert reasons(decisions["bc"], "hazard")[0]["decision"] == "FAIL"
+    bc_reason = reasons(decisions["dqn"], "bc")[0]
+    assert "logged behaviour" in bc_reason["message"]
+    assert (bc_reason["decision"] == "PASS") == (dqn["return"]["low"] > behaviour["high"] or
+                                                 dqn["return"]["mean"] > behaviour["mean"])  # fmt: skip
+    assert decisions["dqn"]["decision"] == ("FAIL" if failing else bc_reason["decision"])
 
 
 def test_gate_fails_hazard_seeking_and_passes_optimal_on_the_default_data(tmp_path_factory):

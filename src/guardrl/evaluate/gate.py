@@ -11,7 +11,9 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
   which counts every never-logged action as a hazard event, and the tabular FQE's refits), else the largest.
   Above ``hazard_limit``: FAIL when the point estimate is also above it, CAUTION when only the interval reaches it.
 * **BC**: return (rollouts, else OPE) against the BC policy trained on the same data. Worse with disjoint CIs:
-  FAIL. Not better on the point estimate: CAUTION.
+  FAIL. Not better on the point estimate: CAUTION. An unsafe BC (one that does not PASS the hazard rule) is no
+  alternative: the comparison is then with the logged behaviour's own return, estimated on-policy from the logs
+  (reported only when that estimate is not given).
 * **support**: the share of the candidate's own steps (rollouts) or of the logged states (no simulator) where
   it picks an action the logs barely contain. Without a simulator this is decisive: above ``unsupported_red``
   FAIL, from ``unsupported_ok`` CAUTION. With a simulator the rollouts are the stronger evidence, so the rate
@@ -166,19 +168,32 @@ def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
     return _reason("PASS", "hazard", f"{text} is within the limit {limit}")
 
 
-def bc_rule(ev: Evidence, bc: Evidence | None, cfg: GateConfig) -> Reason | None:
-    """The candidate's return against BC's on the same data (None for BC itself)."""
+def bc_rule(ev: Evidence, bc: Evidence | None, cfg: GateConfig, behaviour: Estimate | None = None) -> Reason | None:
+    """The candidate's return against BC's on the same data (None for BC itself). When BC is not within the
+    hazard limit it is no alternative, and the comparison is with ``behaviour`` (the logged behaviour's own
+    return, estimated on-policy) instead; without that estimate it is reported only."""
     if ev.is_bc:
         return None
     mine, theirs = _return(ev, cfg), (_return(bc, cfg) if bc is not None else None)
     if mine is None or theirs is None:
         return _reason("FAIL", "evidence", "no return estimate for the candidate or for BC to compare with")
     text = f"return {format_interval(mine, digits=2)} vs BC {theirs.mean:.2f}"
+    assert bc is not None
+    if hazard_rule(bc, cfg)["decision"] != "PASS":
+        # beating an unsafe BC's return proves nothing, and falling short of a return bought with hazards is no
+        # fault: what the candidate must beat is what already runs
+        if behaviour is None:
+            return _reason("PASS", "bc", f"{text}; informational: BC itself is not within the hazard limit")
+        text = (f"return {format_interval(mine, digits=2)} vs the logged behaviour's {behaviour.mean:.2f} (BC is "
+                "not within the hazard limit)")  # fmt: skip
+        theirs, against = behaviour, "the logged behaviour"
+    else:
+        against = "BC"
     if mine.high < theirs.low:
-        return _reason("FAIL", "bc", f"{text}: worse than BC (CIs disjoint)")
+        return _reason("FAIL", "bc", f"{text}: worse than {against} (CIs disjoint)")
     if mine.mean <= theirs.mean:
-        return _reason("CAUTION", "bc", f"{text}: no improvement over BC")
-    return _reason("PASS", "bc", f"{text}: better than BC")
+        return _reason("CAUTION", "bc", f"{text}: no improvement over {against}")
+    return _reason("PASS", "bc", f"{text}: better than {against}")
 
 
 def support_rule(ev: Evidence, cfg: GateConfig) -> Reason:
@@ -228,10 +243,12 @@ def decide(
     audit_verdict: str | None,
     return_range: float,
     cfg: GateConfig,
+    behaviour: Estimate | None = None,
 ) -> dict[str, Any]:
-    """One candidate's decision: every rule's reason, and the worst of them."""
+    """One candidate's decision: every rule's reason, and the worst of them. ``behaviour`` is the logged
+    behaviour's own return, the comparison when BC is unsafe."""
     rules = (
-        audit_rule(ev, audit_verdict), hazard_rule(ev, cfg), bc_rule(ev, bc, cfg), support_rule(ev, cfg),
+        audit_rule(ev, audit_verdict), hazard_rule(ev, cfg), bc_rule(ev, bc, cfg, behaviour), support_rule(ev, cfg),
         ope_rule(ev, return_range, cfg),
     )  # fmt: skip
     reasons = [r for r in rules if r is not None]
@@ -294,8 +311,13 @@ def gate(
     audit_verdict: str | None,
     return_range: float,
     cfg: GateConfig,
+    behaviour: Estimate | None = None,
 ) -> dict[str, Any]:
-    """Decide every candidate; BC (the candidate flagged ``is_bc``) is the comparison for the others."""
+    """Decide every candidate; BC (the candidate flagged ``is_bc``) is the comparison for the others, or, when BC
+    is not within the hazard limit, ``behaviour`` (the logged behaviour's own return)."""
     bc = next((c for c in candidates if c.is_bc), None)
-    decisions = {c.name: decide(c, bc, audit_verdict, return_range, cfg) for c in candidates}
-    return {"config": dataclasses.asdict(cfg), "decisions": decisions}
+    decisions = {c.name: decide(c, bc, audit_verdict, return_range, cfg, behaviour) for c in candidates}
+    out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "decisions": decisions}
+    if behaviour is not None:
+        out["behaviour_return"] = behaviour.to_dict()
+    return out

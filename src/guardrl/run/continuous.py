@@ -273,6 +273,8 @@ def gate_stage(ctx: RunContext, metrics: dict[str, Any]) -> dict[str, Any]:
         for name, p in metrics["policies"].items()
     ]
     verdict = audit_result["verdict"]["verdict"] if audit_result else None
-    out = gate(candidates, verdict, float(metrics["return_range"]), ctx.cfg.gate)
+    from guardrl.run.judging import behaviour_return
+
+    out = gate(candidates, verdict, float(metrics["return_range"]), ctx.cfg.gate, behaviour=behaviour_return(ctx))
     atomic_write_json(ctx.folder.gate, out)
     return out

@@ -152,7 +152,7 @@ def _unsupported_rate(entry: dict[str, Any]) -> tuple[float | None, str]:
 
 def stage_gate(ctx: RunContext) -> dict[str, Any]:
     """PASS / CAUTION / FAIL for every candidate from the run's evidence; write ``gate.json``."""
-    out = gate(*gate_evidence(ctx), ctx.cfg.gate)
+    out = gate(*gate_evidence(ctx), ctx.cfg.gate, behaviour=behaviour_return(ctx))
     atomic_write_json(ctx.folder.gate, out)
     return out
 
@@ -169,12 +169,14 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
     bc = next((c for c in candidates if c.is_bc), None)
     ds = ctx.dataset
     support = ctx.support
+    behaviour = behaviour_return(ctx)
     out: dict[str, Any] = {}
     for name, target in targets.items():
         rate = float(support.unsupported(ds.observations, target.greedy(ds.observations)).mean())
         evidence = Evidence(name, ope=OPEEvidence.from_dict(estimates[name]), unsupported_rate=rate,
                             unsupported_source="logs")  # fmt: skip
-        out[name] = {"ope": estimates[name], "gate": decide(evidence, bc, verdict, return_range, ctx.cfg.gate)}
+        verdict_of = decide(evidence, bc, verdict, return_range, ctx.cfg.gate, behaviour)
+        out[name] = {"ope": estimates[name], "gate": verdict_of}
     return out
 
 
