@@ -316,12 +316,18 @@ class TrainConfig:
     (continuous observations)."""
     torch_threads: int = 1
     """torch intra-op threads during training; small MLPs run fastest on one."""
+    workers: int = 2
+    """Network learners trained at once, each in a forked process on the CPU (d3rlpy's update loop holds the GIL,
+    so threads would not overlap); 1: one after the other. The results are the same either way (each learner
+    seeds its own randomness). The tabular learners take well under a second each and run in the parent."""
     log_every: int = 100
     """Gradient steps between learning-curve points."""
     monitor_every: int = 500
     """Gradient steps between exact evaluations of the greedy policy (SafeGrid only; plots, never selection)."""
 
     def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"train.workers must be at least 1, got {self.workers}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"train.encoder must be one of {list(ENCODERS)}, got {self.encoder!r}")
         unknown = [name for name in self.chosen if learner_kind(name) not in LEARNERS]

@@ -6,6 +6,8 @@ batch is one fancy-indexing operation over arrays built once, and the per-step w
 
 from __future__ import annotations
 
+import functools
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -16,7 +18,7 @@ import torch
 from d3rlpy.dataset import TransitionMiniBatch
 from rich.progress import Progress
 
-from guardrl._parallel import torch_threads
+from guardrl._parallel import run_forked, torch_threads
 from guardrl.data import Dataset
 from guardrl.data.audit import AuditConfig
 from guardrl.errors import ConfigError
@@ -302,33 +304,44 @@ def train_all(
     arrays = TransitionArrays.from_dataset(dataset)
     bounds = bounds or ObsBounds(*dataset.observation_range())
     children = np.random.SeedSequence(cfg.seed).generate_state(len(cfg.chosen))
+    seeds = {name: int(child) for name, child in zip(cfg.chosen, children, strict=True)}
+    kept = [name for name in cfg.chosen if name not in skips]
+    networks = [name for name in kept if learner_kind(name) not in TABULAR_LEARNERS]
     results: dict[str, TrainResult] = {}
     with make_progress(show_progress) as progress:
-        for name, child_seed in zip(cfg.chosen, children, strict=True):
-            if name in skips:
-                continue
-            if learner_kind(name) in TABULAR_LEARNERS:
+        for name in kept:
+            if name not in networks:
                 results[name] = _train_tabular(
                     name, learner_cfgs[name], dataset, audit_cfg or AuditConfig(), world_model, hazard_budget,
                     monitor, progress,
                 )  # fmt: skip
-                continue
+
+        def job(name: str, in_child: bool) -> Callable[[], TrainResult]:
             network_cfg = learner_cfgs[name]
             assert not isinstance(network_cfg, PlannerConfig)  # the tabular learners went above
-            results[name] = train_learner(
-                name,
-                network_cfg,
-                arrays,
-                dataset.n_actions,
-                bounds,
-                cfg,
-                int(child_seed),
-                monitor,
-                progress,
-                grid_size,
-                state_table,
-            )
-    return results
+            # a child cannot draw on the parent's progress bar: the parent shows one task for the whole batch
+            shown = None if in_child else progress
+            return functools.partial(
+                train_learner, name, network_cfg, arrays, dataset.n_actions, bounds, cfg, seeds[name], monitor, shown,
+                grid_size, state_table,
+            )  # fmt: skip
+
+        forked = cfg.workers > 1 and len(networks) > 1 and resolve_device(cfg.device).startswith("cpu")
+        if forked:
+            task = progress.add_task(f"train {', '.join(networks)} ({cfg.workers} processes)", total=len(networks))
+            # by value through a plain pickle: torch's reducers would pass tensors as file descriptors of a child
+            # that has exited by the time the parent reads them (the bytes come from our own child process)
+            packed = run_forked([_packed(job(name, True)) for name in networks], cfg.workers)
+            trained = [pickle.loads(blob) for blob in packed]  # noqa: S301
+            progress.update(task, completed=len(networks))
+        else:
+            trained = [job(name, False)() for name in networks]
+        results.update(zip(networks, trained, strict=True))
+    return {name: results[name] for name in kept}  # in the order of cfg.chosen
+
+
+def _packed(job: Callable[[], TrainResult]) -> Callable[[], bytes]:
+    return lambda: pickle.dumps(job())
 
 
 def _train_tabular(
