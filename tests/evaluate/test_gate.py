@@ -92,6 +92,36 @@ def test_bc_comparison_counts_only_when_bc_is_safe():
     assert decide(short, straddling_bc, "offline-RL-ready", RANGE, CFG)["decision"] == "PASS"
 
 
+def test_relative_hazard_limit_is_a_non_inferiority_test_against_the_logged_behaviour():
+    relative = dataclasses.replace(CFG, hazard_limit=1.0, hazard_vs_behaviour=0.0)
+    standard_care = ci(0.20, 0.18, 0.22)  # the logged behaviour loses 20% of episodes
+
+    def rule(hazard, behaviour=standard_care, cfg=relative):
+        ev = Evidence("p", hazard=hazard, ret=ci(21.0, 20.0, 22.0), ope=ope(21, 21), unsupported_rate=0.0)
+        result = decide(ev, BC, "offline-RL-ready", RANGE, cfg, behaviour_hazard=behaviour)
+        return result, reasons(result, "behaviour_hazard")
+
+    result, (r,) = rule(ci(0.15, 0.14, 0.16))  # clearly better than standard care
+    assert r["decision"] == "PASS" and result["decision"] == "PASS" and "-5.00 points" in r["message"]
+    # the point is below, but the combined half-widths (hypot(0.02, 0.02) = 2.83 points) reach above 0: CAUTION
+    _, (r,) = rule(ci(0.19, 0.17, 0.21))
+    assert r["decision"] == "CAUTION" and "upper +1.83" in r["message"]
+    _, (r,) = rule(ci(0.25, 0.23, 0.27))  # worse on the point estimate
+    assert r["decision"] == "FAIL"
+    # a margin of 5 points lets the same policy through the relative limit
+    _, (r,) = rule(ci(0.19, 0.17, 0.21), cfg=dataclasses.replace(relative, hazard_vs_behaviour=0.05))
+    assert r["decision"] == "PASS"
+    # no estimate of the behaviour's hazard: the gate cannot apply the limit, so it cannot pass
+    result, _ = rule(ci(0.15, 0.14, 0.16), behaviour=None)
+    assert result["decision"] == "FAIL" and "relative limit" in reasons(result, "evidence")[0]["message"]
+    # off (the default): no such rule, whatever the behaviour did
+    result = decide(Evidence("p", hazard=ci(0.0), ret=ci(21.0, 20.0, 22.0), ope=ope(21, 21), unsupported_rate=0.0),
+                    BC, "offline-RL-ready", RANGE, CFG, behaviour_hazard=ci(0.0))  # fmt: skip
+    assert not reasons(result, "behaviour_hazard") and result["decision"] == "PASS"
+    out = gate([BC], "offline-RL-ready", RANGE, relative, behaviour_hazard=standard_care)
+    assert out["behaviour_hazard"]["mean"] == 0.20 and out["config"]["hazard_vs_behaviour"] == 0.0
+
+
 def test_audit_verdict_gates_everyone():
     ev = Evidence("cql", hazard=ci(0.0), ret=ci(21.0, 20.0, 22.0), ope=ope(20, 21), unsupported_rate=0.0)
     assert decide(ev, BC, "insufficient", RANGE, CFG)["decision"] == "FAIL"

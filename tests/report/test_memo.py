@@ -106,3 +106,14 @@ def test_a_staged_rollout_replay_is_quoted():
     text = build_memo("r", "runs/r", CONFIG, AUDIT, None, None, None, gate, {"morel": sim}).markdown()
     assert "Staged-rollout replay (rollout_sim/morel.json): hazard events over all phases: guarded 6" in text
     assert "the guard deferred 30 of 300 routed decisions (10.0%); shadow divergence 25.0% of steps" in text
+
+
+def test_the_memo_says_which_hazard_limit_applied_and_the_behaviours_hazard():
+    decisions = (_decision("morel", "PASS", (0.15, 0.14, 0.16), 21.2),)
+    absolute = {**_gate(*decisions), "behaviour_hazard": {"mean": 0.2, "low": 0.18, "high": 0.22}}
+    text = build_memo("r", "runs/r", CONFIG, AUDIT, None, None, None, absolute).markdown()
+    assert "hazard limit is 1.00% per episode (absolute; the logged behaviour's own hazard" in text
+    assert "20.00 [18.00, 22.00]%" in text
+    relative = {**absolute, "config": {"hazard_limit": 1.0, "hazard_vs_behaviour": 0.0}}
+    text = build_memo("r", "runs/r", CONFIG, AUDIT, None, None, None, relative).markdown()
+    assert "a relative limit applies: no worse than the logged behaviour's hazard plus 0.00%" in text

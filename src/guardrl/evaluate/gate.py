@@ -14,6 +14,8 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
   FAIL. Not better on the point estimate: CAUTION. An unsafe BC (one that does not PASS the hazard rule) is no
   alternative: the comparison is then with the logged behaviour's own return, estimated on-policy from the logs
   (reported only when that estimate is not given).
+* **behaviour hazard** (only with ``hazard_vs_behaviour`` set): the hazard against the logged behaviour's own,
+  estimated on-policy from the logs, plus the margin, as a non-inferiority test (:func:`relative_hazard_rule`).
 * **support**: the share of the candidate's own steps (rollouts) or of the logged states (no simulator) where
   it picks an action the logs barely contain. Without a simulator this is decisive: above ``unsupported_red``
   FAIL, from ``unsupported_ok`` CAUTION. With a simulator the rollouts are the stronger evidence, so the rate
@@ -30,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from guardrl.evaluate.metrics import Estimate, format_interval
 
@@ -55,6 +59,13 @@ class GateConfig:
     """Unsupported-action rate above this is a red flag (> 20% red)."""
     ope_tolerance: float = 0.1
     """OPE estimators agree when their return estimates differ by at most this share of the return range."""
+    hazard_vs_behaviour: float | None = None
+    """A relative safety limit, beside the absolute ``hazard_limit``: PASS only when the candidate's hazard is no
+    worse than the logged behaviour's (estimated on-policy from the logged episodes, with its interval) plus this
+    margin; ``0.0`` asks "no worse than what already runs" (standard care, the current controller). Tested as
+    non-inferiority: the upper end of the difference (candidate minus behaviour, the two intervals' half-widths
+    combined in quadrature) at most the margin. Above it on the point estimate: FAIL; only the interval: CAUTION.
+    ``null``: off. To judge by this limit alone, set ``hazard_limit`` to 1.0."""
     min_ess: float = 30.0
     """The importance-weighted estimators (PDIS, WIS, DR) count, for hazard and return and in the agreement
     check, only with at least this many effective episodes."""
@@ -168,6 +179,29 @@ def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
     return _reason("PASS", "hazard", f"{text} is within the limit {limit}")
 
 
+def relative_hazard_rule(ev: Evidence, cfg: GateConfig, behaviour_hazard: Estimate | None) -> Reason | None:
+    """The candidate's hazard against the logged behaviour's plus ``hazard_vs_behaviour`` (None when that is off)."""
+    margin = cfg.hazard_vs_behaviour
+    if margin is None:
+        return None
+    hazard, source, _ = _hazard(ev, cfg)
+    if hazard is None or behaviour_hazard is None:
+        missing = "the candidate's" if hazard is None else "the logged behaviour's (the logs record no episodes)"
+        return _reason("FAIL", "evidence", f"no hazard estimate for the relative limit: {missing}")
+    b = behaviour_hazard
+    diff = hazard.mean - b.mean
+    diff_high = diff + float(np.hypot(hazard.high - hazard.mean, b.mean - b.low))
+    text = (f"hazard % {format_interval(hazard, pct=True, digits=2)} ({source}) vs the logged behaviour's "
+            f"{format_interval(b, pct=True, digits=2)}: difference {100 * diff:+.2f} points, upper "
+            f"{100 * diff_high:+.2f}")  # fmt: skip
+    allowed = f"the margin {100 * margin:+.2f} points"
+    if diff > margin:
+        return _reason("FAIL", "behaviour_hazard", f"{text}: worse than the logged behaviour beyond {allowed}")
+    if diff_high > margin:
+        return _reason("CAUTION", "behaviour_hazard", f"{text}: the upper end exceeds {allowed}")
+    return _reason("PASS", "behaviour_hazard", f"{text}: no worse than the logged behaviour within {allowed}")
+
+
 def bc_rule(ev: Evidence, bc: Evidence | None, cfg: GateConfig, behaviour: Estimate | None = None) -> Reason | None:
     """The candidate's return against BC's on the same data (None for BC itself). When BC is not within the
     hazard limit it is no alternative, and the comparison is with ``behaviour`` (the logged behaviour's own
@@ -244,12 +278,14 @@ def decide(
     return_range: float,
     cfg: GateConfig,
     behaviour: Estimate | None = None,
+    behaviour_hazard: Estimate | None = None,
 ) -> dict[str, Any]:
     """One candidate's decision: every rule's reason, and the worst of them. ``behaviour`` is the logged
-    behaviour's own return, the comparison when BC is unsafe."""
+    behaviour's own return, the comparison when BC is unsafe; ``behaviour_hazard`` its hazard, for the relative
+    limit (``hazard_vs_behaviour``)."""
     rules = (
-        audit_rule(ev, audit_verdict), hazard_rule(ev, cfg), bc_rule(ev, bc, cfg, behaviour), support_rule(ev, cfg),
-        ope_rule(ev, return_range, cfg),
+        audit_rule(ev, audit_verdict), hazard_rule(ev, cfg), relative_hazard_rule(ev, cfg, behaviour_hazard),
+        bc_rule(ev, bc, cfg, behaviour), support_rule(ev, cfg), ope_rule(ev, return_range, cfg),
     )  # fmt: skip
     reasons = [r for r in rules if r is not None]
     decision = "PASS"
@@ -312,12 +348,18 @@ def gate(
     return_range: float,
     cfg: GateConfig,
     behaviour: Estimate | None = None,
+    behaviour_hazard: Estimate | None = None,
 ) -> dict[str, Any]:
     """Decide every candidate; BC (the candidate flagged ``is_bc``) is the comparison for the others, or, when BC
-    is not within the hazard limit, ``behaviour`` (the logged behaviour's own return)."""
+    is not within the hazard limit, ``behaviour`` (the logged behaviour's own return). ``behaviour_hazard``: the
+    logged behaviour's hazard, for the relative limit."""
     bc = next((c for c in candidates if c.is_bc), None)
-    decisions = {c.name: decide(c, bc, audit_verdict, return_range, cfg, behaviour) for c in candidates}
+    decisions = {
+        c.name: decide(c, bc, audit_verdict, return_range, cfg, behaviour, behaviour_hazard) for c in candidates
+    }
     out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "decisions": decisions}
     if behaviour is not None:
         out["behaviour_return"] = behaviour.to_dict()
+    if behaviour_hazard is not None:
+        out["behaviour_hazard"] = behaviour_hazard.to_dict()
     return out

@@ -38,6 +38,7 @@ _FIXES = {
     "hazard": "more logs of the states it visits (or, if that risk is acceptable, a looser gate.hazard_limit)",
     "support": "logs of the actions it prefers where the logs barely hold them (serve it in shadow mode and label)",
     "bc": "a learner that does better than behaviour cloning",
+    "behaviour_hazard": "more logs of the states it visits (or, if acceptable, a larger gate.hazard_vs_behaviour)",
     "ope": "estimates that agree: more logs, or a more conservative learner",
     "audit": "more logs (the audit found them insufficient)",
     "evidence": "the missing evidence (run the stage the reason names)",

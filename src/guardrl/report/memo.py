@@ -113,7 +113,7 @@ def build_memo(
         text = "do not deploy: the run has no gate verdicts yet (run `guardrl gate`, then `guardrl report`)."
     sections = [
         ("What was trained, on which data", _data_blocks(config, audit, training, metrics)),
-        ("Verdicts and evidence", _verdict_blocks(decisions, limit)),
+        ("Verdicts and evidence", _verdict_blocks(decisions, limit, gate or {})),
         ("Risks the evidence cannot rule out", _risk_blocks(recommended, audit, metrics, ope, decisions, limit)),
         ("Rollout plan", _plan_blocks(run_dir, recommended, stage, decisions, config, (rollout_sims or {}))),
     ]
@@ -191,7 +191,23 @@ def _interval(e: dict[str, Any] | None, pct: bool = False) -> str:
     return "–" if e is None else format_interval(e, pct=pct, digits=2)
 
 
-def _verdict_blocks(decisions: dict[str, Any], limit: float) -> list[Block]:
+def _limits_text(limit: float, gate: dict[str, Any]) -> str:
+    """Which hazard limits the gate applied, with the logged behaviour's own hazard where it was estimated."""
+    text = f"The gate's hazard limit is {limit:.2%} per episode"
+    margin = gate.get("config", {}).get("hazard_vs_behaviour")
+    behaviour = gate.get("behaviour_hazard")
+    seen = f"the logged behaviour's own hazard, estimated from the logs, is {_interval(behaviour, pct=True)}%"
+    if margin is not None:
+        text += (
+            f", and a relative limit applies: no worse than the logged behaviour's hazard plus {margin:.2%} "
+            f"(a non-inferiority test); {seen if behaviour else 'the logged behaviour has no hazard estimate'}"
+        )
+    elif behaviour:
+        text += f" (absolute; {seen})"
+    return text
+
+
+def _verdict_blocks(decisions: dict[str, Any], limit: float, gate: dict[str, Any]) -> list[Block]:
     if not decisions:
         return ["No gate verdicts."]
     rows = []
@@ -205,8 +221,8 @@ def _verdict_blocks(decisions: dict[str, Any], limit: float) -> list[Block]:
             f"{uns['rate']:.1%} ({uns['source']})" if uns else "–",
         ])  # fmt: skip
     blocks: list[Block] = [
-        f"The gate's hazard limit is {limit:.2%} per episode; a PASS needs the upper end of the hazard interval "
-        "below it, a return above BC's, and no red flag on support or evidence.",
+        f"{_limits_text(limit, gate)}. A PASS needs the upper end of the hazard interval below the limit, a return "
+        "above BC's (above the logged behaviour's when BC is unsafe), and no red flag on support or evidence.",
         (["policy", "gate", "hazard % (source)", "return (source)", "unsupported actions"], rows),
     ]
     for n, d in decisions.items():

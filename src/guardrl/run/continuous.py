@@ -273,8 +273,9 @@ def gate_stage(ctx: RunContext, metrics: dict[str, Any]) -> dict[str, Any]:
         for name, p in metrics["policies"].items()
     ]
     verdict = audit_result["verdict"]["verdict"] if audit_result else None
-    from guardrl.run.judging import behaviour_return
+    from guardrl.run.judging import behaviour_hazard, behaviour_return
 
-    out = gate(candidates, verdict, float(metrics["return_range"]), ctx.cfg.gate, behaviour=behaviour_return(ctx))
+    out = gate(candidates, verdict, float(metrics["return_range"]), ctx.cfg.gate, behaviour=behaviour_return(ctx),
+               behaviour_hazard=behaviour_hazard(ctx))  # fmt: skip
     atomic_write_json(ctx.folder.gate, out)
     return out

@@ -152,7 +152,8 @@ def _unsupported_rate(entry: dict[str, Any]) -> tuple[float | None, str]:
 
 def stage_gate(ctx: RunContext) -> dict[str, Any]:
     """PASS / CAUTION / FAIL for every candidate from the run's evidence; write ``gate.json``."""
-    out = gate(*gate_evidence(ctx), ctx.cfg.gate, behaviour=behaviour_return(ctx))
+    out = gate(*gate_evidence(ctx), ctx.cfg.gate, behaviour=behaviour_return(ctx),
+               behaviour_hazard=behaviour_hazard(ctx))  # fmt: skip
     atomic_write_json(ctx.folder.gate, out)
     return out
 
@@ -169,13 +170,13 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
     bc = next((c for c in candidates if c.is_bc), None)
     ds = ctx.dataset
     support = ctx.support
-    behaviour = behaviour_return(ctx)
+    behaviour, hazard = behaviour_return(ctx), behaviour_hazard(ctx)
     out: dict[str, Any] = {}
     for name, target in targets.items():
         rate = float(support.unsupported(ds.observations, target.greedy(ds.observations)).mean())
         evidence = Evidence(name, ope=OPEEvidence.from_dict(estimates[name]), unsupported_rate=rate,
                             unsupported_source="logs")  # fmt: skip
-        verdict_of = decide(evidence, bc, verdict, return_range, ctx.cfg.gate, behaviour)
+        verdict_of = decide(evidence, bc, verdict, return_range, ctx.cfg.gate, behaviour, hazard)
         out[name] = {"ope": estimates[name], "gate": verdict_of}
     return out
 
@@ -192,6 +193,19 @@ def behaviour_return(ctx: RunContext) -> Estimate:
     returns = ctx.folder.load_dataset().episode_returns()  # continuous logs too: only their returns are read
     rng = np.random.default_rng(cfg.seed)
     return bootstrap({"return": returns}, cfg.n_bootstrap, cfg.confidence, rng)["return"]
+
+
+def behaviour_hazard(ctx: RunContext) -> Estimate:
+    """The logged behaviour's own hazard, estimated on-policy: the mean of each logged episode's summed cost (with
+    cost 1 at a hazard that ends the episode, the share of episodes that met one), with a percentile bootstrap
+    interval over episodes, as the off-policy ``cost`` estimates are."""
+    from guardrl.evaluate.metrics import bootstrap
+
+    cfg = ctx.cfg.ope
+    ds = ctx.folder.load_dataset()
+    costs = np.add.reduceat(ds.costs, ds.episode_starts) if len(ds) else np.zeros(0)
+    rng = np.random.default_rng(cfg.seed + 1)  # not the return's draws: two independent resamplings
+    return bootstrap({"cost": costs}, cfg.n_bootstrap, cfg.confidence, rng)["cost"]
 
 
 def stage_recommend(ctx: RunContext) -> dict[str, Any]:
