@@ -7,7 +7,9 @@ batch is one fancy-indexing operation over arrays built once, and the per-step w
 from __future__ import annotations
 
 import functools
+import os
 import pickle
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -341,7 +343,14 @@ def train_all(
 
 
 def _packed(job: Callable[[], TrainResult]) -> Callable[[], bytes]:
-    return lambda: pickle.dumps(job())
+    """``job`` for a forked child: its result as pickled bytes, and nothing written to the standard streams (a
+    child forked while the parent's progress bar refreshes may inherit their locks held)."""
+
+    def run() -> bytes:
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the child
+        return pickle.dumps(job())
+
+    return run
 
 
 def _train_tabular(
