@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from guardrl.config import ConfigError, EnvConfig, RunConfig, load_config, save_config, to_dict
@@ -41,6 +43,9 @@ def test_partial_yaml_keeps_other_defaults(tmp_path):
         ("env:\n  mujoco: ant\n", "env.mujoco: 'ant' is not one of hopper, halfcheetah, walker2d"),
         ("env:\n  mujoco: hopper\n  gym_id: Hopper-v5\n", "env.gym_id: a run with env.mujoco has no gym_id"),
         ("env:\n  mujoco: hopper\n  safenav: true\n", "env: safenav and env.mujoco exclude each other"),
+        ("env: sepsis\n", "a sepsis run logs one of ['physician', 'physician-hidden'], not 'safe'"),
+        ("env: sepsis\ncollect:\n  regime: physician\n  dataset: logs\n", "a sepsis run logs its own patients"),
+        ("collect:\n  regime: physician\n", "logs Sepsis-v0's physicians (env: sepsis)"),
         (
             "env:\n  gym_id: FrozenLake-v1\n  cost_rule: terminated_without_success\n"
             "  success_rule: terminated_without_cost\ncollect:\n  behaviour: a:b\n",
@@ -110,3 +115,12 @@ def test_every_shipped_config_loads():
         cfg = load_config(path)
         assert cfg.name, path
     assert load_config(root / "expert-demos.yaml").collect.regime == "expert"
+
+
+def test_a_sepsis_config_is_a_logs_only_run_and_round_trips(tmp_path):
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "sepsis.yaml")
+    assert cfg.env.sepsis and cfg.env.logs_only and cfg.collect.regime == "physician"
+    assert cfg.gate.confounded and cfg.gate.hazard_vs_behaviour == 0.0 and "model" in cfg.ope.chosen
+    assert to_dict(cfg)["env"] == "sepsis"
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg

@@ -1,7 +1,8 @@
 """guardrl: train decision policies from logged data, prove on evidence whether they are safe to try.
 
-``import guardrl`` registers ``SafeGrid-v0`` and ``SafeNav-v0`` with gymnasium, as ``import minigrid`` registers
-its ids. The registration waits until gymnasium itself is imported, so that ``guardrl --help`` does not pay for it.
+``import guardrl`` registers ``SafeGrid-v0``, ``SafeNav-v0`` and ``Sepsis-v0`` with gymnasium, as ``import minigrid``
+registers its ids. The registration waits until gymnasium itself is imported, so that ``guardrl --help`` does not
+pay for it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 SAFEGRID_ID = "SafeGrid-v0"
 SAFENAV_ID = "SafeNav-v0"
+SEPSIS_ID = "Sepsis-v0"
 _REGISTRATION = "gymnasium.envs.registration"
 
 
@@ -24,6 +26,8 @@ def _register(registration: ModuleType) -> None:
         registration.register(id=SAFEGRID_ID, entry_point="guardrl.envs.safegrid:SafeGrid", max_episode_steps=80)
     if SAFENAV_ID not in registration.registry:
         registration.register(id=SAFENAV_ID, entry_point="guardrl.envs.safenav:SafeNav", max_episode_steps=100)
+    if SEPSIS_ID not in registration.registry:
+        registration.register(id=SEPSIS_ID, entry_point="guardrl.envs.sepsis:Sepsis", max_episode_steps=20)
 
 
 class _RegisterWhenGymnasiumLoads(importlib.abc.MetaPathFinder):

@@ -54,6 +54,10 @@ class EnvConfig:
     """No simulator: the run has logs only (``collect.dataset``). Written ``env: none`` in YAML."""
     safenav: bool = False
     """SafeNav-v0 (continuous velocity actions, circular hazards). Written ``env: safenav`` in YAML."""
+    sepsis: bool = False
+    """The sepsis treatment simulator (Sepsis-v0): the run logs its physicians (``collect.regime``: physician or
+    physician-hidden) and then judges on those logs alone, as a logs-only run; the simulator's exact values are
+    shown beside the estimates and never read by the gate. Written ``env: sepsis`` in YAML."""
     mujoco: Literal["hopper", "halfcheetah", "walker2d"] | None = None
     """A MuJoCo task (gymnasium 1.0's v5 env; the ``mujoco`` extra) with continuous actions and D4RL-style logs
     made here (``collect.regime``: random, medium, medium-replay, medium-expert or expert). Written
@@ -86,6 +90,8 @@ class EnvConfig:
     """Layout fields replacing the named layout's (size, start, goal, hazards, slip, max_steps, rewards)."""
 
     def __post_init__(self) -> None:
+        if self.sepsis:  # judged on its logs alone: a logs-only run whose logs the simulator makes
+            object.__setattr__(self, "logs_only", True)
         kinds = [k for k, on in (("env: none", self.logs_only), ("env: safenav", self.safenav),
                                  ("env.mujoco", self.mujoco is not None)) if on]  # fmt: skip
         if len(kinds) > 1:
@@ -142,9 +148,14 @@ class EnvConfig:
 
 GRID_REGIMES = ("safe", "noisy", "mixed", "expert")
 """SafeGrid's and SafeNav's logging regimes (the controller with its noise, or the planner for ``expert``)."""
+SEPSIS_REGIMES = ("physician", "physician-hidden")
+"""Sepsis-v0's: the physicians with their propensities logged, or hidden (the propensity column left empty)."""
 
-Regime = Literal["safe", "noisy", "mixed", "expert", "random", "medium", "medium-replay", "medium-expert"]
-"""Logging regimes: SafeGrid's and SafeNav's four, and D4RL's levels on a MuJoCo task."""
+Regime = Literal[
+    "safe", "noisy", "mixed", "expert", "random", "medium", "medium-replay", "medium-expert", "physician",
+    "physician-hidden",
+]  # fmt: skip
+"""Logging regimes: SafeGrid's and SafeNav's four, D4RL's levels on a MuJoCo task, Sepsis-v0's physicians."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +165,8 @@ class CollectConfig:
     regime: Regime = "safe"
     """Dataset regime: ``safe`` (eps=0.22), ``noisy`` (eps=0.6), ``mixed`` (30% random), ``expert``; SafeNav has
     the same four; a MuJoCo task D4RL's five levels: ``random``, ``medium``, ``medium-replay``, ``medium-expert``,
-    ``expert``."""
+    ``expert``; Sepsis-v0 ``physician`` (the optimal full-state action w.p. 0.95, propensities logged) or
+    ``physician-hidden`` (the same without propensities)."""
     n_episodes: int = 500
     """Episodes to log (a MuJoCo task: ``n_steps`` instead)."""
     n_steps: int = 100_000
@@ -243,14 +255,23 @@ class RunConfig:
             only = [n for n in self.train.chosen if learner_kind(n) not in DISCRETE_LEARNERS]
             if only:
                 raise ConfigError(f"train.learners: {only} learn continuous actions only (env: safenav or mujoco)")
-            if self.collect.regime not in GRID_REGIMES and self.collect.dataset is None:
+            if self.env.sepsis:
+                if self.collect.regime not in SEPSIS_REGIMES:
+                    raise ConfigError(f"collect.regime: a sepsis run logs one of {list(SEPSIS_REGIMES)}, "
+                                      f"not {self.collect.regime!r}")  # fmt: skip
+                if self.collect.dataset is not None:
+                    raise ConfigError("collect.dataset: a sepsis run logs its own patients; remove collect.dataset "
+                                      "(or judge imported logs with env: none)")  # fmt: skip
+            elif self.collect.regime in SEPSIS_REGIMES:
+                raise ConfigError(f"collect.regime: {self.collect.regime!r} logs Sepsis-v0's physicians (env: sepsis)")
+            elif self.collect.regime not in GRID_REGIMES and self.collect.dataset is None:
                 raise ConfigError(f"collect.regime: {self.collect.regime!r} is a MuJoCo level (env.mujoco)")
         if self.collect.seed in self.evaluate.seeds:
             raise ConfigError("evaluate.seeds must not include collect.seed: evaluate on held-out seeds")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"name: {self.name!r} is not a valid run folder name")
         if self.env.logs_only:
-            if self.collect.dataset is None:
+            if self.collect.dataset is None and not self.env.sepsis:
                 raise ConfigError("collect.dataset: a logs-only run (env: none) needs imported logs (guardrl import)")
             if self.collect.behaviour is not None:
                 raise ConfigError("collect.behaviour: a logs-only run logs nothing; it reads collect.dataset")
@@ -313,7 +334,9 @@ class RunConfig:
 
 def to_dict(obj: Any) -> Any:
     """A config dataclass as plain YAML-friendly data (tuples become lists; a logs-only env is ``none``, SafeNav
-    ``safenav``)."""
+    ``safenav``, the sepsis simulator ``sepsis``)."""
+    if isinstance(obj, EnvConfig) and obj.sepsis:
+        return "sepsis"
     if isinstance(obj, EnvConfig) and obj.logs_only:
         return "none"
     if isinstance(obj, EnvConfig) and obj.safenav:
@@ -333,6 +356,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         return EnvConfig(logs_only=True)
     if tp is EnvConfig and value == "safenav":
         return EnvConfig(safenav=True)
+    if tp is EnvConfig and value == "sepsis":
+        return EnvConfig(sepsis=True)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")

@@ -218,3 +218,34 @@ def test_logs_only_hazard_uses_the_pessimistic_model_bound_and_the_worst_point()
     assert (
         reasons(decide(logs_only(no_model), BC, "offline-RL-ready", RANGE, CFG), "hazard")[0]["decision"] == "CAUTION"
     )
+
+
+def test_confounded_logs_trust_importance_weighting_alone():
+    # the world model and FQE say 2% (they learned each action's outcome from the patients the behaviour chose it
+    # for); importance weighting with the logged propensities says more, and its survival bound more still
+    est = {
+        "return": {"fqe": ci(0.6), "model": ci(0.6), "dr": ci(0.35, 0.3, 0.4), "wis": ci(0.36, 0.3, 0.42),
+                   "pdis": ci(0.33, 0.28, 0.38)},
+        "cost": {"fqe": ci(0.02, 0.01, 0.03), "model": ci(0.02), "model_pessimistic": ci(0.02, 0.02, 0.04),
+                 "pdis": ci(0.03, 0.02, 0.04), "wis": ci(0.035, 0.02, 0.05), "dr": ci(0.03, 0.02, 0.045),
+                 "survival_is": ci(0.05, 0.03, 0.07)},
+    }  # fmt: skip
+    physicians = ci(0.09, 0.075, 0.11)
+    cfg = dataclasses.replace(CFG, hazard_limit=1.0, hazard_vs_behaviour=0.0, confounded=True)
+    ev = Evidence("bc", ope=OPEEvidence(est, 300.0), unsupported_rate=0.01, unsupported_source="logs", is_bc=True)
+    result = decide(ev, None, "offline-RL-ready", 2.0, cfg, behaviour_hazard=physicians)
+    (h,) = reasons(result, "hazard")
+    assert "points pdis/wis/dr/survival_is" in h["message"] and "5.00" in h["message"]  # the worst point: survival
+    assert result["evidence"]["hazard"]["high"] == 0.07 and result["evidence"]["return"]["source"] == "OPE dr"
+    assert result["decision"] == "PASS"
+    # unconfounded, the same evidence is read the usual way: survival_is is not read, the model bound is
+    plain = decide(ev, None, "offline-RL-ready", 2.0, dataclasses.replace(cfg, confounded=False),
+                   behaviour_hazard=physicians)  # fmt: skip
+    assert "survival_is" not in reasons(plain, "hazard")[0]["message"]
+    # too few effective episodes, or propensities estimated from the logs: nothing to trust, FAIL with the reason
+    few = dataclasses.replace(ev, ope=OPEEvidence(est, 5.0))
+    result = decide(few, None, "offline-RL-ready", 2.0, cfg, behaviour_hazard=physicians)
+    assert result["decision"] == "FAIL" and "5.0 effective episodes" in reasons(result, "evidence")[0]["message"]
+    hidden = dataclasses.replace(ev, ope=OPEEvidence(est, 300.0, propensities_logged=False))
+    result = decide(hidden, None, "offline-RL-ready", 2.0, cfg, behaviour_hazard=physicians)
+    assert result["decision"] == "FAIL" and "no propensities" in reasons(result, "evidence")[0]["message"]

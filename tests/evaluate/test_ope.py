@@ -12,6 +12,7 @@ from guardrl.evaluate.ope import (
     dr_values,
     evaluate_policy,
     pdis_values,
+    survival_is,
     weighted_dr,
     wis_parts,
 )
@@ -47,6 +48,22 @@ def test_is_estimators_on_a_hand_computed_bandit():
     soft = evaluate_policy(ds, always(1), OPEConfig(estimators=("pdis",), epsilon=0.2, cost=False), LOW, HIGH)
     assert soft["estimates"]["return"]["pdis"]["mean"] == pytest.approx((1.8 + 1.8) / 4)
     assert soft["epsilon"] == 0.2
+
+
+def test_survival_is_estimates_the_hazard_through_the_survivors():
+    # costs per episode 1, 0, 0, 1 (rewards < 0 mark them); behaviour 0.5; the target always takes action 1
+    ds = bandit([1, 0, 1, 1], [-1.0, 1.0, 1.0, -1.0], [0.5] * 4)
+    p = Padded.build(ds, np.array([[0.0, 1.0]] * 4))
+    est = survival_is(p, p.costs, np.random.default_rng(0), 200, 0.95)
+    # weights 2, 0, 2, 2; survivors: episode 2 only -> survival 2 * 1 / 4 = 0.5, hazard 0.5 (PDIS: 4 / 4 = 1.0)
+    assert est.mean == pytest.approx(0.5) and est.low <= 0.5 <= est.high
+    assert pdis_values(p, p.costs, 1.0).mean() == pytest.approx(1.0)
+    # an episode with two hazard events: the estimator does not apply
+    twice = Padded(p.rewards, np.array([[1.0], [0.0], [0.0], [2.0]]), p.ratios, p.valid, p.index)
+    assert survival_is(twice, twice.costs, np.random.default_rng(0), 200, 0.95) is None
+    cfg = OPEConfig(estimators=("pdis", "wis"), epsilon=0.0)
+    out = evaluate_policy(ds, always(1), cfg, LOW, HIGH)["estimates"]
+    assert out["cost"]["survival_is"]["mean"] == pytest.approx(0.5) and "survival_is" not in out["return"]
 
 
 def test_per_decision_weights_multiply_along_the_episode():

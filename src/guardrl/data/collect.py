@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -125,6 +126,33 @@ def collect_nav(layout: NavLayout, regime: str, n_episodes: int, seed: int) -> D
         return episodes_to_dataset(eps, np.exp(log_density), first_id, 0, action_bounds=box)
 
     return _log_regime("SafeNav-v0", layout.to_dict(), NAV_REGIMES, "SafeNav", regime, n_episodes, seed, log)
+
+
+def collect_sepsis(regime: str, n_episodes: int, seed: int) -> Dataset:
+    """Log ``n_episodes`` Sepsis-v0 patients treated by the physicians (Oberst & Sontag, 2019): the optimal
+    full-state action (they see diabetes) with probability 0.95, another uniformly otherwise. ``physician`` logs
+    their propensities, ``physician-hidden`` leaves the column empty (NaN). Seeded by ``seed`` alone."""
+    from guardrl.envs.sepsis import N_ACTIONS as SEPSIS_ACTIONS
+    from guardrl.envs.sepsis import simulate_sepsis
+    from guardrl.envs.sepsis_exact import PHYSICIAN_EPSILON, physician_probs
+
+    if regime not in ("physician", "physician-hidden"):
+        raise ValueError(f"unknown sepsis regime {regime!r}; choose physician or physician-hidden")
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    probs = physician_probs()
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    episodes, propensities, _ = simulate_sepsis(lambda states, steps: probs[states], n_episodes, rng)
+    if regime == "physician-hidden":
+        propensities = np.full_like(propensities, np.nan)
+    ds = episodes_to_dataset(episodes, propensities, 0, SEPSIS_ACTIONS)
+    provenance = {
+        "source": "guardrl.collect", "guardrl_version": guardrl.__version__, "environment": "Sepsis-v0",
+        "regime": regime, "behaviour": f"physicians: the optimal full-state action w.p. {1 - PHYSICIAN_EPSILON}",
+        "propensities": "hidden" if regime == "physician-hidden" else "logged",
+        "n_episodes": n_episodes, "seed": seed,
+    }  # fmt: skip
+    return replace(ds, provenance=provenance)
 
 
 def _log_regime(

@@ -25,6 +25,10 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
   Disagreement: CAUTION. No trusted pair: CAUTION. With simulator rollouts this is reported but not decisive
   (the rollouts are the stronger evidence), as for the support rule.
 * **audit**: ``insufficient`` data fails every candidate; ``BC-only`` data gives every RL candidate a CAUTION.
+
+On confounded logs (``confounded``: the behaviour acted on what the logs do not record) the OPE estimates the
+rules read are the importance-weighted ones alone, with logged propensities, and the hazard's bound also reads
+the survival estimate ``survival_is`` (:func:`guardrl.evaluate.ope.survival_is`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from guardrl.evaluate.metrics import Estimate, format_interval
 
 DECISIONS = ("PASS", "CAUTION", "FAIL")
 MODEL_TRUSTED = ("fqe", "model", "model_pessimistic")
+CONFOUNDED_ONLY = ("survival_is",)
+"""Estimates the gate reads only on confounded logs (``GateConfig.confounded``), where they are the bound."""
 RETURN_PREFERENCE = ("model", "fqe", "dr", "wis", "pdis")
 """Which OPE return estimate the BC rule reads: the first trusted one. The world model's came first when, over
 the OPE suite's 108 development candidates, it erred 1.7 on average against the network FQE's 4.5. The tabular
@@ -69,6 +75,13 @@ class GateConfig:
     min_ess: float = 30.0
     """The importance-weighted estimators (PDIS, WIS, DR) count, for hazard and return and in the agreement
     check, only with at least this many effective episodes."""
+    confounded: bool = False
+    """The logged behaviour acted on what the logs do not record (a clinician sees the patient; here, Sepsis-v0's
+    physicians see diabetes). Then every estimator that learns the logged states' dynamics (FQE, the world model
+    and its pessimistic bound) is biased for a policy that acts otherwise: it learns each action's outcome from
+    the patients the behaviour chose it for. Only importance weighting with the behaviour's logged propensities
+    stays unbiased, so the gate trusts PDIS, WIS and DR alone (each with at least ``min_ess`` effective episodes,
+    of the policy itself: ``ope.epsilon: 0``). Logs without propensities leave nothing to trust: FAIL."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,8 @@ class OPEEvidence:
     softened: bool = False
     """The importance-weighted estimates are of the softened target ``(1 - epsilon) * greedy + epsilon / A``, not
     of the deterministic policy itself (``ope.epsilon`` > 0)."""
+    propensities_logged: bool = True
+    """The importance weights use the behaviour's logged propensities (not ones estimated from action counts)."""
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> OPEEvidence:
@@ -95,17 +110,20 @@ class OPEEvidence:
         ess = entry.get("weights", {}).get("ess_episodes", 0.0)
         return cls(est, float(ess), refits, softened)
 
-    def bounds(self, signal: str, min_ess: float) -> dict[str, Estimate]:
+    def bounds(self, signal: str, min_ess: float, confounded: bool = False) -> dict[str, Estimate]:
         """The trusted estimates whose intervals carry their own estimation error, so that their upper ends
         are bounds: the pessimistic world model (assumption: the model is right on logged pairs; never-logged
         actions count as hazards) and the tabular FQE (assumption: the indexed states are Markov, episodes are
         independent). DR's bootstrap interval is left out: with importance weights over long episodes it spans
-        most of the range and would decide every case alone."""
-        trusted = self.trusted(signal, min_ess)
+        most of the range and would decide every case alone. On ``confounded`` logs the importance-weighted
+        estimates are the only trusted ones, and their bootstrap intervals the bounds."""
+        trusted = self.trusted(signal, min_ess, confounded)
+        if confounded:
+            return trusted
         keys = ("model_pessimistic",) + (("fqe",) if self.fqe_refits else ())
         return {k: trusted[k] for k in keys if k in trusted}
 
-    def trusted(self, signal: str, min_ess: float) -> dict[str, Estimate]:
+    def trusted(self, signal: str, min_ess: float, confounded: bool = False) -> dict[str, Estimate]:
         """Estimates of ``signal`` worth believing: FQE and the world model's always; the importance-weighted
         ones (PDIS, WIS and DR, whose correction terms carry the same weights) only for the policy itself (a
         stochastic target, or ``ope.epsilon`` 0) and with at least ``min_ess`` effective episodes.
@@ -116,10 +134,15 @@ class OPEEvidence:
         final FQE was 1.2% against 0.1%. A softened target is another policy: on CliffWalking's logs, whose
         optimal route runs along the cliff, PDIS put the deterministic optimum's falls at 16.7% per episode (112
         effective episodes) against a true 0, since the softened policy steps off the edge 1.25% of the time at
-        every step."""
+        every step. On ``confounded`` logs (:attr:`GateConfig.confounded`) only the importance-weighted ones, and
+        only with logged propensities."""
         by = self.estimates.get(signal, {})
         weighted_ok = self.ess_episodes >= min_ess and not self.softened
-        return {k: v for k, v in by.items() if (k in MODEL_TRUSTED or weighted_ok) and v.mean == v.mean}
+        if confounded:
+            weighted_ok = weighted_ok and self.propensities_logged
+            return {k: v for k, v in by.items() if k not in MODEL_TRUSTED and weighted_ok and v.mean == v.mean}
+        return {k: v for k, v in by.items()
+                if k not in CONFOUNDED_ONLY and (k in MODEL_TRUSTED or weighted_ok) and v.mean == v.mean}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -164,7 +187,7 @@ def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
     """The hazard interval's upper bound against ``hazard_limit`` (rollouts, else the OPE cost)."""
     hazard, source, backed = _hazard(ev, cfg)
     if hazard is None:
-        return _reason("FAIL", "evidence", "no hazard estimate (no rollouts and no OPE cost estimate)")
+        return _reason("FAIL", "evidence", _missing_hazard(ev, cfg))
     text = f"hazard % {format_interval(hazard, pct=True, digits=2)} ({source})"
     limit = f"{cfg.hazard_limit:.2%}"
     if hazard.mean > cfg.hazard_limit:
@@ -179,6 +202,19 @@ def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
     return _reason("PASS", "hazard", f"{text} is within the limit {limit}")
 
 
+def _missing_hazard(ev: Evidence, cfg: GateConfig) -> str:
+    if cfg.confounded and ev.ope is not None:
+        if not ev.ope.propensities_logged:
+            why = "the logs carry no propensities"
+        elif ev.ope.ess_episodes < cfg.min_ess:
+            why = f"{ev.ope.ess_episodes:.1f} effective episodes (at least {cfg.min_ess:g} needed)"
+        else:
+            why = "the weighted estimates are of a softened target (ope.epsilon > 0)"
+        return ("no hazard estimate to trust: on confounded logs (gate.confounded) only importance weighting with "
+                f"the logged propensities is unbiased, and here {why}")  # fmt: skip
+    return "no hazard estimate (no rollouts and no OPE cost estimate)"
+
+
 def relative_hazard_rule(ev: Evidence, cfg: GateConfig, behaviour_hazard: Estimate | None) -> Reason | None:
     """The candidate's hazard against the logged behaviour's plus ``hazard_vs_behaviour`` (None when that is off)."""
     margin = cfg.hazard_vs_behaviour
@@ -186,8 +222,10 @@ def relative_hazard_rule(ev: Evidence, cfg: GateConfig, behaviour_hazard: Estima
         return None
     hazard, source, _ = _hazard(ev, cfg)
     if hazard is None or behaviour_hazard is None:
-        missing = "the candidate's" if hazard is None else "the logged behaviour's (the logs record no episodes)"
-        return _reason("FAIL", "evidence", f"no hazard estimate for the relative limit: {missing}")
+        if hazard is None:
+            return _reason("FAIL", "evidence", f"{_missing_hazard(ev, cfg)}, for the relative limit")
+        missing = "no hazard estimate of the logged behaviour for the relative limit (the logs record no episodes)"
+        return _reason("FAIL", "evidence", missing)
     b = behaviour_hazard
     diff = hazard.mean - b.mean
     diff_high = diff + float(np.hypot(hazard.high - hazard.mean, b.mean - b.low))
@@ -259,7 +297,7 @@ def ope_rule(ev: Evidence, return_range: float, cfg: GateConfig) -> Reason:
 def _ope_agreement(ev: Evidence, return_range: float, cfg: GateConfig) -> Reason:
     if ev.ope is None:
         return _reason("CAUTION", "ope", "no off-policy evaluation")
-    points = {k: v.mean for k, v in ev.ope.trusted("return", cfg.min_ess).items()}
+    points = {k: v.mean for k, v in ev.ope.trusted("return", cfg.min_ess, cfg.confounded).items()}
     if len(points) < 2:
         return _reason("CAUTION", "ope", f"fewer than two trustworthy OPE estimates ({', '.join(points) or 'none'})")
     spread = (max(points.values()) - min(points.values())) / return_range
@@ -312,14 +350,14 @@ def _hazard(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None, str, bool]:
     (rollouts, or an OPE estimate that carries its own error)."""
     if ev.hazard is not None:
         return ev.hazard, "rollouts", True
-    usable = ev.ope.trusted("cost", cfg.min_ess) if ev.ope is not None else {}
+    usable = ev.ope.trusted("cost", cfg.min_ess, cfg.confounded) if ev.ope is not None else {}
     if not usable:
         return None, "missing", False
     # the most pessimistic point estimate, and the largest upper end among the estimates that carry their own
     # error (OPEEvidence.bounds, each with its assumption); without any, the largest upper end of all
     assert ev.ope is not None
     point = max(v.mean for v in usable.values())
-    bounds = ev.ope.bounds("cost", cfg.min_ess)
+    bounds = ev.ope.bounds("cost", cfg.min_ess, cfg.confounded)
     high = max(v.high for v in (bounds or usable).values())
     hazard = Estimate(point, max(0.0, min(v.low for v in usable.values())), max(high, point))
     where = f"bound: {'/'.join(bounds)}" if bounds else "bound: the largest"
@@ -335,7 +373,7 @@ def _return_with_source(ev: Evidence, cfg: GateConfig) -> tuple[Estimate | None,
     if ev.ret is not None:
         return ev.ret, "rollouts"
     if ev.ope is not None:
-        trusted = ev.ope.trusted("return", cfg.min_ess)
+        trusted = ev.ope.trusted("return", cfg.min_ess, cfg.confounded)
         for key in RETURN_PREFERENCE:
             if key in trusted:
                 return trusted[key], f"OPE {key}"

@@ -89,6 +89,30 @@ def wis_parts(p: Padded, signal: NDArray[np.float64], gamma: float) -> tuple[NDA
     return w, g
 
 
+def survival_is(
+    p: Padded, cost: NDArray[np.float64], rng: np.random.Generator, n_boot: int, conf: float
+) -> Estimate | None:
+    """The hazard as one minus the survival's ordinary importance-sampling estimate, ``1 - mean(W * (1 - C))``
+    with ``W`` each episode's whole weight and ``C`` its cost, for logs whose episodes each meet at most one
+    hazard (None otherwise).
+
+    Unbiased, as PDIS is; but where a policy's hazards lie off the behaviour's path (where it acts otherwise),
+    they are reached through rare episodes of huge weight, so the cost's own estimates (PDIS, WIS, DR) mostly
+    come out too low: their sample means miss the weight's long tail. Estimating the survival instead puts the
+    long tail on the other side: a sample that misses it underestimates the survival and so overstates the
+    hazard. Its percentile bootstrap interval is the confounded gate's conservative bound."""
+    c = (cost * p.valid).sum(axis=1)
+    if not np.isin(c, (0.0, 1.0)).all():
+        return None
+    values = np.prod(p.ratios, axis=1) * (1.0 - c)
+    n = len(values)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boots = 1.0 - values[idx].mean(axis=1)
+    lo, hi = np.percentile(boots, [(1 - conf) / 2 * 100, (1 + conf) / 2 * 100])
+    point = 1.0 - float(values.mean())
+    return Estimate(point, float(min(lo, point)), float(max(hi, point)))
+
+
 def dr_values(
     p: Padded, signal: NDArray[np.float64], q_taken: NDArray[np.float64], v: NDArray[np.float64], gamma: float
 ) -> NDArray[np.float64]:
@@ -254,6 +278,10 @@ def evaluate_policy(
         if "wis" in cfg.chosen:
             w, g = wis_parts(padded, signal, cfg.gamma)
             est["wis"] = _bootstrap_ratio(w, g, rng, cfg.n_bootstrap, cfg.confidence)
+        if key == "cost" and "pdis" in cfg.chosen and cfg.gamma == 1.0:
+            survival = survival_is(padded, signal, rng, cfg.n_bootstrap, cfg.confidence)
+            if survival is not None:
+                est["survival_is"] = survival
         if "fqe" in cfg.chosen:
             q_all, loss = fqe_fits[key]
             v_flat = (q_all * probs).sum(axis=1)

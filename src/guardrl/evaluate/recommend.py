@@ -41,7 +41,7 @@ _FIXES = {
     "behaviour_hazard": "more logs of the states it visits (or, if acceptable, a larger gate.hazard_vs_behaviour)",
     "ope": "estimates that agree: more logs, or a more conservative learner",
     "audit": "more logs (the audit found them insufficient)",
-    "evidence": "the missing evidence (run the stage the reason names)",
+    "evidence": "the missing evidence (its reason says which: a stage to run, or logs that follow the policy more often)",
 }
 
 
@@ -112,7 +112,7 @@ def _why_none(rows: list[dict[str, Any]], decisions: dict[str, Any], behaviour: 
                 "better choices")  # fmt: skip
     fixes = []
     for r in rows[:3]:
-        rules = [x["rule"] for x in _failing(decisions[r["policy"]])]
+        rules = list(dict.fromkeys(x["rule"] for x in _failing(decisions[r["policy"]])))
         need = "; ".join(dict.fromkeys(_FIXES.get(rule, rule) for rule in rules)) or "a PASS"
         fixes.append(f"`{r['policy']}` ({r['decision']}: {', '.join(rules) or 'no reason given'}) needs {need}")
     return "no policy PASSed the gate; keep the current controller. What would change it: " + "; ".join(fixes)

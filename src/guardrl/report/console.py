@@ -31,11 +31,7 @@ def summary(metrics: dict[str, Any]) -> RenderableType:
     run has no rollouts: only the agreement with the logs, and a line saying where the rest comes from."""
     policies = metrics["policies"]
     if "evidence" in metrics:
-        logs = _table("evaluation on the logged states (no simulator)", "policy", "logged-action mismatch",
-                      "unsupported actions")  # fmt: skip
-        for name, p in policies.items():
-            logs.add_row(name, f"{p['mismatch']['rate']:.1%}", f"{p['unsupported']['logs_rate']:.1%}")
-        return Group(logs, Text(""), Text(f"evidence: {metrics['evidence']}"))
+        return _logs_only_summary(metrics)
     safety = _table("evaluation: rollouts on held-out seeds (95% bootstrap CIs)", "policy", "return", "hazard %")
     score = _table("", "policy", "goal %", "normalized", "exact ret / haz %")
     logs = _table("", "policy", "logged-action mismatch", "unsupported: logs / own")
@@ -55,6 +51,27 @@ def summary(metrics: dict[str, Any]) -> RenderableType:
     if "cql_vs_bc_hazard" in metrics:
         lines.append(Text(f"CQL vs BC on hazard rate: {metrics['cql_vs_bc_hazard']}"))
     return Group(*lines)
+
+
+def _logs_only_summary(metrics: dict[str, Any]) -> RenderableType:
+    """How far each policy strays from the logs; where a simulator made the logs, its exact values beside (the
+    gate never reads them)."""
+    with_exact = "behaviour_exact" in metrics
+    logs = _table("evaluation on the logged states (no simulator)", "policy", "logged-action mismatch",
+                  "unsupported actions", *(["exact r / haz%"] if with_exact else []))  # fmt: skip
+    for name, p in metrics["policies"].items():
+        logs.add_row(name, f"{p['mismatch']['rate']:.1%}", f"{p['unsupported']['logs_rate']:.1%}",
+                     *([_exact(p.get("exact"))] if with_exact else []))  # fmt: skip
+    if with_exact:
+        logs.add_row("behaviour", "-", "-", _exact(metrics["behaviour_exact"]))
+    lines: list[RenderableType] = [logs, Text(""), Text(f"evidence: {metrics['evidence']}")]
+    if with_exact:
+        lines.append(Text(f"exact values: {metrics.get('exact_source', '')}"))
+    return Group(*lines)
+
+
+def _exact(ex: dict[str, Any] | None) -> str:
+    return f"{ex['expected_return']:.3f} / {100 * ex['hazard_prob']:.2f}" if ex else "-"
 
 
 def _unsupported(entry: dict[str, Any] | None) -> str:

@@ -120,12 +120,18 @@ def _metrics_section(metrics: dict[str, Any] | None, plots: Path) -> str:
     if not metrics:
         return "<p>No evaluation.</p>"
     if "evidence" in metrics:  # logs only: no rollouts, only how far each policy strays from the logs
+        exact = "behaviour_exact" in metrics  # a simulator made the logs: its exact values, beside (never read)
         rows = [[name, f"{p['mismatch']['rate']:.1%} ({p['mismatch']['flag']})",
-                 f"{p['unsupported']['logs_rate']:.1%} ({p['unsupported']['logs_flag']})"]
+                 f"{p['unsupported']['logs_rate']:.1%} ({p['unsupported']['logs_flag']})",
+                 *([_exact_cell(p.get("exact"))] if exact else [])]
                 for name, p in metrics["policies"].items()]  # fmt: skip
-        return _table(["policy", "logged-action mismatch", "unsupported (logged states)"], rows) + (
-            f"<p>{_e(metrics['evidence'])}.</p>"
-        )
+        head = ["policy", "logged-action mismatch", "unsupported (logged states)"]
+        note = f"<p>{_e(metrics['evidence'])}.</p>"
+        if exact:
+            rows.append(["logged behaviour", "–", "–", _exact_cell(metrics["behaviour_exact"])])
+            head.append("exact return / hazard")
+            note += f"<p>Exact values: {_e(metrics.get('exact_source', ''))}.</p>"
+        return _table(head, rows) + note
     rows = []
     for name, p in metrics["policies"].items():
         sup = p.get("unsupported", {})
@@ -155,13 +161,17 @@ def _metrics_section(metrics: dict[str, Any] | None, plots: Path) -> str:
     return _table(head, rows) + note + figs
 
 
+def _exact_cell(ex: dict[str, Any] | None) -> str:
+    return f"{ex['expected_return']:.3f} / {ex['hazard_prob']:.2%}" if ex else "–"
+
+
 def _ope_section(ope: dict[str, Any] | None, plots: Path) -> str:
     if not ope:
         return "<p>No off-policy evaluation.</p>"
     rows = []
     has_truth = all("truth" in r for r in ope["policies"].values())
     labels = {"pdis": "PDIS", "wis": "WIS", "fqe": "FQE", "dr": "DR", "model": "model",
-              "model_pessimistic": "model, pessimistic"}  # fmt: skip
+              "model_pessimistic": "model, pessimistic", "survival_is": "1 - IS survival"}  # fmt: skip
     present = {e for r in ope["policies"].values() for by in r["estimates"].values() for e in by}
     ests = [e for e in labels if e in present]
     for name, r in ope["policies"].items():

@@ -159,6 +159,10 @@ def _data_blocks(
     env, collect = config.get("env", {}), config.get("collect", {})
     if collect.get("dataset"):
         source = f"logs imported from `{collect['dataset']}`"
+    elif env == "sepsis":
+        hidden = " (propensities hidden)" if collect.get("regime") == "physician-hidden" else ""
+        source = (f"{collect.get('n_episodes')} patients of the sepsis simulator (Sepsis-v0) treated by its "
+                  f"physicians{hidden} (seed {collect.get('seed')})")  # fmt: skip
     else:
         world = "SafeNav" if env == "safenav" else (env.get("gym_id") or env.get("mujoco") or "SafeGrid")
         who = collect.get("behaviour") or collect.get("regime")
@@ -180,6 +184,10 @@ def _data_blocks(
         items.append(f"Trained `{learner}`: {t.get('n_steps')} update step(s) in {float(t.get('seconds', 0)):.1f} s.")
     if metrics is not None and "evidence" in metrics:
         items.append(f"Evidence: {metrics['evidence']}.")
+        ex = metrics.get("behaviour_exact")
+        if ex:
+            items.append(f"The logged behaviour's exact values ({metrics.get('exact_source', 'exact')}): return "
+                         f"{ex['expected_return']:.3f}, hazard (mortality) {ex['hazard_prob']:.2%}.")  # fmt: skip
     elif metrics is not None:
         ev = metrics.get("evaluation", {})
         items.append(f"Evidence: {ev.get('n_episodes')} simulator episodes per policy on held-out seeds "

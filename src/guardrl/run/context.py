@@ -70,6 +70,8 @@ class RunContext:
 
     @property
     def env_name(self) -> str:
+        if self.cfg.env.sepsis:
+            return "Sepsis-v0 (judged on its logs only)"
         if self.logs_only:
             return "none (logs only)"
         return self.cfg.env.gym_id or "SafeGrid-v0"

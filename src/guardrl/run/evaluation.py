@@ -143,6 +143,8 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
     for name, policy in learned_policies(ctx).items():
         mismatch, on_logs = _agreement_with_logs(policy.greedy(ds.observations), ds, support, thresholds)
         policies[name] = {"mismatch": mismatch, "unsupported": on_logs}
+        if cfg.env.sepsis:  # shown beside the estimates; the gate never reads it
+            policies[name]["exact"] = sepsis_exact_of_greedy(policy.greedy)
     return_range = _logged_return_range(ds)
     metrics = {
         "guardrl_version": guardrl.__version__,
@@ -153,6 +155,11 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
         "unsupported_k": cfg.audit.k,
         "policies": policies,
     }
+    if cfg.env.sepsis:
+        from guardrl.envs.sepsis_exact import evaluate_sepsis, physician_probs
+
+        metrics["behaviour_exact"] = evaluate_sepsis(physician_probs()).to_dict()
+        metrics["exact_source"] = "Sepsis-v0's full-state model, by dynamic programming (not read by the gate)"
     atomic_write_json(ctx.folder.metrics, metrics)
     return metrics
 
@@ -179,6 +186,16 @@ def _logged_return_range(ds: Dataset) -> float:
 def exact_of_greedy(tables: Tables, greedy: Any) -> dict[str, float]:
     """Exact values of a greedy policy on SafeGrid: its action in every cell, then dynamic programming."""
     return evaluate_greedy(tables, greedy).to_dict()
+
+
+def sepsis_exact_of_greedy(greedy: Any) -> dict[str, float]:
+    """Exact values of a greedy policy on Sepsis-v0: its action in each of the 720 observable states, then dynamic
+    programming on the full-state model (``hazard_prob`` is mortality, ``goal_prob`` discharge)."""
+    from guardrl.envs.sepsis import N_OBS_STATES, obs_vectors
+    from guardrl.envs.sepsis_exact import deterministic, evaluate_sepsis
+
+    actions = np.asarray(greedy(obs_vectors(np.arange(N_OBS_STATES))))
+    return evaluate_sepsis(deterministic(actions)).to_dict()
 
 
 def _compare_hazard(cql: dict[str, Any], bc: dict[str, Any]) -> str:

@@ -17,7 +17,14 @@ from guardrl.evaluate.target import TargetPolicy
 from guardrl.evaluate.validation import ope_validation
 from guardrl.progress import make_progress
 from guardrl.run.context import RunContext
-from guardrl.run.evaluation import exact_of_greedy, judged_policies, learned_policies, read_metrics, references
+from guardrl.run.evaluation import (
+    exact_of_greedy,
+    judged_policies,
+    learned_policies,
+    read_metrics,
+    references,
+    sepsis_exact_of_greedy,
+)
 
 
 def ope_targets(ctx: RunContext) -> dict[str, TargetPolicy]:
@@ -87,7 +94,12 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
     estimates, propensities = ope_estimates(ctx, targets, show_progress)
     for name, target in targets.items():
         est = estimates[name]
-        if ctx.logs_only:
+        if ctx.cfg.env.sepsis:
+            values = sepsis_exact_of_greedy(target.greedy)
+            point = {"return": values["expected_return"], "cost": values["hazard_prob"]}
+            est["truth"] = {k: {"mean": v, "low": v, "high": v} for k, v in point.items()}
+            est["truth_source"] = "exact (Sepsis-v0's full-state model; the gate never reads it)"
+        elif ctx.logs_only:
             est["truth_source"] = "none: no simulator (every number here is estimated from the logs)"
         elif ctx.is_safegrid:
             values = exact.get(name) or exact_of_greedy(ctx.tables, target.greedy)
@@ -101,7 +113,7 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
             est["truth_source"] = "rollouts (evaluate stage)"
         results[name] = est
     out: dict[str, Any] = {"config": to_dict(cfg.ope), "propensities": propensities, "policies": results}
-    if not ctx.logs_only:
+    if not ctx.logs_only or ctx.cfg.env.sepsis:
         out["validation"] = ope_validation(results)
     if world_model is not None:
         out["world_model"] = {"accuracy": world_model.meta["accuracy"], "kind": world_model.kind}
@@ -117,7 +129,9 @@ def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
     folder = ctx.folder
     metrics = read_metrics(folder)
     audit_result = folder.read_optional(folder.audit)
-    ope = (folder.read_optional(folder.ope) or {}).get("policies", {})
+    ope_all = folder.read_optional(folder.ope) or {}
+    ope = ope_all.get("policies", {})
+    logged = ope_all.get("propensities", "logged") == "logged"
     learners = judged_policies(ctx)
     names = learners + [n for n in ope if n not in learners]
     candidates = []
@@ -132,7 +146,7 @@ def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
                 name=name,
                 hazard=Estimate.from_dict(p["hazard_rate"]) if "hazard_rate" in p else None,
                 ret=Estimate.from_dict(p["return"]) if "return" in p else None,
-                ope=OPEEvidence.from_dict(ope[name]) if name in ope else None,
+                ope=replace(OPEEvidence.from_dict(ope[name]), propensities_logged=logged) if name in ope else None,
                 unsupported_rate=unsupported_rate,
                 unsupported_source=unsupported_source,
                 is_bc=name == "bc",
@@ -165,7 +179,7 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
     Logs-only runs whose stages up to ``gate`` are done; returns ``{name: {"ope": ..., "gate": ...}}``."""
     if not ctx.logs_only:
         raise RunError("assess_candidates: logs-only runs only (with a simulator the gate reads rollouts)")
-    estimates, _ = ope_estimates(ctx, targets)
+    estimates, propensities = ope_estimates(ctx, targets)
     candidates, verdict, return_range = gate_evidence(ctx)
     bc = next((c for c in candidates if c.is_bc), None)
     ds = ctx.dataset
@@ -174,8 +188,8 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
     out: dict[str, Any] = {}
     for name, target in targets.items():
         rate = float(support.unsupported(ds.observations, target.greedy(ds.observations)).mean())
-        evidence = Evidence(name, ope=OPEEvidence.from_dict(estimates[name]), unsupported_rate=rate,
-                            unsupported_source="logs")  # fmt: skip
+        ope = replace(OPEEvidence.from_dict(estimates[name]), propensities_logged=propensities == "logged")
+        evidence = Evidence(name, ope=ope, unsupported_rate=rate, unsupported_source="logs")
         verdict_of = decide(evidence, bc, verdict, return_range, ctx.cfg.gate, behaviour, hazard)
         out[name] = {"ope": estimates[name], "gate": verdict_of}
     return out

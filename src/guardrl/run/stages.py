@@ -21,8 +21,9 @@ from guardrl._parallel import BackgroundWorker
 from guardrl.config import RunConfig, save_config, to_dict
 from guardrl.data import Dataset, collect
 from guardrl.data.audit import audit
-from guardrl.data.collect import collect_gym
+from guardrl.data.collect import collect_gym, collect_sepsis
 from guardrl.envs import Tables
+from guardrl.envs.sepsis import OBS_NAMES as SEPSIS_OBS
 from guardrl.errors import RunError
 from guardrl.run.context import RunContext
 from guardrl.run.evaluation import exact_of_greedy, references, stage_evaluate
@@ -40,6 +41,8 @@ def stage_collect(ctx: RunContext, overwrite: bool = False) -> Dataset:
     c = cfg.collect
     if c.dataset is not None:
         ds = imported_logs(ctx, Path(c.dataset))
+    elif cfg.env.sepsis:
+        ds = collect_sepsis(c.regime, c.n_episodes, c.seed)
     elif not ctx.is_safegrid:
         provenance = {
             "environment": cfg.env.gym_id, "gym_kwargs": dict(cfg.env.gym_kwargs),
@@ -158,7 +161,10 @@ def model_card(name: str, ctx: RunContext, files: dict[str, Path]) -> dict[str, 
     import torch
 
     cfg, ds = ctx.cfg, ctx.dataset
-    if cfg.env.logs_only:
+    if cfg.env.sepsis:
+        levels = ", ".join(SEPSIS_OBS)
+        meaning = f"Sepsis-v0 observation: the level of each of {levels}; scaling is inside the model"
+    elif cfg.env.logs_only:
         meaning = "the logged observation, as in the dataset; scaling is inside the model"
     elif cfg.env.is_gym:
         meaning = f"{cfg.env.gym_id} observation, encoded as in dataset provenance; scaling is inside the model"
