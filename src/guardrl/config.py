@@ -428,14 +428,25 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
         raise ConfigError(f"{path or cls.__name__}: {exc}") from None
 
 
-def load_config(path: Path | None) -> RunConfig:
-    """Read a YAML run config (missing keys take the built-in defaults); ``None`` gives the defaults."""
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML run config (missing keys take the built-in defaults); ``None`` gives the defaults.
+    ``overrides`` replace the file's keys (nested mappings merged) before the config is checked."""
     if path is None:
-        return RunConfig()
-    return load_yaml(RunConfig, Path(path), "config file")
+        return from_dict(RunConfig, overrides or {})
+    return load_yaml(RunConfig, Path(path), "config file", overrides)
 
 
-def load_yaml(cls: type, path: Path, what: str) -> Any:
+def _merged(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml(cls: type, path: Path, what: str, overrides: dict[str, Any] | None = None) -> Any:
     """Config dataclass ``cls`` from a YAML file (an empty file gives the defaults); every error names the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -447,6 +458,8 @@ def load_yaml(cls: type, path: Path, what: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    if overrides:
+        data = _merged(data, overrides)
     try:
         return from_dict(cls, data)
     except ConfigError as exc:

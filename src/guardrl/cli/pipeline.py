@@ -1,5 +1,5 @@
 """``guardrl run`` and one command per stage (collect, audit, model, train, evaluate, ope, gate, recommend, report,
-show), and ``guardrl sweep``."""
+show), ``guardrl judge`` and ``guardrl sweep``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,40 @@ def run_cmd(
     console.print(f"run folder: {run_dir}  ({stages})")
     if folder.report.is_file():
         console.print(f"report: {folder.report}")
+
+
+@app.command("judge")
+def judge_cmd(
+    dataset: Annotated[Path, typer.Argument(help="A guardrl dataset (from guardrl import, or a run's dataset/).")],
+    policy: Annotated[
+        list[str],
+        typer.Option(
+            "--policy",
+            "-p",
+            help="A policy to judge: .onnx, .pt (TorchScript), .csv/.parquet table, or "
+            "module:function with --allow-code. Repeat for several.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the judgement (a run folder's layout).")],
+    config: ConfigOpt = None,
+    allow_code: Annotated[bool, typer.Option(help="Allow module:function policies (runs your code).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing folder at --out.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Judge policies you bring on logs, training nothing: audit, world model, OPE, gate, recommendation, report."""
+    from guardrl.report import console as tables
+    from guardrl.run import RunFolder
+    from guardrl.run.judge import judge
+
+    with user_errors():
+        folder = RunFolder(judge(dataset, policy, out, config, allow_code=allow_code, overwrite=overwrite,
+                                 show_progress=not quiet))  # fmt: skip
+    gate = folder.read_json(folder.gate, "gate")
+    console.print(tables.recommendation(folder.read_json(folder.recommendation, "recommend")))
+    show(tables.gate(gate), quiet)
+    if quiet:
+        console.print(_verdicts(gate))
+    console.print(f"judgement: {folder.root}  report: {folder.report}")
 
 
 @app.command("collect")

@@ -13,7 +13,8 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
 * **BC**: return (rollouts, else OPE) against the BC policy trained on the same data. Worse with disjoint CIs:
   FAIL. Not better on the point estimate: CAUTION. An unsafe BC (one that does not PASS the hazard rule) is no
   alternative: the comparison is then with the logged behaviour's own return, estimated on-policy from the logs
-  (reported only when that estimate is not given).
+  (reported only when that estimate is not given). Without a BC candidate (``guardrl judge`` trains none) the
+  comparison is with the logged behaviour's return too.
 * **behaviour hazard** (only with ``hazard_vs_behaviour`` set): the hazard against the logged behaviour's own,
   estimated on-policy from the logs, plus the margin, as a non-inferiority test (:func:`relative_hazard_rule`).
 * **support**: the share of the candidate's own steps (rollouts) or of the logged states (no simulator) where
@@ -246,6 +247,16 @@ def bc_rule(ev: Evidence, bc: Evidence | None, cfg: GateConfig, behaviour: Estim
     return, estimated on-policy) instead; without that estimate it is reported only."""
     if ev.is_bc:
         return None
+    if bc is None and behaviour is not None:  # no BC trained on these logs (guardrl judge): what already runs
+        mine = _return(ev, cfg)
+        if mine is None:
+            return _reason("FAIL", "evidence", "no return estimate for the candidate")
+        text = f"return {format_interval(mine, digits=2)} vs the logged behaviour's {behaviour.mean:.2f} (no BC)"
+        if mine.high < behaviour.low:
+            return _reason("FAIL", "bc", f"{text}: worse than the logged behaviour (CIs disjoint)")
+        if mine.mean <= behaviour.mean:
+            return _reason("CAUTION", "bc", f"{text}: no improvement over the logged behaviour")
+        return _reason("PASS", "bc", f"{text}: better than the logged behaviour")
     mine, theirs = _return(ev, cfg), (_return(bc, cfg) if bc is not None else None)
     if mine is None or theirs is None:
         return _reason("FAIL", "evidence", "no return estimate for the candidate or for BC to compare with")

@@ -41,7 +41,7 @@ _FIXES = {
     "behaviour_hazard": "more logs of the states it visits (or, if acceptable, a larger gate.hazard_vs_behaviour)",
     "ope": "estimates that agree: more logs, or a more conservative learner",
     "audit": "more logs (the audit found them insufficient)",
-    "evidence": "the missing evidence (its reason says which: a stage to run, or logs that follow the policy more often)",
+    "evidence": "the missing evidence (its reason says which: a stage to run, or logs that follow it more often)",
 }
 
 

@@ -12,7 +12,7 @@ from guardrl._io import atomic_write_json
 from guardrl.config import to_dict
 from guardrl.data import Dataset
 from guardrl.data.audit import Support
-from guardrl.envs import Tables, evaluate_greedy
+from guardrl.envs import TablePolicy, Tables, evaluate_exact, evaluate_greedy, states_to_obs
 from guardrl.evaluate import MismatchThresholds, mismatch_rate, normalized_score, rollout
 from guardrl.evaluate.metrics import Estimate
 from guardrl.progress import make_progress
@@ -67,7 +67,7 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
         rows[name] = [(policy, 1.0)]
         greedy_on_logs[name] = policy.greedy(ds.observations)
         if ctx.is_safegrid:
-            exact[name] = exact_of_greedy(ctx.tables, policy.greedy)
+            exact[name] = exact_of_target(ctx.tables, policy)
 
     support = ctx.support
     policies: dict[str, Any] = {}
@@ -186,6 +186,17 @@ def _logged_return_range(ds: Dataset) -> float:
 def exact_of_greedy(tables: Tables, greedy: Any) -> dict[str, float]:
     """Exact values of a greedy policy on SafeGrid: its action in every cell, then dynamic programming."""
     return evaluate_greedy(tables, greedy).to_dict()
+
+
+def exact_of_target(tables: Tables, policy: Any) -> dict[str, float]:
+    """Exact values on SafeGrid of a policy with ``greedy`` and, if stochastic, ``probs_fn`` (a user's policy
+    judged by ``guardrl judge``, an OPE target): its action probabilities in every cell, then dynamic
+    programming."""
+    probs_fn = getattr(policy, "probs_fn", None)
+    if probs_fn is None:
+        return exact_of_greedy(tables, policy.greedy)
+    cells = states_to_obs(tables.layout, np.arange(tables.layout.n_states))
+    return evaluate_exact(TablePolicy(tables, np.asarray(probs_fn(cells))[None], "judged")).to_dict()
 
 
 def sepsis_exact_of_greedy(greedy: Any) -> dict[str, float]:

@@ -18,7 +18,7 @@ from guardrl.evaluate.validation import ope_validation
 from guardrl.progress import make_progress
 from guardrl.run.context import RunContext
 from guardrl.run.evaluation import (
-    exact_of_greedy,
+    exact_of_target,
     judged_policies,
     learned_policies,
     read_metrics,
@@ -29,7 +29,9 @@ from guardrl.run.evaluation import (
 
 def ope_targets(ctx: RunContext) -> dict[str, TargetPolicy]:
     """Policies to evaluate from the logs: the learned ones, and with ``ope.validate`` the references."""
-    targets = {name: TargetPolicy(name, p.greedy) for name, p in learned_policies(ctx).items()}
+    # a policy a user brought may be stochastic (guardrl judge): judged by its probabilities
+    targets = {name: TargetPolicy(name, p.greedy, getattr(p, "probs_fn", None))
+               for name, p in learned_policies(ctx).items()}  # fmt: skip
     if ctx.cfg.ope.validate:
         refs = references(ctx)
         if "behaviour" not in refs.items:
@@ -102,7 +104,7 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
         elif ctx.logs_only:
             est["truth_source"] = "none: no simulator (every number here is estimated from the logs)"
         elif ctx.is_safegrid:
-            values = exact.get(name) or exact_of_greedy(ctx.tables, target.greedy)
+            values = exact.get(name) or exact_of_target(ctx.tables, target)
             point = {"return": values["expected_return"], "cost": values["hazard_prob"]}
             est["truth"] = {k: {"mean": v, "low": v, "high": v} for k, v in point.items()}
             est["truth_source"] = "exact (dynamic programming)"
@@ -129,6 +131,7 @@ def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
     folder = ctx.folder
     metrics = read_metrics(folder)
     audit_result = folder.read_optional(folder.audit)
+    judged = bool((folder.read_optional(folder.portfolio) or {}).get("judged"))  # guardrl judge: no BC of its own
     ope_all = folder.read_optional(folder.ope) or {}
     ope = ope_all.get("policies", {})
     logged = ope_all.get("propensities", "logged") == "logged"
@@ -149,7 +152,7 @@ def gate_evidence(ctx: RunContext) -> tuple[list[Evidence], str | None, float]:
                 ope=replace(OPEEvidence.from_dict(ope[name]), propensities_logged=logged) if name in ope else None,
                 unsupported_rate=unsupported_rate,
                 unsupported_source=unsupported_source,
-                is_bc=name == "bc",
+                is_bc=name == "bc" and not judged,
             )
         )
     verdict = audit_result["verdict"]["verdict"] if audit_result else None
