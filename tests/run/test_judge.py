@@ -84,6 +84,7 @@ def test_every_format_is_judged_alike_and_stochastic_policies_by_their_probabili
             for est, value in ope["optimal"]["estimates"][signal].items():
                 assert ope[a]["estimates"][signal][est]["mean"] == pytest.approx(value["mean"], abs=1e-9)
     assert ope["soft"]["epsilon"] is None  # judged as the stochastic policy it is, not softened again
+    assert "survival_is" not in ope["optimal"]["estimates"]["cost"]  # the confounded gate's bound only
     assert ope["soft"]["estimates"]["return"]["wis"]["mean"] != ope["optimal"]["estimates"]["return"]["wis"]["mean"]
     assert gate["seeker"]["decision"] == "FAIL"
     assert {r["rule"] for r in gate["optimal"]["reasons"]} >= {"hazard", "bc", "support", "ope"}

@@ -79,6 +79,9 @@ def ope_estimates(
                 model_step=model_step, horizon=horizon, logged=logged,
             )  # fmt: skip
             progress.advance(task)
+    if not cfg.gate.confounded:  # the survival bound is the confounded gate's; elsewhere it only adds noise
+        for est in estimates.values():
+            est["estimates"].get("cost", {}).pop("survival_is", None)
     return estimates, propensities
 
 
