@@ -98,13 +98,13 @@ def write_policies(tables: Any, folder: Path) -> tuple[list[str], dict[str, dict
     return specs, exact, twins
 
 
-def run_seed(seed: int, work: Path) -> dict[str, Any]:
+def run_seed(seed: int, work: Path, config: Path | None = None) -> dict[str, Any]:
     tables = build_tables(default_layout())
     ds = collect(tables, "safe", 500, seed)
     ds.save(work / "logs")
     specs, exact, twins = write_policies(tables, work)
     t0 = time.perf_counter()
-    out = judge(work / "logs", specs, work / "judged")
+    out = judge(work / "logs", specs, work / "judged", config=config)
     seconds = time.perf_counter() - t0
     ope = json.loads((out / "ope.json").read_text())["policies"]
     gate = json.loads((out / "gate.json").read_text())
@@ -167,6 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="data seeds")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--config", type=Path, help="a run config for the judgement (default: logs only, built in)")
+    parser.add_argument("--tag", default="", help="suffix of the result files' names")
     args = parser.parse_args()
     dev = any(seed >= DEV_SEEDS_FROM for seed in args.seeds)
     if dev and any(seed < DEV_SEEDS_FROM for seed in args.seeds):
@@ -175,18 +177,19 @@ def main() -> None:
     settings = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            s = run_seed(seed, Path(tmp))
+            s = run_seed(seed, Path(tmp), args.config)
         settings.append(s)
         verdicts = ", ".join(f"{n} {p['decision']}" for n, p in s["policies"].items())
         print(f"seed {seed}: {verdicts}; false PASS {s['false_pass']}; format gap {s['max_format_gap']:.2g}; "
               f"{s['seconds']:.0f} s", flush=True)  # fmt: skip
     res = {
         "date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "command": ".venv/bin/python bench/judge.py --seeds " + " ".join(map(str, args.seeds)),
+        "command": ".venv/bin/python bench/judge.py --seeds " + " ".join(map(str, args.seeds))
+        + (f" --config {args.config}" if args.config else "") + (f" --tag {args.tag}" if args.tag else ""),
         "seeds": args.seeds, "split": "development" if dev else "held out", "seconds": time.perf_counter() - t0,
         "settings": settings,
     }  # fmt: skip
-    stem = "judge-dev" if dev else "judge"
+    stem = ("judge-dev" if dev else "judge") + (f"-{args.tag}" if args.tag else "")
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / f"{stem}.json", json.dumps(res, indent=2) + "\n")
     atomic_write_text(args.out / f"{stem}.md", markdown(res))

@@ -249,3 +249,50 @@ def test_confounded_logs_trust_importance_weighting_alone():
     hidden = dataclasses.replace(ev, ope=OPEEvidence(est, 300.0, propensities_logged=False))
     result = decide(hidden, None, "offline-RL-ready", 2.0, cfg, behaviour_hazard=physicians)
     assert result["decision"] == "FAIL" and "no propensities" in reasons(result, "evidence")[0]["message"]
+
+
+def bandit_ope(ret: dict, cost: dict | None, ess: float = 500.0, costs_logged: bool = True) -> OPEEvidence:
+    est = {"return": ret} if cost is None else {"return": ret, "cost": cost}
+    return OPEEvidence(est, ess, one_step=True, costs_logged=costs_logged)
+
+
+def test_one_step_logs_judge_the_hazard_on_the_importance_weighted_bounds():
+    ret = {"ips": ci(0.05, 0.04, 0.06), "snips": ci(0.05, 0.04, 0.06), "dr": ci(0.052, 0.045, 0.06),
+           "dm": ci(0.2, 0.199, 0.201)}  # fmt: skip
+    cost = {"ips": ci(0.002, 0.0, 0.006), "snips": ci(0.002, 0.0, 0.007), "dr": ci(0.002, 0.0, 0.02)}
+    ev = Evidence("vendor", ope=bandit_ope(ret, cost), unsupported_rate=0.0, unsupported_source="logs")
+    result = decide(ev, None, "offline-RL-ready", 1.0, CFG, behaviour=ci(0.04, 0.035, 0.045))
+    hazard = reasons(result, "hazard")[0]
+    # the bound is the largest upper end among ips/snips/dr (dr's 2%), above the 1% limit: CAUTION
+    assert hazard["decision"] == "CAUTION" and "ips/snips/dr" in hazard["message"] and "2.0" in hazard["message"]
+    # the reward model's direct estimate (0.2) is reported, never read: the return compared is DR's 0.052
+    assert "0.052" in reasons(result, "bc")[0]["message"] and reasons(result, "bc")[0]["decision"] == "PASS"
+    assert "dm" not in reasons(result, "ope")[0]["message"]
+
+
+def test_one_step_agreement_reads_the_intervals_not_the_return_range():
+    overlapping = {"ips": ci(0.002, 0.0005, 0.006), "snips": ci(0.004, 0.001, 0.008), "dr": ci(0.0154, 0.005, 0.03)}
+    ev = Evidence("p", ope=bandit_ope(overlapping, None, costs_logged=False), unsupported_rate=0.0,
+                  unsupported_source="logs")  # fmt: skip
+    agreed = reasons(decide(ev, None, "offline-RL-ready", 1.0, CFG, behaviour=ci(0.001)), "ope")[0]
+    assert agreed["decision"] == "PASS" and "0.0154" in agreed["message"]  # significant digits, not "0.02"
+    apart = {**overlapping, "dr": ci(0.0154, 0.0101, 0.03)}  # no longer shares a value with ips's [0.0005, 0.006]
+    ev = dataclasses.replace(ev, ope=bandit_ope(apart, None, costs_logged=False))
+    disagreed = reasons(decide(ev, None, "offline-RL-ready", 1.0, CFG, behaviour=ci(0.001)), "ope")[0]
+    assert disagreed["decision"] == "CAUTION" and "share no value" in disagreed["message"]
+
+
+def test_no_hazard_verdict_without_a_cost_column_and_insufficient_weights_say_so():
+    ret = {"ips": ci(0.05, 0.0, 0.3), "snips": ci(0.05, 0.0, 0.3), "dr": ci(0.05, 0.0, 0.3)}
+    ev = Evidence("p", ope=bandit_ope(ret, None, ess=12.0, costs_logged=False), unsupported_rate=0.0,
+                  unsupported_source="logs")  # fmt: skip
+    result = decide(ev, None, "offline-RL-ready", 1.0, CFG, behaviour=ci(0.04, 0.03, 0.05))
+    hazard = reasons(result, "hazard")[0]
+    assert hazard["message"].startswith("not judged: the logs record no cost column")
+    assert result["evidence"]["hazard"] is None
+    evidence = [r for r in result["reasons"] if r["decision"] == "FAIL"]
+    assert (
+        result["decision"] == "FAIL"
+        and "insufficient evidence: the importance weights leave 12.0" in evidence[0]["message"]
+    )
+    assert "insufficient evidence" in reasons(result, "ope")[0]["message"]

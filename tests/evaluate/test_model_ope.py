@@ -1,6 +1,7 @@
 """Model-based OPE's interval: the members' spread plus each member's Monte Carlo error."""
 
 import numpy as np
+import pytest
 
 from guardrl.evaluate.model_ope import member_interval
 
@@ -29,7 +30,7 @@ class _RecordingModel:
     def __init__(self):
         self.actions = None
 
-    def rollout(self, policy, starts, rng, unknown=None, horizon=None, logged=None):
+    def rollout(self, policy, starts, rng, unknown=None, horizon=None, logged=None, unseen=None):
         self.logged = logged
         from guardrl.train.world_model import ModelRollouts
 
@@ -95,14 +96,44 @@ def test_model_pessimistic_trusts_an_unlogged_pair_only_where_the_model_has_seen
     obs = np.array([inside, edge], dtype=np.float32)
     actions = np.array([0, 0])
     everything = lambda o, a: np.ones(len(o), dtype=bool)  # noqa: E731 (every pair unlogged)
-    lenient, rule = untrusted_pairs(model, ds, everything, 1.0, exact=True)
+    lenient, _, rule = untrusted_pairs(model, ds, everything, 1.0, exact=True)
     # slips reach every neighbour: the cell whose neighbours were all logged is vouched for, the other is not
     assert lenient(obs, actions).tolist() == [False, True]
     assert "members agree" in rule
-    strict, _ = untrusted_pairs(model, ds, everything, 0.0, exact=True)  # members never agree exactly
+    strict, _, _ = untrusted_pairs(model, ds, everything, 0.0, exact=True)  # members never agree exactly
     assert strict(obs, actions).tolist() == [True, True]
     logged = lambda o, a: np.zeros(len(o), dtype=bool)  # noqa: E731 (every pair logged)
     assert untrusted_pairs(model, ds, logged, 1.0, exact=True)[0](obs, actions).tolist() == [False, False]
     for off in ({"max_disagreement": None, "exact": True}, {"max_disagreement": 1.0, "exact": False}):
-        halt, text = untrusted_pairs(model, ds, everything, **off)
+        halt, _, text = untrusted_pairs(model, ds, everything, **off)
         assert halt is everything and text == "every (state, action) pair the logs never contain"
+
+
+def test_outcome_pessimism_charges_the_steps_onto_what_the_logs_never_show(tables):
+    """``model_pessimism: outcomes``: an agreed unlogged pair is trusted, and the pessimistic bound counts the
+    episodes that step onto an observation the logs never show, whichever pair took them there."""
+    from guardrl.data import collect
+    from guardrl.evaluate.model_ope import model_estimates, untrusted_pairs
+    from guardrl.evaluate.ope_config import OPEConfig
+    from guardrl.evaluate.target import TargetPolicy
+    from guardrl.train.config import WorldModelConfig
+    from guardrl.train.world_model_fit import fit_world_model
+
+    ds = collect(tables, "safe", 120, 5)
+    model = fit_world_model(ds, WorldModelConfig(n_members=3, steps=600, hidden_units=(64, 64)))
+    seen = {tuple(o) for o in np.concatenate([ds.observations, ds.next_observations]).tolist()}
+    assert {(12.0, 0.0), (13.0, 0.0), (14.0, 0.0)}.isdisjoint(seen)  # the safe controller never went there
+    everything = lambda o, a: np.ones(len(o), dtype=bool)  # noqa: E731 (every pair unlogged)
+    trusted, unseen, rule = untrusted_pairs(model, ds, everything, 1.0, exact=True, pessimism="outcomes")
+    obs = np.array([[0.0, 0.0], [14.0, 0.0]], dtype=np.float32)
+    assert trusted(obs, np.array([0, 0])).tolist() == [False, False]  # members agree within 1.0 on every pair
+    assert unseen is not None and unseen(obs).tolist() == [False, True]
+    assert "observation the logs never show" in rule
+    cfg = OPEConfig(model_episodes=300)
+    for action, share in ((1, 1.0), (3, 0.0)):  # along the top row into those cells; against the wall at the start
+        target = TargetPolicy(str(action), lambda o, a=action: np.full(len(o), a, dtype=np.int64))
+        out = model_estimates(model, ds, target, cfg, trusted, horizon=80, unseen=unseen)
+        assert out["model"]["unlogged_episode_share"] == pytest.approx(share, abs=0.02)
+        assert out["cost"]["model_pessimistic"].mean >= max(share - 0.02, out["cost"]["model"].mean)
+        without = model_estimates(model, ds, target, cfg, trusted, horizon=80)  # no check of the outcomes
+        assert without["model"]["unlogged_episode_share"] == 0.0

@@ -148,12 +148,14 @@ def import_log(
     parts: dict[str, list[np.ndarray]] = {}
     carry = _Carry(seen=set())
     obs_cols: list[str] | None = None
+    costs_logged = False
     ctx = _Context(path, fmt, schema, n_actions or 0, allow_negative_costs)
     for batch in _read_batches(ctx, carry, chunk_rows, csv_block_bytes):
         if batch.num_rows == 0:
             continue
         if obs_cols is None:
             obs_cols = _obs_columns(path, batch.schema.names, schema)
+            costs_logged = schema.cost in batch.schema.names
             ctx = _action_mode(ctx, batch, n_actions, action_bounds)
         chunk = _validate_chunk(ctx, batch, obs_cols, carry)
         for key, value in chunk.items():
@@ -170,7 +172,7 @@ def import_log(
         parts["truncated"][-1] = parts["truncated"][-1].copy()
         parts["truncated"][-1][-1] = True
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    return _to_dataset(arrays, ctx, path, fmt)
+    return _to_dataset(arrays, ctx, path, fmt, costs_logged)
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ def _obs_columns(path: Path, names: list[str], schema: LogSchema) -> list[str]:
     return prefixed
 
 
-def _to_dataset(a: dict[str, np.ndarray], ctx: _Context, path: Path, fmt: str) -> Dataset:
+def _to_dataset(a: dict[str, np.ndarray], ctx: _Context, path: Path, fmt: str, costs_logged: bool) -> Dataset:
     n = len(a["episode_ids"])
     if "next_observations" in a:  # the log carries them: exact, the last rows included
         next_obs = a["next_observations"]
@@ -273,7 +275,9 @@ def _to_dataset(a: dict[str, np.ndarray], ctx: _Context, path: Path, fmt: str) -
         next_obs[:-1] = a["observations"][1:]
         last = a["terminated"] | a["truncated"]
         next_obs[last] = a["observations"][last]  # an episode's last row: its own observation
-    provenance: dict[str, Any] = {"source": "import", "file": str(path), "format": fmt, "rows": n}
+    # without a cost column the costs are zeros that record nothing: the gate then judges no hazard
+    provenance: dict[str, Any] = {"source": "import", "file": str(path), "format": fmt, "rows": n,
+                                  "costs_logged": costs_logged}  # fmt: skip
     return Dataset(
         episode_ids=a["episode_ids"],
         steps=a["steps"],

@@ -8,7 +8,7 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
   cost estimates: the largest point estimate among the trusted estimators (FQE, the world model's and its
   pessimistic bound; PDIS, WIS and DR with enough effective episodes), and as upper bound the largest upper end
   among those whose intervals carry their own error (:meth:`OPEEvidence.bounds`: the pessimistic world model,
-  which counts every never-logged action as a hazard event, and the tabular FQE's refits), else the largest.
+  which counts reaching what the logs never show as a hazard event, and the tabular FQE's refits), else the largest.
   Above ``hazard_limit``: FAIL when the point estimate is also above it, CAUTION when only the interval reaches it.
 * **BC**: return (rollouts, else OPE) against the BC policy trained on the same data. Worse with disjoint CIs:
   FAIL. Not better on the point estimate: CAUTION. An unsafe BC (one that does not PASS the hazard rule) is no
@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from guardrl.evaluate.metrics import Estimate, format_interval
+from guardrl.evaluate.bandit import REPORTED_ONLY
+from guardrl.evaluate.metrics import Estimate, format_interval, format_number
 
 DECISIONS = ("PASS", "CAUTION", "FAIL")
 MODEL_TRUSTED = ("fqe", "model", "model_pessimistic")
@@ -100,6 +101,11 @@ class OPEEvidence:
     of the deterministic policy itself (``ope.epsilon`` > 0)."""
     propensities_logged: bool = True
     """The importance weights use the behaviour's logged propensities (not ones estimated from action counts)."""
+    one_step: bool = False
+    """The logs are one-step (contextual bandit): the estimates are :mod:`guardrl.evaluate.bandit`'s, whose
+    importance-weighted intervals carry their own error (independent rows, one ratio each)."""
+    costs_logged: bool = True
+    """The logs record a cost; without one there is no hazard evidence, and no hazard verdict."""
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> OPEEvidence:
@@ -109,17 +115,19 @@ class OPEEvidence:
         # a continuous target smoothed for importance sampling is, as a softened one, another policy
         softened = bool(entry.get("epsilon") or 0.0) or "smoothing" in entry
         ess = entry.get("weights", {}).get("ess_episodes", 0.0)
-        return cls(est, float(ess), refits, softened)
+        one_step = "bandit" in entry
+        return cls(est, float(ess), refits, softened, one_step=one_step, costs_logged=entry.get("costs_logged", True))
 
     def bounds(self, signal: str, min_ess: float, confounded: bool = False) -> dict[str, Estimate]:
         """The trusted estimates whose intervals carry their own estimation error, so that their upper ends
-        are bounds: the pessimistic world model (assumption: the model is right on logged pairs; never-logged
-        actions count as hazards) and the tabular FQE (assumption: the indexed states are Markov, episodes are
-        independent). DR's bootstrap interval is left out: with importance weights over long episodes it spans
-        most of the range and would decide every case alone. On ``confounded`` logs the importance-weighted
-        estimates are the only trusted ones, and their bootstrap intervals the bounds."""
+        are bounds: the pessimistic world model (assumption: the model is right about the outcomes the logs show
+        and those its members agree on; reaching what the logs never show counts as a hazard) and the tabular
+        FQE (assumption: the indexed states are Markov, episodes are independent). DR's bootstrap interval is
+        left out: with importance weights over long episodes it spans most of the range and would decide every
+        case alone. On ``confounded`` logs the importance-weighted estimates are the only trusted ones, and their
+        bootstrap intervals the bounds; so on one-step logs, whose intervals carry their own error."""
         trusted = self.trusted(signal, min_ess, confounded)
-        if confounded:
+        if confounded or self.one_step:
             return trusted
         keys = ("model_pessimistic",) + (("fqe",) if self.fqe_refits else ())
         return {k: trusted[k] for k in keys if k in trusted}
@@ -137,7 +145,7 @@ class OPEEvidence:
         effective episodes) against a true 0, since the softened policy steps off the edge 1.25% of the time at
         every step. On ``confounded`` logs (:attr:`GateConfig.confounded`) only the importance-weighted ones, and
         only with logged propensities."""
-        by = self.estimates.get(signal, {})
+        by = {k: v for k, v in self.estimates.get(signal, {}).items() if k not in REPORTED_ONLY}
         weighted_ok = self.ess_episodes >= min_ess and not self.softened
         if confounded:
             weighted_ok = weighted_ok and self.propensities_logged
@@ -187,6 +195,13 @@ def audit_rule(ev: Evidence, audit_verdict: str | None) -> Reason:
 def hazard_rule(ev: Evidence, cfg: GateConfig) -> Reason:
     """The hazard interval's upper bound against ``hazard_limit`` (rollouts, else the OPE cost)."""
     hazard, source, backed = _hazard(ev, cfg)
+    if ev.hazard is None and ev.ope is not None and not ev.ope.costs_logged:
+        return _reason(
+            "PASS",
+            "hazard",
+            "not judged: the logs record no cost column, so nothing in them says how "
+            "often a policy meets a hazard (import the logs with a cost column to have it judged)",
+        )
     if hazard is None:
         return _reason("FAIL", "evidence", _missing_hazard(ev, cfg))
     text = f"hazard % {format_interval(hazard, pct=True, digits=2)} ({source})"
@@ -214,6 +229,11 @@ def _missing_hazard(ev: Evidence, cfg: GateConfig) -> str:
         return ("no hazard estimate to trust: on confounded logs (gate.confounded) only importance weighting with "
                 f"the logged propensities is unbiased, and here {why}")  # fmt: skip
     return "no hazard estimate (no rollouts and no OPE cost estimate)"
+
+
+def _insufficient(ope: OPEEvidence, cfg: GateConfig) -> str:
+    return (f"insufficient evidence: the importance weights leave {ope.ess_episodes:.1f} effective rows (at least "
+            f"gate.min_ess={cfg.min_ess:g} needed), too few for an interval to mean anything")  # fmt: skip
 
 
 def relative_hazard_rule(ev: Evidence, cfg: GateConfig, behaviour_hazard: Estimate | None) -> Reason | None:
@@ -250,8 +270,11 @@ def bc_rule(ev: Evidence, bc: Evidence | None, cfg: GateConfig, behaviour: Estim
     if bc is None and behaviour is not None:  # no BC trained on these logs (guardrl judge): what already runs
         mine = _return(ev, cfg)
         if mine is None:
+            if ev.ope is not None and ev.ope.one_step:
+                return _reason("FAIL", "evidence", _insufficient(ev.ope, cfg))
             return _reason("FAIL", "evidence", "no return estimate for the candidate")
-        text = f"return {format_interval(mine, digits=2)} vs the logged behaviour's {behaviour.mean:.2f} (no BC)"
+        mine_text, theirs_text = format_interval(mine, digits=2), format_number(behaviour.mean)
+        text = f"return {mine_text} vs the logged behaviour's {theirs_text} (no BC)"
         if mine.high < behaviour.low:
             return _reason("FAIL", "bc", f"{text}: worse than the logged behaviour (CIs disjoint)")
         if mine.mean <= behaviour.mean:
@@ -260,15 +283,15 @@ def bc_rule(ev: Evidence, bc: Evidence | None, cfg: GateConfig, behaviour: Estim
     mine, theirs = _return(ev, cfg), (_return(bc, cfg) if bc is not None else None)
     if mine is None or theirs is None:
         return _reason("FAIL", "evidence", "no return estimate for the candidate or for BC to compare with")
-    text = f"return {format_interval(mine, digits=2)} vs BC {theirs.mean:.2f}"
+    text = f"return {format_interval(mine, digits=2)} vs BC {format_number(theirs.mean)}"
     assert bc is not None
     if hazard_rule(bc, cfg)["decision"] != "PASS":
         # beating an unsafe BC's return proves nothing, and falling short of a return bought with hazards is no
         # fault: what the candidate must beat is what already runs
         if behaviour is None:
             return _reason("PASS", "bc", f"{text}; informational: BC itself is not within the hazard limit")
-        text = (f"return {format_interval(mine, digits=2)} vs the logged behaviour's {behaviour.mean:.2f} (BC is "
-                "not within the hazard limit)")  # fmt: skip
+        text = (f"return {format_interval(mine, digits=2)} vs the logged behaviour's "
+                f"{format_number(behaviour.mean)} (BC is not within the hazard limit)")  # fmt: skip
         theirs, against = behaviour, "the logged behaviour"
     else:
         against = "BC"
@@ -308,11 +331,20 @@ def ope_rule(ev: Evidence, return_range: float, cfg: GateConfig) -> Reason:
 def _ope_agreement(ev: Evidence, return_range: float, cfg: GateConfig) -> Reason:
     if ev.ope is None:
         return _reason("CAUTION", "ope", "no off-policy evaluation")
-    points = {k: v.mean for k, v in ev.ope.trusted("return", cfg.min_ess, cfg.confounded).items()}
+    trusted = ev.ope.trusted("return", cfg.min_ess, cfg.confounded)
+    points = {k: v.mean for k, v in trusted.items()}
+    if ev.ope.one_step and ev.ope.ess_episodes < cfg.min_ess:
+        return _reason("CAUTION", "ope", _insufficient(ev.ope, cfg))
     if len(points) < 2:
         return _reason("CAUTION", "ope", f"fewer than two trustworthy OPE estimates ({', '.join(points) or 'none'})")
+    if ev.ope.one_step:  # judged on the estimates' own intervals, whatever their scale (a click rate of 0.002)
+        listing = ", ".join(f"{k} {format_interval(v, digits=2)}" for k, v in trusted.items())
+        low, high = max(v.low for v in trusted.values()), min(v.high for v in trusted.values())
+        if low > high:
+            return _reason("CAUTION", "ope", f"OPE estimators disagree: {listing} (their intervals share no value)")
+        return _reason("PASS", "ope", f"OPE estimators agree: {listing} (their intervals overlap)")
     spread = (max(points.values()) - min(points.values())) / return_range
-    listing = ", ".join(f"{k} {v:.2f}" for k, v in points.items())
+    listing = ", ".join(f"{k} {format_number(v)}" for k, v in points.items())
     if spread > cfg.ope_tolerance:
         return _reason(
             "CAUTION", "ope", f"OPE estimators disagree: {listing} (spread {spread:.0%} of the return range)"

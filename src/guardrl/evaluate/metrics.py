@@ -41,7 +41,16 @@ def format_interval(
     d = e.to_dict() if isinstance(e, Estimate) else e
     lo, hi = ("min", "max") if spread else ("low", "high")
     f = 100.0 if pct else 1.0
-    return f"{d['mean'] * f:.{digits}f} [{d[lo] * f:.{digits}f}, {d[hi] * f:.{digits}f}]"
+    mean, low, high = (format_number(d[k] * f, digits) for k in ("mean", lo, hi))
+    return f"{mean} [{low}, {high}]"
+
+
+def format_number(x: float, digits: int = 2) -> str:
+    """``x`` with ``digits`` decimals, or, between 0.0001 and 0.1 in size, with 3 significant digits: a click rate
+    of 0.0154 prints as such, not as ``0.02``, and 0.002 not as ``0.00``."""
+    if 1e-4 <= abs(x) < 0.1:
+        return f"{x:.3g}"
+    return f"{x:.{digits}f}"
 
 
 def bootstrap(

@@ -10,16 +10,18 @@ runs from the lowest member's lower bound to the highest member's upper bound, s
 error and the members' disagreement (the model's uncertainty). Assumption: the true dynamics lie within the
 ensemble's spread.
 
-``model_pessimistic`` (cost only) drops that assumption where the logs are silent: an episode that takes an
-action never logged in that state (the audit's state index) counts as a hazard event, whatever the model
-predicts there (as MOReL halts on unknown pairs), unless the model can vouch for the pair
-(:func:`untrusted_pairs`): its members agree on the outcome and every outcome they predict is an observation the
-logs contain, so the model has seen what lies there (a hazard entered in the logs is a logged next observation
-with its cost; a cell nobody reached is not, and counts). It assumes the model is right on logged pairs and on
-those vouched-for ones. Halting on every unlogged pair made the exact optimum fail on most logs of the OPE
-suite: its route takes moves the logging controller never made, next to cells it visited all the time.
-(Counting pairs logged fewer than ``audit.k`` times as well flagged 99.96% of a near-optimal policy's model
-episodes on the default logs: its route crosses cells the controller reached only through its noise.)
+``model_pessimistic`` (cost only) drops that assumption where the logs are silent. With ``ope.model_pessimism:
+outcomes`` (the default) an episode counts as a hazard event when it steps onto an observation the logs never
+show, or show entered with a cost (a cell nobody reached may be a hazard, whatever the model predicts there), from
+any (state, action) pair; and when it takes an action never logged in that state (the audit's state index) on
+which the members disagree and one of them predicts such a step (:func:`untrusted_pairs`). It assumes the model
+is right about the outcomes of the steps the logs show and of those its members agree on. With ``pairs`` an
+unlogged pair counts whole, as MOReL halts on unknown pairs, unless the members agree on it and every outcome they
+predict is a logged observation; that charged a policy for every unlogged action it drew, whether or not it led
+anywhere the logs do not show. (Halting on every unlogged pair made the exact optimum fail on most logs of the OPE
+suite: its route takes moves the logging controller never made, next to cells it visited all the time; counting
+pairs logged fewer than ``audit.k`` times as well flagged 99.96% of a near-optimal policy's model episodes on the
+default logs.)
 """
 
 from __future__ import annotations
@@ -39,23 +41,42 @@ from guardrl.evaluate.target import TargetPolicy
 from guardrl.train.world_model import LoggedTransitions, WorldModel
 
 Pairs = Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]]
+Seen = Callable[[NDArray[np.float32]], NDArray[np.bool_]]
 
 
 def untrusted_pairs(
-    model: WorldModel, ds: Dataset, unlogged: Pairs, max_disagreement: float | None, exact: bool
-) -> tuple[Pairs, str]:
+    model: WorldModel,
+    ds: Dataset,
+    unlogged: Pairs,
+    max_disagreement: float | None,
+    exact: bool,
+    pessimism: str = "pairs",
+) -> tuple[Pairs, Seen | None, str]:
     """Which (observation, action) pairs ``model_pessimistic`` counts as hazard events, and the rule in words.
 
     ``unlogged``: the pairs the logs never contain. Of those, a pair is trusted when the members' disagreement is
     at most ``max_disagreement`` and every outcome they predict (probability at least 0.001 in some member) is an
     observation the logs contain; ``exact``: observations are matched as exact rows (the audit's index is exact),
-    without which, or with a Gaussian model or ``max_disagreement`` None, no unlogged pair is trusted."""
+    without which, or with a Gaussian model or ``max_disagreement`` None, no unlogged pair is trusted.
+
+    ``pessimism`` ``outcomes`` (``OPEConfig.model_pessimism``): every simulated step onto an observation the logs
+    never show, or show entered with a cost, counts, logged pairs' steps included (the second function returned
+    marks those observations); an unlogged pair counts whole only where the members disagree and one of them
+    predicts such a step. A policy is then charged the probability of reaching what the logs cannot vouch for,
+    not every unlogged action whole."""
     if max_disagreement is None or not exact or model.kind == "gaussian":
-        return unlogged, "every (state, action) pair the logs never contain"
+        return unlogged, None, "every (state, action) pair the logs never contain"
     seen = ExactRows(np.unique(np.concatenate([ds.observations, ds.next_observations]).astype(np.float32), axis=0))
+    hit = ds.next_observations[ds.costs > 0].astype(np.float32)
+    hazards = ExactRows(np.unique(hit, axis=0)) if len(hit) else None
 
     def is_seen(obs: NDArray[np.float32]) -> NDArray[np.bool_]:
         return seen.find(obs) >= 0
+
+    def harmful(obs: NDArray[np.float32]) -> NDArray[np.bool_]:
+        """Never shown by the logs, or entered in them with a cost."""
+        out = ~is_seen(obs)
+        return out if hazards is None else out | (hazards.find(obs) >= 0)
 
     def untrusted(obs: NDArray[np.float32], actions: NDArray[np.int64]) -> NDArray[np.bool_]:
         out = np.asarray(unlogged(obs, actions), dtype=bool).copy()
@@ -66,15 +87,23 @@ def untrusted_pairs(
         agree = model.disagreement(o, a) <= max_disagreement
         step = model.one_step(o, a)
         off_map = np.zeros(len(rows), dtype=bool)
-        np.logical_or.at(off_map, step.row, ~is_seen(step.next_obs))
-        out[rows] = ~agree | off_map
+        np.logical_or.at(off_map, step.row, ~is_seen(step.next_obs) if pessimism == "pairs" else harmful(step.next_obs))
+        # outcomes: a pair the members disagree on counts only where one of them can take it somewhere harmful
+        out[rows] = ~agree | off_map if pessimism == "pairs" else ~agree & off_map
         return out
 
+    if pessimism == "outcomes":
+        rule = (
+            f"every (state, action) pair the logs never contain on which the model's members disagree (disagreement "
+            f"> {max_disagreement}) and one of them predicts a step onto an observation the logs never show or "
+            "show entered with a cost; and every simulated step onto such an observation"
+        )
+        return untrusted, harmful, rule
     rule = (
         f"every (state, action) pair the logs never contain, unless the model's members agree on it (disagreement "
         f"<= {max_disagreement}) and all its predicted outcomes are logged observations"
     )
-    return untrusted, rule
+    return untrusted, None, rule
 
 
 def member_interval(values: NDArray[np.float64], confidence: float, binary: bool = False) -> Estimate:
@@ -101,10 +130,12 @@ def model_estimates(
     unlogged: Pairs | None = None,
     horizon: int | None = None,
     logged: LoggedTransitions | None = None,
+    unseen: Seen | None = None,
 ) -> dict[str, Any]:
     """``{"return": {"model": ...}, "cost": {"model": ..., "model_pessimistic": ...}, "model": details}``;
     episodes run for ``horizon`` steps (unset: the model's, the longest logged episode); ``logged``: the logs'
-    transitions, drawn from at steps whose pair they contain (:class:`LoggedTransitions`)."""
+    transitions, drawn from at steps whose pair they contain (:class:`LoggedTransitions`); ``unseen``: marks
+    observations the pessimistic bound counts a step onto as a hazard (:func:`untrusted_pairs`)."""
     rng = np.random.default_rng([cfg.seed, 2])
     starts = ds.observations[ds.episode_starts]
     picks = starts[rng.integers(0, len(starts), size=cfg.model_episodes)]
@@ -113,7 +144,7 @@ def model_estimates(
     def act(obs: NDArray[np.float32]) -> NDArray[np.int64]:
         return target.act(obs, act_rng, ds.n_actions)
 
-    roll = model.rollout(act, picks, rng, unknown=unlogged, horizon=horizon, logged=logged)
+    roll = model.rollout(act, picks, rng, unknown=unlogged, horizon=horizon, logged=logged, unseen=unseen)
     binary = bool(np.isin(roll.costs, (0.0, 1.0)).all())
     cost = member_interval(roll.costs, cfg.confidence, binary)
     out: dict[str, Any] = {

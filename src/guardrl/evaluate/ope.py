@@ -33,6 +33,7 @@ from guardrl.data import Dataset
 from guardrl.data.audit import StateIndex
 from guardrl.envs import sample_actions
 from guardrl.errors import ConfigError
+from guardrl.evaluate.bandit import BanditConfig, bandit_estimates
 from guardrl.evaluate.fqe_network import fit_fqe
 from guardrl.evaluate.fqe_tabular import ModelFill, TabularFQE, fit_tabular_fqe
 from guardrl.evaluate.metrics import Estimate, bootstrap
@@ -315,11 +316,13 @@ def evaluate_policy(
     if "model" in cfg.chosen:
         from guardrl.evaluate.model_ope import model_estimates, untrusted_pairs
 
-        rule = None
+        rule, unseen = None, None
         if unlogged is not None:
             exact = index is not None and index.exact is not None
-            unlogged, rule = untrusted_pairs(world_model, ds, unlogged, cfg.model_trust_disagreement, exact)
-        by_model = model_estimates(world_model, ds, target, cfg, unlogged, horizon_steps, logged)
+            unlogged, unseen, rule = untrusted_pairs(
+                world_model, ds, unlogged, cfg.model_trust_disagreement, exact, cfg.model_pessimism
+            )
+        by_model = model_estimates(world_model, ds, target, cfg, unlogged, horizon_steps, logged, unseen)
         out["model"] = by_model.pop("model")
         if rule is not None:
             out["model"]["pessimistic_counts_as_hazard"] = rule
@@ -328,6 +331,36 @@ def evaluate_policy(
     for key, est in out["estimates"].items():
         out["estimates"][key] = {k: e.to_dict() for k, e in est.items()}
     return out
+
+
+def evaluate_one_step(ds: Dataset, target: TargetPolicy, cfg: OPEConfig, index: StateIndex | None) -> dict[str, Any]:
+    """The one-step estimators (:mod:`guardrl.evaluate.bandit`) of ``target`` on logs whose every episode is one
+    decision, in :func:`evaluate_policy`'s schema. The target is judged as it is (no softening: one step has no
+    product of ratios to zero out), and the cost only when the logs record one."""
+    if np.isnan(ds.propensities).any():
+        raise ConfigError("ope: one-step logs need a behaviour propensity on every row (the importance weights)")
+    probs = target.probs(ds.observations.astype(np.float32), ds.n_actions, 0.0)
+    contexts = index(ds.observations) if index is not None else np.zeros(len(ds), dtype=np.int64)
+    signals = {"return": ds.rewards}
+    if cfg.cost and ds.provenance.get("costs_logged", True):
+        signals["cost"] = ds.costs
+    bcfg = BanditConfig(cfg.bandit_folds, cfg.bandit_prior_rows, cfg.bandit_switch_weight)
+    out = bandit_estimates(contexts, ds.actions, ds.propensities, probs, signals, bcfg, cfg.confidence, cfg.seed)
+    return {
+        "policy": target.name,
+        "epsilon": None,
+        "bandit": {
+            "rows": len(ds),
+            "contexts": out["contexts"],
+            "unlogged_mass": out["unlogged_mass"],
+            "reward_model": f"per (context, action) mean shrunk by {bcfg.prior_rows:g} pseudo-rows toward the "
+            f"action's mean, cross-fitted over {bcfg.folds} folds",
+            "interval": f"normal, {cfg.confidence:.0%}, over independent rows",
+            "switch_weight": bcfg.switch_weight,
+        },
+        "weights": out["weights"],
+        "estimates": {k: {e: v.to_dict() for e, v in by.items()} for k, by in out["estimates"].items()},
+    }
 
 
 def episode_horizon(ds: Dataset, cfg: OPEConfig) -> tuple[int, str]:

@@ -74,6 +74,21 @@ class OPEConfig:
     one), so that the model has seen what is there; every other unlogged pair counts as a hazard event. ``null``:
     every unlogged pair does (MOReL's halt on every unknown pair). Needs an exact state index and a world model
     that lists outcomes; otherwise every unlogged pair counts."""
+    model_pessimism: Literal["pairs", "outcomes"] = "outcomes"
+    """What ``model_pessimistic`` counts as a hazard event beside the model's own predictions (exact state indexes
+    and models that list outcomes; elsewhere every unlogged pair counts).
+
+    ``outcomes``: every simulated step onto an observation the logs never show, or show entered with a cost
+    (logged pairs' steps included), and every unlogged pair on which the members disagree by more than
+    ``model_trust_disagreement`` where one of them predicts such a step. The bound is then the probability of
+    reaching what the logs cannot vouch for. ``pairs``: every unlogged pair ``model_trust_disagreement`` does not
+    trust (one the members disagree on, or with any predicted outcome the logs never show), whole.
+
+    On the OPE suite's development settings (``bench/results/ope_suite-dev-model_pessimism{pairs,outcomes}.md``)
+    ``outcomes`` let 31 of 45 safe candidates better than BC PASS against 29, with no false PASS either way, and
+    the bound erred 5.41 percentage points on SafeGrid against 6.60. With ``pairs``, a policy that takes a random
+    action 5% of the time was charged a hazard for every unlogged action it drew: 7.9% on logs whose every cell
+    was shown (true 0.02%; ``outcomes``: 0.04%)."""
     model_logged_prior: float | None = None
     """How the model estimator's rollouts weigh the logs against the networks. At a step whose (state, action)
     pair the logs contain ``n`` times, the outcome is one of those logged transitions with probability
@@ -98,6 +113,13 @@ class OPEConfig:
     candidates better than BC PASS where 2,000 let 19 (two SPIBB policies whose widest member's upper end had been
     1.05%), with no unsafe one PASSing. On the held-out suite (one run) it let 17 of 32 PASS (2,000: 15), still
     with no unsafe one."""
+    bandit_folds: int = 5
+    """One-step logs (every episode one decision): cross-fitting folds of DR's reward model
+    (:mod:`guardrl.evaluate.bandit`)."""
+    bandit_prior_rows: float = 10.0
+    """One-step logs: the reward model's shrinkage, in pseudo-rows of the action's mean per (context, action)."""
+    bandit_switch_weight: float = 20.0
+    """One-step logs: ``switch_dr`` drops DR's correction on rows whose importance weight exceeds this."""
     n_bootstrap: int = 1000
     """Bootstrap resamples (over episodes) behind the importance-sampling and DR intervals."""
     confidence: float = 0.95
@@ -117,6 +139,8 @@ class OPEConfig:
             raise ValueError(f"ope.horizon must be >= 1, got {self.horizon}")
         if self.fqe_refits < 10 or self.fqe_max_states < 1:
             raise ValueError("ope.fqe_refits must be >= 10 and ope.fqe_max_states >= 1")
+        if self.bandit_folds < 2 or self.bandit_prior_rows < 0 or self.bandit_switch_weight <= 0:
+            raise ValueError("ope.bandit_folds must be >= 2, bandit_prior_rows >= 0 and bandit_switch_weight > 0")
         if not 0.0 <= self.epsilon < 1.0:
             raise ValueError(f"ope.epsilon must lie in [0, 1), got {self.epsilon}")
         if self.estimators is None:

@@ -37,7 +37,7 @@ def _failing(decision: dict[str, Any]) -> list[dict[str, Any]]:
 _FIXES = {
     "hazard": "more logs of the states it visits (or, if that risk is acceptable, a looser gate.hazard_limit)",
     "support": "logs of the actions it prefers where the logs barely hold them (serve it in shadow mode and label)",
-    "bc": "a learner that does better than behaviour cloning",
+    "bc": "a policy whose return beats behaviour cloning's (or the logged behaviour's, where it is the comparison)",
     "behaviour_hazard": "more logs of the states it visits (or, if acceptable, a larger gate.hazard_vs_behaviour)",
     "ope": "estimates that agree: more logs, or a more conservative learner",
     "audit": "more logs (the audit found them insufficient)",

@@ -184,7 +184,7 @@ def audit(result: dict[str, Any]) -> RenderableType:
 
 def ope(result: dict[str, Any]) -> RenderableType:
     """Off-policy estimates per policy and estimator, the truth first, then the validation summary."""
-    table = _table("off-policy evaluation (95% bootstrap CIs)", "policy", "estimate", "return", "cost", left=2)
+    table = _table("off-policy evaluation (95% intervals)", "policy", "estimate", "return", "cost", left=2)
     for name, r in result["policies"].items():
         truth = r.get("truth")
         if truth is not None:

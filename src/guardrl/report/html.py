@@ -259,7 +259,7 @@ def render_html(
         f"<h1>{_e(title)}</h1>",
         (
             '<p class="reasons"><strong>No simulator: every number in this report is estimated from the logs</strong> '
-            "(off-policy estimates and a world model learned from them).</p>"
+            "(off-policy estimates, and a world model learned from them where episodes are longer than one step).</p>"
         )
         if logs_only
         else "",

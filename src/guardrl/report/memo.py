@@ -289,9 +289,12 @@ def _risk_blocks(
             risks.append(f"FQE valued {max(pairs.values())} never-logged (state, action) pair(s) by the logged "
                          "actions in the same state, an assumption the logs cannot test.")  # fmt: skip
     if metrics is not None and "evidence" in metrics:
+        one_step = any("bandit" in e for e in ((ope or {}).get("policies") or {}).values())
+        how = ("importance weighting of the logged decisions and a reward model fitted to them" if one_step
+               else "a world model learned from them and off-policy estimates")  # fmt: skip
         risks.append(
-            "No simulator: every number is estimated from the logs (a world model learned from them and "
-            "off-policy estimates); the world's response to actions the operators never took is unknown."
+            f"No simulator: every number is estimated from the logs ({how}); the world's response to actions "
+            "the operators never took is unknown."
         )
         acc = ((ope or {}).get("world_model") or {}).get("accuracy")
         if acc:

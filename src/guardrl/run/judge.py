@@ -16,6 +16,7 @@ from guardrl._parallel import BackgroundWorker
 from guardrl.config import RunConfig, load_config, save_config
 from guardrl.data.dataset import load_dataset
 from guardrl.errors import RunError
+from guardrl.evaluate.bandit import is_one_step
 from guardrl.evaluate.policy_files import JudgedPolicy, load_policy
 from guardrl.run.context import RunContext, discrete_only
 from guardrl.run.folder import RunFolder
@@ -79,7 +80,8 @@ def judge(
             save_config(cfg, ctx.folder.config)
             stage_collect(ctx)
             stage_audit(ctx)
-            if cfg.needs_world_model:  # the model estimator, or the tabular FQE's fill of unlogged pairs
+            # the model estimator, or the tabular FQE's fill of unlogged pairs; one-step logs need neither
+            if cfg.needs_world_model and not is_one_step(ds.episode_starts, len(ds)):
                 stage_model(ctx, show_progress=show_progress)
             atomic_write_json(ctx.folder.portfolio, _portfolio(policies))
             ctx.memo("learned", lambda: dict(policies))

@@ -11,6 +11,7 @@ import numpy as np
 from guardrl._io import atomic_write_json
 from guardrl.config import to_dict
 from guardrl.errors import RunError
+from guardrl.evaluate.bandit import is_one_step
 from guardrl.evaluate.gate import Evidence, OPEEvidence, decide, gate
 from guardrl.evaluate.metrics import Estimate
 from guardrl.evaluate.target import TargetPolicy
@@ -45,7 +46,7 @@ def ope_estimates(
 ) -> tuple[dict[str, dict[str, Any]], str]:
     """Every configured estimator for every target, from the run's logs; and where the propensities came from
     (logged, or estimated from the logged action counts when the logs carry none)."""
-    from guardrl.evaluate.ope import evaluate_policy, fqe_is_tabular, fqe_model_step
+    from guardrl.evaluate.ope import evaluate_one_step, evaluate_policy, fqe_is_tabular, fqe_model_step
 
     cfg, ds = ctx.cfg, ctx.dataset
     low, high = ctx.obs_bounds()
@@ -55,12 +56,14 @@ def ope_estimates(
         probs = support.behaviour_probs(ds.observations)
         ds = replace(ds, propensities=probs[np.arange(len(ds)), ds.actions])
         propensities = "estimated from the logged action counts per state (the logs carry no propensities)"
-    world_model = ctx.world_model if "model" in cfg.ope.chosen else None
+    one_step = is_one_step(ds.episode_starts, len(ds))  # bandit logs: no trajectories, so no world model
+    world_model = ctx.world_model if "model" in cfg.ope.chosen and not one_step else None
     model_step = None  # the world model's outcomes behind the tabular FQE: the same for every target
-    if "fqe" in cfg.ope.chosen and fqe_is_tabular(cfg.ope, support.index) and cfg.needs_world_model:
+    tabular = "fqe" in cfg.ope.chosen and fqe_is_tabular(cfg.ope, support.index)
+    if tabular and cfg.needs_world_model and not one_step:
         model_step = fqe_model_step(cfg.ope, support.index, ctx.world_model, ds.n_actions)
     logged = None  # the logs' transitions by pair, for the model's rollouts: the same for every target
-    if world_model is not None and cfg.ope.model_logged_prior is not None:
+    if world_model is not None and cfg.ope.model_logged_prior is not None and not one_step:
         from guardrl.train.world_model import LoggedTransitions
 
         logged = LoggedTransitions.from_dataset(ds, cfg.ope.model_logged_prior)
@@ -73,12 +76,21 @@ def ope_estimates(
         task = progress.add_task("ope", total=len(targets))
         for name, target in targets.items():
             progress.update(task, description=f"ope: {name}")
+            if one_step:
+                estimates[name] = evaluate_one_step(ds, target, cfg.ope, support.index)
+                progress.advance(task)
+                continue
             estimates[name] = evaluate_policy(
                 ds, target, cfg.ope, low, high, grid_size=ctx.grid_size, world_model=world_model,
                 unlogged=lambda obs, act: support.action_counts(obs, act) == 0, index=support.index,
                 model_step=model_step, horizon=horizon, logged=logged,
             )  # fmt: skip
             progress.advance(task)
+    costs_logged = bool(ds.provenance.get("costs_logged", True))
+    for est in estimates.values():
+        est["costs_logged"] = costs_logged
+        if not costs_logged:  # a world model of logs without costs predicts none: no evidence of safety
+            est["estimates"].pop("cost", None)
     if not cfg.gate.confounded:  # the survival bound is the confounded gate's; elsewhere it only adds noise
         for est in estimates.values():
             est["estimates"].get("cost", {}).pop("survival_is", None)
@@ -93,7 +105,8 @@ def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:
     cfg, folder = ctx.cfg, ctx.folder
     exact = {r.name: r.exact for r in references(ctx)} if ctx.is_safegrid else {}
     metrics = None if ctx.is_safegrid or ctx.logs_only else read_metrics(folder)
-    world_model = ctx.world_model if "model" in cfg.ope.chosen else None
+    one_step = is_one_step(ctx.dataset.episode_starts, len(ctx.dataset))
+    world_model = ctx.world_model if "model" in cfg.ope.chosen and not one_step else None
     results: dict[str, Any] = {}
     targets = ope_targets(ctx)
     estimates, propensities = ope_estimates(ctx, targets, show_progress)

@@ -237,17 +237,20 @@ class WorldModel:
         unknown: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
         horizon: int | None = None,
         logged: LoggedTransitions | None = None,
+        unseen: Callable[[NDArray[np.float32]], NDArray[np.bool_]] | None = None,
     ) -> ModelRollouts:
         """Roll ``policy`` out from each start observation in every member's model, for ``horizon`` steps (unset:
         the longest logged episode).
 
         Each member simulates every start with its own dynamics; all members and episodes step at once.
-        ``unknown(obs, actions)`` marks pairs the logs do not support; an episode that takes one is flagged.
+        ``unknown(obs, actions)`` marks pairs the logs do not support; an episode that takes one is flagged, as is
+        one that steps onto an observation ``unseen(next_obs)`` marks (one the logs never show).
         ``logged``: where a step's (observation, action) pair is in the logs, its outcome is drawn from the logged
         transitions of that pair with probability ``n / (n + prior)`` (``n`` its count in the member's bootstrap
         resample of them), else from the member's networks (see :class:`LoggedTransitions`)."""
         with rollout_threads(), torch.no_grad():
-            return self._rollout(policy, starts, rng, unknown, self.horizon if horizon is None else horizon, logged)
+            steps = self.horizon if horizon is None else horizon
+            return self._rollout(policy, starts, rng, unknown, steps, logged, unseen)
 
     def _rollout(
         self,
@@ -257,6 +260,7 @@ class WorldModel:
         unknown: Callable[[NDArray[np.float32], NDArray[np.int64]], NDArray[np.bool_]] | None,
         horizon: int,
         logged: LoggedTransitions | None,
+        unseen: Callable[[NDArray[np.float32]], NDArray[np.bool_]] | None = None,
     ) -> ModelRollouts:
         m, n, d = self.n_members, len(starts), self.obs_dim
         resample = logged.resample(m, rng) if logged is not None else None
@@ -298,6 +302,8 @@ class WorldModel:
                     nxt = nxt.clone()
                     nxt[torch.as_tensor(take)] = torch.as_tensor(logged.next_obs[t])
                     reward[take], cost[take], done[take] = logged.reward[t], logged.cost[t], logged.terminal[t]
+            if unseen is not None:
+                hit_unknown |= alive & unseen(nxt.reshape(m * n, d).numpy()).reshape(m, n)
             returns += np.where(alive, reward, 0.0)
             costs += np.where(alive, cost, 0.0)
             lengths += alive
