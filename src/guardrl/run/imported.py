@@ -40,7 +40,10 @@ def events_from_rules(ctx: RunContext, ds: Dataset) -> Dataset:
         return ds
     env = ctx.cfg.env
     note = {k: env.cost_rule if k == "costs" else env.success_rule for k in derived}
-    return replace(ds, **derived, provenance={**ds.provenance, "derived_from_env_rules": note})
+    provenance: dict[str, Any] = {**ds.provenance, "derived_from_env_rules": note}
+    if "costs" in derived:  # the env's rule records the costs the log lacked: the hazard can be judged
+        provenance["costs_logged"] = True
+    return replace(ds, **derived, provenance=provenance)
 
 
 def imported_logs(ctx: RunContext, path: Path) -> Dataset:
