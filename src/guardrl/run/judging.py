@@ -71,26 +71,26 @@ def ope_estimates(
     if cfg.ope.horizon is None and not ctx.logs_only:  # a run with an environment knows its step limit
         limit = ctx.tables.layout.max_steps if ctx.is_safegrid else ctx.simulator.max_steps
         horizon = (int(limit), "the environment's step limit")
+    costs_logged = bool(ds.provenance.get("costs_logged", True))
+    # logs without costs: a world model of them predicts none, so no cost is estimated (no evidence of safety)
+    ope_cfg = cfg.ope if costs_logged else replace(cfg.ope, cost=False)
     estimates = {}
     with make_progress(show_progress) as progress:
         task = progress.add_task("ope", total=len(targets))
         for name, target in targets.items():
             progress.update(task, description=f"ope: {name}")
             if one_step:
-                estimates[name] = evaluate_one_step(ds, target, cfg.ope, support.index)
+                estimates[name] = evaluate_one_step(ds, target, ope_cfg, support.index)
                 progress.advance(task)
                 continue
             estimates[name] = evaluate_policy(
-                ds, target, cfg.ope, low, high, grid_size=ctx.grid_size, world_model=world_model,
+                ds, target, ope_cfg, low, high, grid_size=ctx.grid_size, world_model=world_model,
                 unlogged=lambda obs, act: support.action_counts(obs, act) == 0, index=support.index,
                 model_step=model_step, horizon=horizon, logged=logged,
             )  # fmt: skip
             progress.advance(task)
-    costs_logged = bool(ds.provenance.get("costs_logged", True))
     for est in estimates.values():
         est["costs_logged"] = costs_logged
-        if not costs_logged:  # a world model of logs without costs predicts none: no evidence of safety
-            est["estimates"].pop("cost", None)
     if not cfg.gate.confounded:  # the survival bound is the confounded gate's; elsewhere it only adds noise
         for est in estimates.values():
             est["estimates"].get("cost", {}).pop("survival_is", None)
