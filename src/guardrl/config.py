@@ -7,6 +7,7 @@ YAML is read strictly: an unknown key or a value of the wrong type is an error n
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -223,6 +224,21 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """Where a run's parallel work goes: a Ray cluster, or this machine's processes."""
+
+    address: str | None = None
+    """A running Ray cluster (``auto``, ``host:6379`` or ``ray://host:10001``): the portfolio's network learners
+    train there, and each policy's off-policy estimates are one task there, which reads the run folder (so the
+    folder must be on storage every node sees). ``null``: the ``RAY_ADDRESS`` environment variable when it is set,
+    else local processes."""
+
+    def resolved(self) -> str | None:
+        """The address in use: this one, else ``RAY_ADDRESS``, else None."""
+        return self.address or os.environ.get("RAY_ADDRESS") or None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one ``guardrl run`` does; saved as ``config.yaml`` in the run folder."""
 
@@ -237,6 +253,7 @@ class RunConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     report: bool = True
     """Write ``report.html`` at the end of ``guardrl run``."""
 

@@ -147,7 +147,7 @@ def test_exact_rows_find_every_logged_row_and_nothing_else(width):
 def test_exact_rows_colliding_keys_fall_back_to_comparing_rows(monkeypatch):
     """Keys that collide (forced here: every row keyed 0) must not lose rows: the row search takes over."""
     rows = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]], dtype=np.float32)
-    monkeypatch.setattr(audit_module, "_row_keys", lambda r: np.zeros(len(r), dtype=np.uint64))
+    monkeypatch.setattr(audit_module, "row_keys", lambda r: np.zeros(len(r), dtype=np.uint64))
     exact = ExactRows(rows)
     assert not exact.unique_keys
     queries = np.array([[2.0, 2.0], [0.0, 1.0], [5.0, 5.0], [1.0, 0.0]], dtype=np.float32)

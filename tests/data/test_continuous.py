@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -37,10 +39,10 @@ def test_a_continuous_action_outside_its_box_is_refused_with_its_row_and_column(
     actions = nav_logs.actions.copy()
     actions[7, 1] = 1.5
     with pytest.raises(ValueError, match=r"row 7 action_1 = 1\.5 is outside its bounds \[-1, 1\] \(1 row"):
-        type(nav_logs)(**{**vars(nav_logs), "actions": actions})
+        replace(nav_logs, actions=actions)
     actions[9, 0] = np.nan
     with pytest.raises(ValueError, match=r"row 7 action_1 .*\(2 row\(s\) in all\)"):
-        type(nav_logs)(**{**vars(nav_logs), "actions": actions})
+        replace(nav_logs, actions=actions)
 
 
 def test_the_d4rl_layout_round_trips_everything_guardrl_logs(nav_logs, tmp_path):

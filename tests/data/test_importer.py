@@ -58,6 +58,17 @@ def test_round_trip_is_exact(source, frame, tmp_path, fmt):
     assert ds.truncations.sum() > 0 and ds.provenance["format"] == fmt
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_progress_is_reported_after_every_batch(frame, tmp_path, fmt):
+    seen = []
+    import_log(write(frame, tmp_path, fmt), fmt, 4, chunk_rows=97, csv_block_bytes=1 << 12,
+               on_rows=lambda rows, total: seen.append((rows, total)))  # fmt: skip
+    rows = [r for r, _ in seen]
+    assert len(seen) > 3 and rows == sorted(rows) and rows[-1] == len(frame)
+    # a Parquet file says its row count up front; a CSV file is counted as it is read
+    assert {t for _, t in seen} == ({len(frame)} if fmt == "parquet" else {None})
+
+
 def test_list_column_observations_and_a_column_mapping(frame, tmp_path):
     df = frame.rename(columns={"action": "decision"})
     df["state"] = [list(r) for r in zip(df.pop("obs_0"), df.pop("obs_1"), strict=True)]

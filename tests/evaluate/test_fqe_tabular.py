@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -53,7 +55,7 @@ def test_an_unlogged_action_is_worth_the_logged_ones_and_an_unlogged_state_the_f
     assert cost.q[0, 1] == pytest.approx(0.25) and cost.starts.mean() == pytest.approx(0.25)
     assert cost.unlogged_pairs == 1  # (state 1, action 1) at the logged next observations
     # a next observation never logged as a state (the log stops without an ending) gets the fill
-    cut = Dataset(**{**ds.__dict__, "terminations": np.zeros(len(ds), bool)})
+    cut = replace(ds, **{"terminations": np.zeros(len(ds), bool)})
     ret = fit(cut, 0, cut.rewards, fill=-5.0)
     assert ret.q[1, 0] == pytest.approx(1.0 - 5.0) and ret.starts.mean() == pytest.approx(1.0 + 1.0 - 5.0)
 
@@ -125,7 +127,7 @@ def test_episode_horizon_reads_the_config_then_the_truncations_then_the_longest_
     ds = chain([0, 0, 0])  # three 2-step episodes ending in a termination
     assert episode_horizon(ds, OPEConfig()) == (2, "the longest logged episode (the logs record no truncation)")
     assert episode_horizon(ds, OPEConfig(horizon=80)) == (80, "ope.horizon")
-    cut = Dataset(**{**ds.__dict__, "terminations": np.zeros(len(ds), bool), "truncations": np.tile([False, True], 3)})
+    cut = replace(ds, **{"terminations": np.zeros(len(ds), bool), "truncations": np.tile([False, True], 3)})
     assert episode_horizon(cut, OPEConfig()) == (2, "the longest truncated logged episode")
     with pytest.raises(ValueError, match="ope.horizon must be >= 1"):
         OPEConfig(horizon=0)

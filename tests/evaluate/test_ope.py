@@ -6,16 +6,8 @@ import pytest
 from guardrl.data import Dataset, collect
 from guardrl.data.behaviour import constrained_policy
 from guardrl.envs import evaluate_exact
-from guardrl.evaluate.ope import (
-    OPEConfig,
-    Padded,
-    dr_values,
-    evaluate_policy,
-    pdis_values,
-    survival_is,
-    weighted_dr,
-    wis_parts,
-)
+from guardrl.evaluate.importance import Padded, dr_values, pdis_values, survival_is, weighted_dr, wis_parts
+from guardrl.evaluate.ope import OPEConfig, evaluate_policy
 from guardrl.evaluate.target import TargetPolicy
 from guardrl.evaluate.validation import rank_correlation
 
@@ -69,7 +61,7 @@ def test_survival_is_estimates_the_hazard_through_the_survivors():
 def test_per_decision_weights_multiply_along_the_episode():
     # one 3-step episode, behaviour 0.5 everywhere, target matches on steps 0 and 2, not on 1 (eps = 0)
     ds = bandit([1, 0, 1], [1.0, 2.0, 4.0], [0.5] * 3)
-    ds = Dataset(**{**ds.__dict__, "episode_ids": np.zeros(3, np.int64), "steps": np.arange(3),
+    ds = replace(ds, **{"episode_ids": np.zeros(3, np.int64), "steps": np.arange(3),
                     "terminations": np.array([False, False, True])})  # fmt: skip
     probs = np.array([[0.0, 1.0]] * 3)
     p = Padded.build(ds, probs)

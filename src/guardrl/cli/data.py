@@ -66,16 +66,20 @@ def import_cmd(
     from guardrl._io import check_output
     from guardrl.data.formats import ImportOptions, read_log
     from guardrl.data.importer import schema_from_mapping
+    from guardrl.progress import make_progress
 
-    with user_errors():
+    with user_errors(), make_progress(not quiet) as progress:
         schema = schema_from_mapping(mapping or [])
         check_output(out, overwrite, "dataset")  # before reading a large file, not after
+        task = progress.add_task(f"import {file.name} (rows)", total=None)
         options = ImportOptions(
             n_actions=n_actions, schema=schema, unended_as_truncated=unended_as_truncated,
             allow_negative_costs=allow_negative_costs, minari_root=minari_root,
             action_bounds=(action_low, action_high),
+            on_rows=lambda rows, total: progress.update(task, completed=rows, total=total),
         )  # fmt: skip
         ds = read_log(file, fmt.value if fmt else None, options)
+        progress.update(task, description=f"save {len(ds):,} transitions")
         ds.save(out, overwrite=overwrite)
     console.print(f"imported {len(ds)} transitions, {ds.n_episodes} episodes from {file} -> {out}")
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from guardrl._arrays import row_keys, unique_rows
 from guardrl.data.dataset import Dataset
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class ExactRows:
 
     def __init__(self, rows: NDArray[np.floating]) -> None:
         self.rows = np.ascontiguousarray(rows, dtype=np.float32)
-        keys = _row_keys(self.rows)
+        keys = row_keys(self.rows)
         self.order = np.argsort(keys, kind="stable")
         self.keys = keys[self.order]
         # two rows with one key (values equal as numbers but not as bits cannot occur after _row_keys' +0.0):
@@ -84,21 +85,10 @@ class ExactRows:
             pos = np.minimum(np.searchsorted(self.sorted_rows, query), len(self.sorted_rows) - 1)
             hit = self.row_order[pos]
         else:
-            pos = np.minimum(np.searchsorted(self.keys, _row_keys(q)), len(self.keys) - 1)
+            pos = np.minimum(np.searchsorted(self.keys, row_keys(q)), len(self.keys) - 1)
             hit = self.order[pos]
         same = (self.rows[hit] == q).all(axis=1)
         return np.where(same, hit, -1).astype(np.int64)
-
-
-def _row_keys(rows: NDArray[np.float32]) -> NDArray[np.uint64]:
-    """A 64-bit key of each row's values (``-0.0`` keyed as ``0.0``): the bits of its columns times fixed odd
-    multipliers, summed modulo 2**64, then mixed."""
-    bits = (rows + np.float32(0.0)).view(np.uint32).astype(np.uint64)
-    mult = np.random.default_rng(0x5EED).integers(0, 2**63, size=bits.shape[1], dtype=np.uint64) * np.uint64(2) + 1
-    key = bits @ mult
-    key ^= key >> np.uint64(31)
-    key *= np.uint64(0xBF58476D1CE4E5B9)
-    return np.asarray(key ^ (key >> np.uint64(29)), dtype=np.uint64)
 
 
 @dataclass(frozen=True)
@@ -109,8 +99,12 @@ class StateIndex:
     edges: list[NDArray[np.float64]] | None  # per-feature inner bin edges, when binned
 
     @classmethod
-    def fit(cls, observations: NDArray[np.floating], cfg: AuditConfig) -> StateIndex:
-        rows = np.unique(np.asarray(observations, dtype=np.float32), axis=0)
+    def fit(
+        cls, observations: NDArray[np.floating], cfg: AuditConfig, rows: NDArray[np.float32] | None = None
+    ) -> StateIndex:
+        """Exact rows where the observations hold at most ``cfg.max_exact_states`` distinct ones, else quantile
+        bins; ``rows``: their distinct rows when the caller has them (:attr:`Dataset.distinct_observations`)."""
+        rows = unique_rows(np.asarray(observations, dtype=np.float32)) if rows is None else rows
         if rows.shape[0] <= cfg.max_exact_states:
             return cls(exact=rows, edges=None)
         qs = np.linspace(0.0, 1.0, cfg.n_bins + 1)[1:-1]
@@ -152,10 +146,10 @@ class Support:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, cfg: AuditConfig) -> Support:
-        index = StateIndex.fit(ds.observations, cfg)
-        states = index(ds.observations)
-        counts = np.zeros((index.n_states, ds.n_actions), dtype=np.int64)
-        np.add.at(counts, (states, ds.actions), 1)
+        index = StateIndex.fit(ds.observations, cfg, ds.distinct_observations)
+        states = ds.over_observations(index)
+        n_pairs = index.n_states * ds.n_actions
+        counts = np.bincount(states * ds.n_actions + ds.actions, minlength=n_pairs).reshape(-1, ds.n_actions)
         return cls(index, counts, cfg.k)
 
     def action_counts(
@@ -220,7 +214,7 @@ def audit(ds: Dataset, cfg: AuditConfig | None = None) -> dict[str, Any]:
     visits = counts.sum(axis=1)
     visited = visits > 0
     supported = counts >= cfg.k
-    state_of = support.index(ds.observations)
+    state_of = ds.over_observations(support.index)
     covered_share = float((visits[state_of] >= cfg.k).mean())
     choice_share = float((supported.sum(axis=1)[state_of] >= 2).mean())
     out["coverage"] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,8 @@ class ImportOptions:
     action_bounds: tuple[float, float] = (-1.0, 1.0)
     """Continuous actions (d4rl, or csv/parquet with ``action_<j>`` columns): the box (low, high), the same for
     every dimension."""
+    on_rows: Callable[[int, int | None], None] | None = None
+    """CSV and Parquet: called with (rows read, rows in the file or None) after each batch, for progress."""
 
 
 def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
@@ -41,6 +44,7 @@ def read_log(source: Path, fmt: str | None, options: ImportOptions) -> Dataset:
         return import_log(
             Path(source), fmt, options.n_actions, options.schema, unended_as_truncated=options.unended_as_truncated,
             allow_negative_costs=options.allow_negative_costs, action_bounds=options.action_bounds,
+            on_rows=options.on_rows,
         )  # fmt: skip
     if fmt == "minari":
         from guardrl.data.minari_io import import_minari

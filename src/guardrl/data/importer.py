@@ -35,6 +35,7 @@ let a policy buy risk back).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ class _Carry:
     obs_dim: int | None = None
     next_obs: np.ndarray | None = None
     """The previous chunk's last next observation (when the log has next-observation columns)."""
+    total_rows: int | None = None
+    """The file's row count where its metadata says it (Parquet)."""
 
 
 def schema_from_mapping(items: list[str], schema: LogSchema | None = None) -> LogSchema:
@@ -129,13 +132,15 @@ def import_log(
     allow_negative_costs: bool = False,
     csv_block_bytes: int = 1 << 24,
     action_bounds: tuple[float | list[float], float | list[float]] | None = None,
+    on_rows: Callable[[int, int | None], None] | None = None,
 ) -> Dataset:
     """Read and validate a log file into a :class:`Dataset` (not yet saved).
 
     Discrete actions need ``n_actions``. A log whose actions are ``action_0 ..`` columns (or a list column) has
     continuous actions: give ``action_bounds`` (low, high; a number for every dimension or one per dimension)
     and no ``n_actions``. ``chunk_rows`` sizes Parquet batches and ``csv_block_bytes`` CSV blocks; neither
-    changes the result.
+    changes the result. ``on_rows(rows_read, total_rows)`` is called after each batch (``total_rows``: from a
+    Parquet file's metadata, None for CSV), for progress.
     """
     path = Path(path)
     schema = schema or LogSchema()
@@ -161,6 +166,8 @@ def import_log(
         for key, value in chunk.items():
             parts.setdefault(key, []).append(value)
         carry.rows += batch.num_rows
+        if on_rows is not None:
+            on_rows(carry.rows, carry.total_rows)
     if carry.rows == 0:
         raise ImportValidationError(f"{path}: empty file (no rows)")
     if not carry.ended:

@@ -123,6 +123,7 @@ def _read_batches(ctx: _Context, carry: _Carry, chunk_rows: int, csv_block_bytes
         try:
             pf = pq.ParquetFile(path)
             _duplicates(path, pf.schema_arrow.names)
+            carry.total_rows = pf.metadata.num_rows
             yield from pf.iter_batches(batch_size=chunk_rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise ImportValidationError(f"{path}: cannot be read as parquet: {_clip(str(exc), 200)}") from None

@@ -27,8 +27,8 @@ from guardrl.data import Dataset
 from guardrl.envs.safenav import squashed_gaussian_log_density
 from guardrl.errors import ConfigError
 from guardrl.evaluate.fqe_network import d3rlpy
+from guardrl.evaluate.importance import Padded, _bootstrap_ratio, _ess, pdis_values, wis_parts
 from guardrl.evaluate.metrics import bootstrap
-from guardrl.evaluate.ope import Padded, _bootstrap_ratio, _ess, pdis_values, wis_parts
 from guardrl.evaluate.ope_config import OPEConfig
 
 CENTRE_CLIP = 0.95

@@ -41,9 +41,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 
+from guardrl._arrays import unique_rows
 from guardrl.data import Dataset
 from guardrl.data.audit import StateIndex
+from guardrl.evaluate.metrics import Units
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def fit_tabular_fqe(
     model: ModelFill | None = None,
     state_probs: NDArray[np.float64] | None = None,
     horizon: int | None = None,
+    units: Units | None = None,
 ) -> TabularFQE:
     """Fit tabular FQE of one signal (``ds.rewards`` or ``ds.costs``) for a target policy.
 
@@ -101,13 +105,14 @@ def fit_tabular_fqe(
     target's action probabilities at each transition's next observation (the backup); ``start_probs``
     (episodes, A): its probabilities at each episode's first observation. ``model``: the world model's outcomes
     for unlogged pairs, with ``state_probs`` (S, A) the target's probabilities at every indexed state.
-    ``horizon``: the number of backups (the episode step limit); unset, the longest logged episode.
+    ``horizon``: the number of backups (the episode step limit); unset, the longest logged episode. ``units``:
+    what the refits resample (:class:`~guardrl.evaluate.metrics.Units`; default every episode).
     """
     if (model is None) != (state_probs is None):
         raise ValueError("tabular FQE: a model fill needs the target's probabilities at every state")
     n_states, n_actions = index.n_states, ds.n_actions
     n_pairs = n_states * n_actions
-    s, s_next = index(ds.observations), index(ds.next_observations)
+    s, s_next = ds.over_observations(index), ds.over_observations(index, next_obs=True)
     if (s < 0).any():
         raise ValueError("tabular FQE: the state index does not cover the logged observations")
     # a truncation is where the log stopped, not where the episode ended: its next observation is backed up like
@@ -116,27 +121,32 @@ def fit_tabular_fqe(
     # transitions that agree on everything a backup reads are one row of the fit (on a grid: thousands of rows
     # instead of tens of thousands of transitions)
     _, signal_id = np.unique(signal, return_inverse=True)
-    _, prob_id = np.unique(next_probs, axis=0, return_inverse=True)
-    keys = np.stack(
-        [s * n_actions + ds.actions, s_next, end, signal_id.reshape(-1), prob_id.reshape(-1)], axis=1
-    ).astype(np.int64)
-    _, first, row_of = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    row_of = row_of.reshape(-1)
-    pair, done = keys[first, 0], end[first]
+    # with exact states, a next state's observation is that state's row, so the target's probabilities there are
+    # the state's own: only binned states need them in the key (a next observation never logged is worth ``fill``)
+    if index.exact is not None:
+        prob_id = np.zeros(len(ds), dtype=np.int64)
+    else:
+        prob_id = unique_rows(next_probs, return_inverse=True)[1]
+    columns = [s * n_actions + ds.actions, s_next, end.astype(np.int64), signal_id.reshape(-1), prob_id.reshape(-1)]
+    first, row_of = _distinct([c + 1 if j == 1 else c for j, c in enumerate(columns)])  # next state -1 codes as 0
+    keys = np.stack([c[first] for c in columns], axis=1).astype(np.int64)  # one row per distinct transition
+    pair, done = keys[:, 0], end[first]
     x = np.asarray(signal, dtype=np.float64)[first]
     # rows share next-state values: one per (next state, next-action probabilities)
-    _, value_first, value_of_row = np.unique(keys[first][:, [1, 4]], axis=0, return_index=True, return_inverse=True)
+    _, value_first, value_of_row = np.unique(keys[:, [1, 4]], axis=0, return_index=True, return_inverse=True)
     value_of_row = value_of_row.reshape(-1)
     nxt, pi_next = s_next[first][value_first], next_probs[first][value_first]
-    # weight of every row in every fit: each episode's count in the resample times the row's count in it
+    # weight of every row in every fit: each unit's count in the resample times the row's count in it (sparse:
+    # a unit holds few of the rows)
     n_eps = ds.n_episodes
-    episode = np.searchsorted(ds.episode_starts, np.arange(len(ds)), side="right") - 1
-    per_episode = np.zeros((n_eps, len(first)))
-    np.add.at(per_episode, (episode, row_of), 1.0)
-    mult = np.zeros((n_boot + 1, n_eps))
-    mult[0] = 1.0  # fit 0: the full data
-    np.add.at(mult, (np.arange(1, n_boot + 1)[:, None], rng.integers(0, n_eps, size=(n_boot, n_eps))), 1.0)
-    weight = mult @ per_episode  # (fits, rows)
+    units = Units(n_eps) if units is None else units
+    lengths = np.diff(np.append(ds.episode_starts, len(ds)))
+    unit_of_episode = np.arange(n_eps) if units.of_episode is None else units.of_episode
+    unit = np.repeat(unit_of_episode, lengths)
+    per_unit = sparse.csr_matrix((np.ones(len(ds)), (unit, row_of)), shape=(units.n, len(first)))
+    mult = np.ones((n_boot + 1, units.n))  # fit 0: the full data
+    mult[1:] = np.concatenate(list(units.counts(rng, n_boot)))
+    weight = np.asarray((per_unit.T @ mult.T).T)  # (fits, rows)
     order = np.argsort(pair, kind="stable")
     bounds = np.flatnonzero(np.r_[True, np.diff(pair[order]) != 0])
     present = pair[order][bounds]
@@ -174,8 +184,16 @@ def fit_tabular_fqe(
         sums = np.add.reduceat((weight * target)[:, order], bounds, axis=1)
         q = complete(sums / np.where(known, total, 1.0), q)  # complete() ignores pairs a fit lacks
     q3 = q.reshape(n_boot + 1, n_states, n_actions)
-    start_values = (q3[:, s[ds.episode_starts], :] * start_probs[None]).sum(axis=-1)  # (fits, episodes)
-    boots = (mult[1:] * start_values[1:]).sum(axis=1) / n_eps
+    # episodes that start alike (state and first-action probabilities) share their start value in every fit
+    s0 = s[ds.episode_starts]
+    _, kind_first, kind = unique_rows(
+        np.concatenate([s0[:, None].astype(np.float64), start_probs], axis=1), return_index=True, return_inverse=True
+    )
+    kind = kind.reshape(-1)
+    start_values = (q3[:, s0[kind_first], :] * start_probs[kind_first][None]).sum(axis=-1)  # (fits, kinds)
+    per_kind = sparse.csr_matrix((np.ones(n_eps), (unit_of_episode, kind)), shape=(units.n, len(kind_first)))
+    drawn = np.asarray((per_kind.T @ mult[1:].T).T)  # (refits, kinds): episodes of each kind in the resample
+    boots = (drawn * start_values[1:]).sum(axis=1) / drawn.sum(axis=1)
     # pairs the target would take at logged next states that the logs never contain
     reachable = (next_probs > 0) & ((s_next >= 0) & ~end)[:, None]
     candidates = (np.maximum(s_next, 0)[:, None] * n_actions + np.arange(n_actions)[None])[reachable]
@@ -183,8 +201,23 @@ def fit_tabular_fqe(
     logged[present[known[0]]] = True
     unlogged = int((~logged[np.unique(candidates)]).sum())
     return TabularFQE(
-        q=q3[0], starts=start_values[0], boots=boots, unlogged_pairs=unlogged, model_filled=filler is not None
+        q=q3[0], starts=start_values[0][kind], boots=boots, unlogged_pairs=unlogged, model_filled=filler is not None
     )
+
+
+def _distinct(columns: list[NDArray[np.int64]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``np.unique`` of the rows that the non-negative integer ``columns`` form: the first index of each distinct
+    row, and each row's id. One mixed-radix int64 code per row when the columns' ranges allow it (it sorts as
+    ``np.unique(axis=0)`` sorts the rows, without an (n, columns) array), else row keys."""
+    sizes = [int(c.max(initial=0)) + 1 for c in columns]
+    if float(np.prod(np.asarray(sizes, dtype=np.float64))) < 2.0**62:
+        code = np.zeros(len(columns[0]), dtype=np.int64)
+        for c, size in zip(columns, sizes, strict=True):
+            code = code * size + c
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = unique_rows(np.stack(columns, axis=1), return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 class _Filler:

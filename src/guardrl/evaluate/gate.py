@@ -29,7 +29,7 @@ Rules (thresholds in :class:`GateConfig`), applied to every candidate; the worst
 
 On confounded logs (``confounded``: the behaviour acted on what the logs do not record) the OPE estimates the
 rules read are the importance-weighted ones alone, with logged propensities, and the hazard's bound also reads
-the survival estimate ``survival_is`` (:func:`guardrl.evaluate.ope.survival_is`).
+the survival estimate ``survival_is`` (:func:`guardrl.evaluate.importance.survival_is`).
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@ and the logged-action mismatch rate with the tutorial's traffic-light thresholds
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 
 
 @dataclass(frozen=True)
@@ -53,31 +55,124 @@ def format_number(x: float, digits: int = 2) -> str:
     return f"{x:.{digits}f}"
 
 
+@dataclass(frozen=True)
+class Units:
+    """What the bootstraps resample: each episode, or, beyond ``max_units`` episodes, random blocks of episodes.
+
+    A percentile bootstrap over ``n`` episodes draws ``B x n`` indices; on 300,000 episodes and 1,000 resamples
+    that is gigabytes and minutes per estimate. Every statistic guardrl bootstraps is a sum over episodes, or a
+    ratio of two such sums, so beyond ``max_units`` episodes each episode is assigned (at random, seeded) to one
+    of ``max_units`` blocks, and the bootstrap resamples whole blocks, whose sums are independent and identically
+    distributed: the statistic's spread is the same, and the cost stops growing with the logs. Up to
+    ``max_units`` episodes each episode is its own unit and the draws are the ones an episode bootstrap makes."""
+
+    n: int
+    """Resampling units."""
+    of_episode: NDArray[np.int64] | None = None
+    """Each episode's block; None: every episode is its own unit."""
+
+    @classmethod
+    def of(cls, n_episodes: int, max_units: int, seed: int) -> Units:
+        if n_episodes <= max_units:
+            return cls(n_episodes)
+        perm = np.random.default_rng([seed, 0xB10C]).permutation(n_episodes)
+        return cls(max_units, (perm % max_units).astype(np.int64))
+
+    @property
+    def blocked(self) -> bool:
+        return self.of_episode is not None
+
+    def sums(self, x: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Per-unit sums of a per-episode array (first axis episodes)."""
+        values: NDArray[np.float64] = np.asarray(x, dtype=np.float64)
+        if self.of_episode is None:
+            return values
+        if values.ndim == 1:
+            return np.bincount(self.of_episode, weights=values, minlength=self.n).astype(np.float64)
+        x = values
+        return np.asarray(self.indicator() @ x.reshape(x.shape[0], -1)).reshape(self.n, *x.shape[1:])
+
+    def sums_of(self, x: NDArray[np.floating], lo: int, hi: int) -> NDArray[np.float64]:
+        """Per-unit sums of the rows of episodes ``lo`` to ``hi - 1`` (``x`` holds just those rows)."""
+        if self.of_episode is None:
+            out = np.zeros((self.n, *x.shape[1:]))
+            out[lo:hi] = x
+            return out
+        part = self.indicator()[:, lo:hi]
+        return np.asarray(part @ np.asarray(x, dtype=np.float64).reshape(hi - lo, -1)).reshape(self.n, *x.shape[1:])
+
+    def indicator(self) -> sparse.csr_matrix:
+        """(units, episodes) sparse 0/1 matrix: which episodes each unit holds."""
+        n_eps = self.n if self.of_episode is None else len(self.of_episode)
+        unit = np.arange(n_eps) if self.of_episode is None else self.of_episode
+        return sparse.csr_matrix((np.ones(n_eps), (unit, np.arange(n_eps))), shape=(self.n, n_eps))
+
+    def sizes(self) -> NDArray[np.float64]:
+        """Episodes per unit."""
+        if self.of_episode is None:
+            return np.ones(self.n)
+        return np.bincount(self.of_episode, minlength=self.n).astype(np.float64)
+
+    def draws(self, rng: np.random.Generator, n_resamples: int, budget: int = 4_000_000) -> Iterator[NDArray[np.int64]]:
+        """The resamples' unit indices, a chunk of rows at a time: together exactly
+        ``rng.integers(0, n, size=(n_resamples, n))``, never more than about ``budget`` indices at once."""
+        rows = max(1, budget // max(self.n, 1))
+        for lo in range(0, n_resamples, rows):
+            yield rng.integers(0, self.n, size=(min(rows, n_resamples - lo), self.n))
+
+    def counts(self, rng: np.random.Generator, n_resamples: int) -> Iterator[NDArray[np.float64]]:
+        """The same draws as :meth:`draws`, as (rows, n) counts of each unit."""
+        for idx in self.draws(rng, n_resamples):
+            k = idx.shape[0]
+            flat = (np.arange(k)[:, None] * self.n + idx).ravel()
+            yield np.bincount(flat, minlength=k * self.n).reshape(k, self.n).astype(np.float64)
+
+
 def bootstrap(
     samples: dict[str, NDArray[np.floating]],
     n_resamples: int,
     confidence: float,
     rng: np.random.Generator,
+    units: Units | None = None,
 ) -> dict[str, Estimate]:
     """Percentile bootstrap of the mean of each per-episode array, plus ``<key>_std`` for ``return``.
 
-    All arrays are resampled with the same episode indices, so the intervals are of one resampling.
+    All arrays are resampled with the same episode indices, so the intervals are of one resampling. ``units``:
+    resample blocks of episodes instead (:class:`Units`; the default is every episode its own unit).
     """
     n = len(next(iter(samples.values())))
     if n == 0:
         raise ValueError("bootstrap needs at least one episode")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    idx = rng.integers(0, n, size=(n_resamples, n))
+    units = Units(n) if units is None else units
     q = [(1.0 - confidence) / 2.0 * 100.0, (1.0 + confidence) / 2.0 * 100.0]
+    arrays = {key: np.asarray(v, dtype=np.float64) for key, v in samples.items()}
+    means: dict[str, list[NDArray]] = {key: [] for key in arrays}
+    stds: list[NDArray] = []
+    sizes = units.sizes()
+    sums = {key: units.sums(v) for key, v in arrays.items()}
+    squares = units.sums(arrays["return"] ** 2) if "return" in arrays and units.blocked else None
+    for idx in units.draws(rng, n_resamples):
+        count = sizes[idx].sum(axis=1)
+        for key, values in arrays.items():
+            if not units.blocked:
+                resampled = values[idx]
+                means[key].append(resampled.mean(axis=1))
+                if key == "return":
+                    stds.append(resampled.std(axis=1))
+                continue
+            mean = sums[key][idx].sum(axis=1) / count
+            means[key].append(mean)
+            if key == "return":
+                assert squares is not None
+                stds.append(np.sqrt(np.maximum(squares[idx].sum(axis=1) / count - mean**2, 0.0)))
     out = {}
-    for key, values in samples.items():
-        values = np.asarray(values, dtype=np.float64)
-        resampled = values[idx]
-        lo, hi = np.percentile(resampled.mean(axis=1), q)
+    for key, values in arrays.items():
+        lo, hi = np.percentile(np.concatenate(means[key]), q)
         out[key] = Estimate(float(values.mean()), float(lo), float(hi))
         if key == "return":
-            lo, hi = np.percentile(resampled.std(axis=1), q)
+            lo, hi = np.percentile(np.concatenate(stds), q)
             out["return_std"] = Estimate(float(values.std()), float(lo), float(hi))
     return out
 

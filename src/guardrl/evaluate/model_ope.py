@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from guardrl._arrays import unique_rows
 from guardrl.data import Dataset
 from guardrl.data.audit import ExactRows
 from guardrl.evaluate.metrics import Estimate, wilson_interval
@@ -66,9 +67,9 @@ def untrusted_pairs(
     not every unlogged action whole."""
     if max_disagreement is None or not exact or model.kind == "gaussian":
         return unlogged, None, "every (state, action) pair the logs never contain"
-    seen = ExactRows(np.unique(np.concatenate([ds.observations, ds.next_observations]).astype(np.float32), axis=0))
+    seen = ExactRows(ds.observation_rows[0])
     hit = ds.next_observations[ds.costs > 0].astype(np.float32)
-    hazards = ExactRows(np.unique(hit, axis=0)) if len(hit) else None
+    hazards = ExactRows(unique_rows(hit)) if len(hit) else None
 
     def is_seen(obs: NDArray[np.float32]) -> NDArray[np.bool_]:
         return seen.find(obs) >= 0

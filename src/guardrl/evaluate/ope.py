@@ -36,132 +36,20 @@ from guardrl.errors import ConfigError
 from guardrl.evaluate.bandit import BanditConfig, bandit_estimates
 from guardrl.evaluate.fqe_network import fit_fqe
 from guardrl.evaluate.fqe_tabular import ModelFill, TabularFQE, fit_tabular_fqe
-from guardrl.evaluate.metrics import Estimate, bootstrap
+from guardrl.evaluate.importance import (
+    _bootstrap_ratio,
+    _discounts,
+    _episode_terms,
+    _ess,
+    _rows_of,
+    _survival,
+    _taken_and_state_values,
+    _wdr_from_parts,
+)
+from guardrl.evaluate.metrics import Estimate, Units, bootstrap
 from guardrl.evaluate.ope_config import OPEConfig
 from guardrl.evaluate.target import TargetPolicy
 from guardrl.train.world_model import LoggedTransitions
-
-
-@dataclass(frozen=True)
-class Padded:
-    """A dataset as (episodes, T) arrays, padded after each episode's end (``valid`` marks real steps)."""
-
-    rewards: NDArray[np.float64]
-    costs: NDArray[np.float64]
-    ratios: NDArray[np.float64]  # pi(a|s) / mu(a|s) per step
-    valid: NDArray[np.bool_]
-    index: NDArray[np.int64]  # flat transition index of each (episode, t); -1 on padding
-
-    @classmethod
-    def build(cls, ds: Dataset, target_probs: NDArray[np.float64]) -> Padded:
-        """Ratios of the target's probabilities (n, n_actions) of the logged actions to the propensities."""
-        return cls.from_ratios(ds, target_probs[np.arange(len(ds)), ds.actions] / ds.propensities)
-
-    @classmethod
-    def from_ratios(cls, ds: Dataset, ratio: NDArray[np.float64]) -> Padded:
-        """The logs padded per episode with the per-step importance ratios ``ratio`` (n,)."""
-        starts = ds.episode_starts
-        lengths = np.diff(np.append(starts, len(ds)))
-        T = int(lengths.max())
-        t = np.arange(T)
-        valid = t[None, :] < lengths[:, None]
-        index = np.where(valid, starts[:, None] + t[None, :], -1)
-
-        def pad(a: NDArray, fill: float) -> NDArray:
-            return np.where(valid, a[np.maximum(index, 0)], fill)
-
-        return cls(pad(ds.rewards, 0.0), pad(ds.costs, 0.0), pad(ratio, 1.0), valid, index)
-
-
-def _discounts(T: int, gamma: float) -> NDArray[np.float64]:
-    return gamma ** np.arange(T, dtype=np.float64)
-
-
-def pdis_values(p: Padded, signal: NDArray[np.float64], gamma: float) -> NDArray[np.float64]:
-    """Per-episode per-decision IS values: sum_t gamma^t rho_{0:t} x_t."""
-    rho = np.cumprod(p.ratios, axis=1)
-    return (_discounts(signal.shape[1], gamma) * rho * signal * p.valid).sum(axis=1)
-
-
-def wis_parts(p: Padded, signal: NDArray[np.float64], gamma: float) -> tuple[NDArray, NDArray]:
-    """Per-episode trajectory weights and discounted sums; WIS = sum(w * g) / sum(w)."""
-    w = np.prod(p.ratios, axis=1)
-    g = (_discounts(signal.shape[1], gamma) * signal * p.valid).sum(axis=1)
-    return w, g
-
-
-def survival_is(
-    p: Padded, cost: NDArray[np.float64], rng: np.random.Generator, n_boot: int, conf: float
-) -> Estimate | None:
-    """The hazard as one minus the survival's ordinary importance-sampling estimate, ``1 - mean(W * (1 - C))``
-    with ``W`` each episode's whole weight and ``C`` its cost, for logs whose episodes each meet at most one
-    hazard (None otherwise).
-
-    Unbiased, as PDIS is; but where a policy's hazards lie off the behaviour's path (where it acts otherwise),
-    they are reached through rare episodes of huge weight, so the cost's own estimates (PDIS, WIS, DR) mostly
-    come out too low: their sample means miss the weight's long tail. Estimating the survival instead puts the
-    long tail on the other side: a sample that misses it underestimates the survival and so overstates the
-    hazard. Its percentile bootstrap interval is the confounded gate's conservative bound."""
-    c = (cost * p.valid).sum(axis=1)
-    if not np.isin(c, (0.0, 1.0)).all():
-        return None
-    values = np.prod(p.ratios, axis=1) * (1.0 - c)
-    n = len(values)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    boots = 1.0 - values[idx].mean(axis=1)
-    lo, hi = np.percentile(boots, [(1 - conf) / 2 * 100, (1 + conf) / 2 * 100])
-    point = 1.0 - float(values.mean())
-    return Estimate(point, float(min(lo, point)), float(max(hi, point)))
-
-
-def dr_values(
-    p: Padded, signal: NDArray[np.float64], q_taken: NDArray[np.float64], v: NDArray[np.float64], gamma: float
-) -> NDArray[np.float64]:
-    """Per-decision doubly robust (Jiang & Li 2016) per episode, with model values Q(s_t, a_t) and V(s_t)."""
-    rho = np.cumprod(p.ratios, axis=1)
-    rho_prev = np.concatenate([np.ones((rho.shape[0], 1)), rho[:, :-1]], axis=1)
-    terms = rho * (signal - q_taken) + rho_prev * v
-    return (_discounts(signal.shape[1], gamma) * terms * p.valid).sum(axis=1)
-
-
-def weighted_dr(
-    p: Padded,
-    signal: NDArray[np.float64],
-    q_taken: NDArray[np.float64],
-    v: NDArray[np.float64],
-    gamma: float,
-    counts: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """Weighted doubly robust (Thomas & Brunskill 2016): per-decision DR with self-normalized weights.
-
-    ``counts`` (B, episodes) says how often each episode is drawn; one row of ones is the point estimate, and
-    bootstrap rows are multinomial counts. Every sum is linear in the counts, so B estimates are matrix products.
-    Padding steps after an episode's end carry its weight with zero reward and zero model value.
-    """
-    rho = np.cumprod(p.ratios, axis=1)
-    rho_prev = np.concatenate([np.ones((rho.shape[0], 1)), rho[:, :-1]], axis=1)
-    disc = _discounts(signal.shape[1], gamma)
-
-    def normalized(weights: NDArray, values: NDArray) -> NDArray:
-        num, den = counts @ (weights * values * p.valid), counts @ weights
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-
-    return ((normalized(rho, signal - q_taken) + normalized(rho_prev, v)) * disc).sum(axis=1)
-
-
-def _bootstrap_ratio(w: NDArray, g: NDArray, rng: np.random.Generator, n: int, conf: float) -> Estimate:
-    def ratio(wi: NDArray, gi: NDArray) -> NDArray:
-        total = wi.sum(axis=-1)
-        return np.where(total > 0, (wi * gi).sum(axis=-1) / np.where(total > 0, total, 1.0), np.nan)
-
-    idx = rng.integers(0, len(w), size=(n, len(w)))
-    boots = ratio(w[idx], g[idx])
-    point = float(ratio(w, g))
-    if np.isnan(point):
-        return Estimate(float("nan"), float("nan"), float("nan"))
-    lo, hi = np.nanpercentile(boots, [(1 - conf) / 2 * 100, (1 + conf) / 2 * 100])
-    return Estimate(point, float(lo), float(hi))
-
 
 # ------------------------------------------------------------------ all estimators for one policy
 
@@ -201,14 +89,16 @@ def evaluate_policy(
             f"ope: {missing} transitions have no behaviour propensity, which {sorted(weighted)} need; "
             "log propensities or set ope.estimators to [fqe]"
         )
-    probs = target.probs(ds.observations.astype(np.float32), n_actions, cfg.epsilon)
-    padded = Padded.build(ds, probs)
+    probs = ds.over_observations(lambda o: target.probs(o, n_actions, cfg.epsilon))
     horizon_steps, horizon_source = episode_horizon(ds, cfg) if horizon is None else horizon
     rng = np.random.default_rng(cfg.seed)
-    signals = {"return": padded.rewards, "cost": padded.costs} if cfg.cost else {"return": padded.rewards}
-    next_obs = ds.next_observations.astype(np.float32)
-    greedy_next = np.asarray(target.greedy(next_obs), dtype=np.int64) if target.probs_fn is None else None
-    probs_next = None if target.probs_fn is None else target.probs(next_obs, n_actions, 0.0)
+    units = Units.of(ds.n_episodes, cfg.bootstrap_units, cfg.seed)
+    signals = ("return", "cost") if cfg.cost else ("return",)
+    greedy_next, probs_next = None, None
+    if target.probs_fn is None:
+        greedy_next = ds.over_observations(target.greedy, next_obs=True).astype(np.int64)
+    else:
+        probs_next = ds.over_observations(lambda o: target.probs(o, n_actions, 0.0), next_obs=True)
     flat_signals = {"return": ds.rewards, "cost": ds.costs}
 
     def fqe_job(job: int, key: str) -> tuple[NDArray[np.float64], list[float]]:
@@ -230,11 +120,12 @@ def evaluate_policy(
         return model.q(ds.observations), model.loss
 
     fqe_fits: dict[str, tuple[NDArray[np.float64], list[float]]] = {}
+    q_of: dict[str, Callable[[slice], NDArray[np.float64]]] = {}
     tabular_fits: dict[str, TabularFQE] = {}
     fqe_states: dict[str, int] | None = None
     if "fqe" in cfg.chosen and tabular:
         assert index is not None
-        next_probs = target.probs(next_obs, n_actions, 0.0)
+        next_probs = ds.over_observations(lambda o: target.probs(o, n_actions, 0.0), next_obs=True)
         fills = {"return": float(ds.rewards.min()), "cost": float(ds.costs.max())}
         step = model_step
         fqe_index = index if step is None else step.index
@@ -247,45 +138,50 @@ def evaluate_policy(
             tabular_fits[key] = fit_tabular_fqe(
                 ds, fqe_index, flat_signals[key], fills[key], next_probs, own_starts, cfg.gamma,
                 cfg.fqe_refits, np.random.default_rng([cfg.seed, 3, i]),
-                None if step is None else step.fill(key), state_probs, horizon_steps,
+                None if step is None else step.fill(key), state_probs, horizon_steps, units,
             )  # fmt: skip
         if step is not None:
             fqe_states = {"logged": index.n_states, "with_model_outcomes": fqe_index.n_states}
-        q_states = fqe_index(ds.observations)
-        fqe_fits = {key: (fit.q[q_states], []) for key, fit in tabular_fits.items()}
+        q_states = ds.over_observations(fqe_index)
+        # Q per transition is read from the (states, actions) table a chunk at a time, never as an (n, A) array
+        q_of = {key: partial(_rows_of, fit.q, q_states) for key, fit in tabular_fits.items()}
     elif "fqe" in cfg.chosen:
         jobs = [partial(fqe_job, i, key) for i, key in enumerate(signals)]
         fqe_fits = dict(zip(signals, run_forked(jobs, cfg.fqe_workers), strict=True))
-    ratios = padded.ratios[padded.valid]
+        q_of = {key: partial(_rows_of, q_all, None) for key, (q_all, _) in fqe_fits.items()}
+    ratio_flat = probs[np.arange(len(ds)), ds.actions] / ds.propensities
+    dr_inputs: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
+    if "fqe" in cfg.chosen and "dr" in cfg.chosen:
+        for key in signals:
+            dr_inputs[key] = _taken_and_state_values(q_of[key], ds, probs)
+    terms = _episode_terms(ds, ratio_flat, {k: flat_signals[k] for k in signals}, dr_inputs, cfg.gamma, units)
+    w_all = terms.pop("weight")
     out: dict[str, Any] = {
         "policy": target.name,
         "epsilon": cfg.epsilon if target.probs_fn is None else None,
         "horizon": {"steps": horizon_steps, "source": horizon_source, "used_by": "tabular FQE and the world model"},
         **({"fqe": fqe_description(cfg, index, model_step is not None)} if "fqe" in cfg.chosen else {}),
         "weights": {
-            "mean_ratio": float(ratios.mean()),
-            "share_zero_weight_episodes": float((np.prod(padded.ratios, axis=1) == 0).mean()),
-            "ess_episodes": _ess(np.prod(padded.ratios, axis=1)),
+            "mean_ratio": float(ratio_flat.mean()),
+            "share_zero_weight_episodes": float((w_all == 0).mean()),
+            "ess_episodes": _ess(w_all),
         },
         "estimates": {},
     }
     if fqe_states is not None:
         out["fqe"]["states"] = fqe_states
-    for key, signal in signals.items():
+    for key in signals:
         est: dict[str, Any] = {}
+        per = terms[key]
         if "pdis" in cfg.chosen:
-            pdis = pdis_values(padded, signal, cfg.gamma)
-            est["pdis"] = bootstrap({"pdis": pdis}, cfg.n_bootstrap, cfg.confidence, rng)["pdis"]
+            est["pdis"] = bootstrap({"pdis": per["pdis"]}, cfg.n_bootstrap, cfg.confidence, rng, units)["pdis"]
         if "wis" in cfg.chosen:
-            w, g = wis_parts(padded, signal, cfg.gamma)
-            est["wis"] = _bootstrap_ratio(w, g, rng, cfg.n_bootstrap, cfg.confidence)
+            est["wis"] = _bootstrap_ratio(w_all, per["total"], rng, cfg.n_bootstrap, cfg.confidence, units)
         if key == "cost" and "pdis" in cfg.chosen and cfg.gamma == 1.0:
-            survival = survival_is(padded, signal, rng, cfg.n_bootstrap, cfg.confidence)
+            survival = _survival(w_all, per["undiscounted"], rng, cfg.n_bootstrap, cfg.confidence, units)
             if survival is not None:
                 est["survival_is"] = survival
         if "fqe" in cfg.chosen:
-            q_all, loss = fqe_fits[key]
-            v_flat = (q_all * probs).sum(axis=1)
             if tabular:
                 fit = tabular_fits[key]
                 lo, hi = np.percentile(fit.boots, [(1 - cfg.confidence) / 2 * 100, (1 + cfg.confidence) / 2 * 100])
@@ -295,20 +191,15 @@ def evaluate_policy(
                 est["fqe"] = Estimate(point, min(float(lo), point), max(float(hi), point))
                 out.setdefault("fqe", {}).setdefault("unlogged_pairs", {})[key] = fit.unlogged_pairs
             else:
+                q_all, loss = fqe_fits[key]
                 starts = ds.episode_starts
-                est["fqe"] = bootstrap({"fqe": v_flat[starts]}, cfg.n_bootstrap, cfg.confidence, rng)["fqe"]
+                v_start = (q_all[starts] * probs[starts]).sum(axis=1)
+                est["fqe"] = bootstrap({"fqe": v_start}, cfg.n_bootstrap, cfg.confidence, rng, units)["fqe"]
                 out.setdefault("fqe_final_loss", {})[key] = float(np.mean(loss[-50:]))
             if "dr" in cfg.chosen:
-                q_taken = np.where(
-                    padded.valid, q_all[np.maximum(padded.index, 0), ds.actions[np.maximum(padded.index, 0)]], 0.0
-                )
-                v = np.where(padded.valid, v_flat[np.maximum(padded.index, 0)], 0.0)
-                n_eps = padded.valid.shape[0]
-                point = float(weighted_dr(padded, signal, q_taken, v, cfg.gamma, np.ones((1, n_eps)))[0])
-                idx = rng.integers(0, n_eps, size=(cfg.n_bootstrap, n_eps))
-                counts = np.zeros((cfg.n_bootstrap, n_eps))
-                np.add.at(counts, (np.arange(cfg.n_bootstrap)[:, None], idx), 1.0)
-                boots = weighted_dr(padded, signal, q_taken, v, cfg.gamma, counts)
+                parts, disc = per["dr_parts"], _discounts(per["dr_parts"][0].shape[1], cfg.gamma)
+                point = float(_wdr_from_parts(parts, disc, [np.ones((1, units.n))])[0])
+                boots = _wdr_from_parts(parts, disc, units.counts(rng, cfg.n_bootstrap))
                 q = [(1 - cfg.confidence) / 2 * 100, (1 + cfg.confidence) / 2 * 100]
                 lo, hi = np.percentile(boots, q)
                 est["dr"] = Estimate(point, float(lo), float(hi))
@@ -463,9 +354,3 @@ def fqe_description(cfg: OPEConfig, index: StateIndex | None, filled: bool = Fal
         "function_class": f"network {list(cfg.fqe_hidden_units)}, {cfg.fqe_steps} steps, {cfg.fqe_td_loss} loss",
         "interval": "percentile bootstrap over start states (the fit's own error is not in it)",
     }
-
-
-def _ess(w: NDArray[np.float64]) -> float:
-    """Kish effective sample size of episode weights (0 when every weight is 0)."""
-    s2 = float((w**2).sum())
-    return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0

@@ -122,6 +122,11 @@ class OPEConfig:
     """One-step logs: ``switch_dr`` drops DR's correction on rows whose importance weight exceeds this."""
     n_bootstrap: int = 1000
     """Bootstrap resamples (over episodes) behind the importance-sampling and DR intervals."""
+    bootstrap_units: int = 10_000
+    """The most units the bootstraps (and the tabular FQE's refits) resample: logs of more episodes are split at
+    random (seeded) into this many blocks of episodes, and whole blocks are resampled, so the intervals' cost stops
+    growing with the logs (:class:`~guardrl.evaluate.metrics.Units`). Up to this many episodes, each is its own
+    unit."""
     confidence: float = 0.95
     """Confidence level of every off-policy interval."""
     seed: int = 0
@@ -137,6 +142,8 @@ class OPEConfig:
             raise ValueError(f"ope.model_logged_prior must be >= 0 or null, got {self.model_logged_prior}")
         if self.horizon is not None and self.horizon < 1:
             raise ValueError(f"ope.horizon must be >= 1, got {self.horizon}")
+        if self.bootstrap_units < 100:
+            raise ValueError(f"ope.bootstrap_units must be >= 100, got {self.bootstrap_units}")
         if self.fqe_refits < 10 or self.fqe_max_states < 1:
             raise ValueError("ope.fqe_refits must be >= 10 and ope.fqe_max_states >= 1")
         if self.bandit_folds < 2 or self.bandit_prior_rows < 0 or self.bandit_switch_weight <= 0:

@@ -4,11 +4,13 @@ FAIL from the evidence the earlier stages wrote (the gate computes nothing new).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from guardrl._io import atomic_write_json
+from guardrl._parallel import ray_info, run_tasks
 from guardrl.config import to_dict
 from guardrl.errors import RunError
 from guardrl.evaluate.bandit import is_one_step
@@ -75,6 +77,11 @@ def ope_estimates(
     # logs without costs: a world model of them predicts none, so no cost is estimated (no evidence of safety)
     ope_cfg = cfg.ope if costs_logged else replace(cfg.ope, cost=False)
     estimates = {}
+    if ray_info() is not None and not one_step and len(targets) > 1 and targets.keys() <= ope_targets(ctx).keys():
+        # one task per policy on the cluster; each reopens the run folder (shared storage) and rebuilds these inputs
+        calls = [(str(ctx.folder.root), to_dict(cfg), name) for name in targets]
+        estimates = dict(zip(targets, run_tasks(_ope_task, calls), strict=True))
+        targets = {}
     with make_progress(show_progress) as progress:
         task = progress.add_task("ope", total=len(targets))
         for name, target in targets.items():
@@ -95,6 +102,16 @@ def ope_estimates(
         for est in estimates.values():
             est["estimates"].get("cost", {}).pop("survival_is", None)
     return estimates, propensities
+
+
+def _ope_task(root: str, cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """One policy's estimates, computed where a Ray task runs, from the run folder at ``root``."""
+    from guardrl.config import RunConfig, from_dict
+    from guardrl.run.folder import RunFolder
+
+    ctx = RunContext.open(RunFolder(Path(root)), from_dict(RunConfig, cfg))
+    estimates, _ = ope_estimates(ctx, {name: ope_targets(ctx)[name]})
+    return estimates[name]
 
 
 def stage_ope(ctx: RunContext, show_progress: bool = False) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import numpy as np
 import guardrl
 from guardrl import report
 from guardrl._io import atomic_write_dir, atomic_write_json, atomic_write_text
-from guardrl._parallel import BackgroundWorker
+from guardrl._parallel import BackgroundWorker, ray_session
 from guardrl.config import RunConfig, save_config, to_dict
 from guardrl.data import Dataset, collect
 from guardrl.data.audit import audit
@@ -25,6 +25,7 @@ from guardrl.data.collect import collect_gym, collect_sepsis
 from guardrl.envs import Tables
 from guardrl.envs.sepsis import OBS_NAMES as SEPSIS_OBS
 from guardrl.errors import RunError
+from guardrl.progress import make_progress
 from guardrl.run.context import RunContext
 from guardrl.run.evaluation import exact_of_greedy, references, stage_evaluate
 from guardrl.run.folder import RunFolder
@@ -246,7 +247,8 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
 
     def fill(tmp: Path) -> None:
         # plots are drawn in a forked child beside the stages (seconds of matplotlib off the run's critical path)
-        with BackgroundWorker(preload="guardrl.report.plots") as plotter:
+        with BackgroundWorker(preload="guardrl.report.plots") as plotter, ray_session(cfg.ray.resolved()) as ray:
+            out["parallel"] = ray if ray is not None else {"backend": "local processes"}
             fill_stages(RunContext(cfg, RunFolder(tmp), final_root=run_dir, plotter=plotter))
 
     def fill_stages(ctx: RunContext) -> None:
@@ -258,14 +260,21 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
             timings[name] = time.perf_counter() - t0
             return result
 
+        def shown(name: str, stage: Any, what: Any) -> Any:
+            # stages with no bar of their own: a line with what they work on and the time they take
+            with make_progress(show_progress) as progress:
+                progress.add_task(f"{name}: {what()}", total=None)
+                return timed(name, stage)
+
         save_config(cfg, ctx.folder.config)
         if cfg.env.continuous:
             from guardrl.run.continuous import fill_continuous
 
             metrics = fill_continuous(ctx, timed, show_progress)
         else:
-            timed("collect", stage_collect)
-            timed("audit", stage_audit)
+            shown("collect", stage_collect, lambda: "reading the logs" if cfg.collect.dataset else "logging")
+            size = lambda: f"{len(ctx.dataset):,} transitions, {ctx.dataset.n_episodes:,} episodes"  # noqa: E731
+            shown("audit", stage_audit, size)
             if cfg.needs_world_model:
                 timed("model", stage_model, show_progress=show_progress)
             timed("train", stage_train, show_progress=show_progress)
@@ -277,6 +286,7 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
         if cfg.report:
             timed("report", stage_report)
         metrics["timings_seconds"] = timings
+        metrics["parallel"] = out["parallel"]  # where the parallel work ran (a Ray cluster: its nodes, tasks)
         atomic_write_json(ctx.folder.metrics, metrics)
         out["metrics"] = metrics
 

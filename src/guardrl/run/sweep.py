@@ -27,13 +27,9 @@ conservative weight) and ``report.html``.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -43,6 +39,7 @@ import yaml
 
 from guardrl import report
 from guardrl._io import atomic_write_dir, atomic_write_json, atomic_write_text
+from guardrl._parallel import connect_ray, own_sigterm
 from guardrl.config import Regime, RunConfig, from_dict, load_yaml, save_config, to_dict
 from guardrl.errors import ConfigError, OutputExistsError
 from guardrl.progress import make_progress
@@ -175,42 +172,16 @@ def _run_sequential(jobs: list[tuple[dict, dict]], show_progress: bool) -> list[
     return rows
 
 
-@contextlib.contextmanager
-def _own_sigterm() -> Iterator[None]:
-    """This process's SIGTERM handler, restored on the way out: a process forked later with Ray's handler
-    inherited does not end on ``terminate()``."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main else None
-    try:
-        yield
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _connect(ray: Any, address: str) -> None:
-    """Join the Ray cluster at ``address``, or a user error that says what is missing or unreachable."""
-    try:
-        ray.init(address=address, log_to_driver=False)
-    except (ValueError, ConnectionError, RuntimeError, TimeoutError) as exc:
-        hint = (
-            "a ray:// address needs Ray's client: pip install 'ray[client]'"
-            if address.startswith("ray://") and "ray[client]" in str(exc)
-            else "check that `ray start --head` runs there and the address is reachable"
-        )
-        raise ConfigError(f"ray_address {address!r}: cannot connect ({str(exc).splitlines()[0]}); {hint}") from None
-
-
 def _run_ray(jobs: list[tuple[dict, dict]], cfg: SweepConfig, show_progress: bool) -> list[dict[str, Any]]:
     import ray
 
     # ray.init installs a SIGTERM handler (for its own clean-up) and leaves it behind after shutting down, or
     # after failing to connect: this process gets its own back when the sweep is over
-    with _own_sigterm():
+    with own_sigterm():
         started_here = not ray.is_initialized()
         if started_here:
             if cfg.ray_address:
-                _connect(ray, cfg.ray_address)
+                connect_ray(ray, cfg.ray_address)
             else:
                 ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
         try:

@@ -201,8 +201,8 @@ def mle_mdp(ds: Dataset, index: StateIndex, unknown_reward: float) -> tuple[Tabu
     A pair never logged halts with ``unknown_reward`` and a hazard; so does a logged step that neither ended
     nor led to an indexed state (a truncation into an observation never logged as a state)."""
     S, A = index.n_states, ds.n_actions
-    s = index(ds.observations)
-    s_next = index(ds.next_observations)
+    s = ds.over_observations(index)
+    s_next = ds.over_observations(index, next_obs=True)
     term = ds.terminations.astype(np.float64)
     pair = s * A + ds.actions
     # successor code: the next state id, or S for "ended, or outside the table"; one slot per (pair, code)
@@ -247,9 +247,8 @@ def behaviour_policy(ds: Dataset, index: StateIndex, counts: NDArray[np.int64]) 
     props = ds.propensities
     if props is None or not np.all(np.isfinite(props)):
         return freq
-    s = index(ds.observations)
-    sums = np.zeros((S, A))
-    np.add.at(sums, (s, ds.actions), props)
+    s = ds.over_observations(index)
+    sums = np.bincount(s * A + ds.actions, weights=props, minlength=S * A).reshape(S, A)
     logged = counts > 0
     pi = np.where(logged, sums / np.maximum(counts, 1), 0.0)
     pi = np.minimum(pi, 1.0)

@@ -153,7 +153,7 @@ def train_spibb(
     ds: Dataset, cfg: SPIBBConfig, audit_cfg: AuditConfig, budget: float | None, name: str = "spibb"
 ) -> TabularPolicy:
     """Π_b-SPIBB on the logs' maximum-likelihood model over the audit's states."""
-    index = StateIndex.fit(ds.observations, audit_cfg)
+    index = StateIndex.fit(ds.observations, audit_cfg, ds.distinct_observations)
     _check_size(name, index.n_states, cfg)
     r_min, _ = _reward_bounds(ds)
     mdp, counts = mle_mdp(ds, index, unknown_reward=r_min)
@@ -187,7 +187,7 @@ def train_model_planner(
     name: str,
 ) -> TabularPolicy:
     """MOPO- or MOReL-style planning in ``world_model`` over the logged observations (see their configs)."""
-    rows = np.unique(np.concatenate([ds.observations, ds.next_observations]).astype(np.float32), axis=0)
+    rows = ds.observation_rows[0]
     _check_size(name, len(rows), cfg)
     r_min, r_max = _reward_bounds(ds)
     span = max(r_max - r_min, 1e-9)

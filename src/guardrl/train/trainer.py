@@ -262,7 +262,7 @@ def portfolio_skips(cfg: TrainConfig, dataset: Dataset, audit_cfg: AuditConfig, 
     list is trained as listed (a learner that cannot be trained is then an error naming why)."""
     if cfg.learners != "auto":
         return {}
-    distinct = len(np.unique(dataset.observations, axis=0))
+    distinct = len(dataset.distinct_observations)
     indexed = distinct <= audit_cfg.max_exact_states
     listed = world_model is not None and world_model.kind != "gaussian"
     skips = {}

@@ -413,9 +413,8 @@ class LoggedTransitions:
         """Every logged transition, keyed by its (observation row, action) pair; ``prior`` >= 0."""
         if prior < 0:
             raise WorldModelError(f"the network's weight against logged transitions must be >= 0, got {prior}")
-        obs = np.asarray(ds.observations, dtype=np.float32)
-        index = StateIndex(exact=np.unique(obs, axis=0), edges=None)
-        pair = index(obs) * ds.n_actions + ds.actions
+        index = StateIndex(exact=ds.distinct_observations, edges=None)
+        pair = ds.over_observations(index) * ds.n_actions + ds.actions
         order = np.argsort(pair, kind="stable")
         counts = np.bincount(pair, minlength=index.n_states * ds.n_actions)
         return cls(

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from guardrl._arrays import unique_rows
 from guardrl._parallel import torch_threads
 from guardrl.data import Dataset
 from guardrl.train.config import WorldModelConfig
@@ -41,7 +42,7 @@ def _transition_kind(ds: Dataset, max_classes: int) -> tuple[str, NDArray[np.flo
     delta = (ds.next_observations - ds.observations).astype(np.float32)
     options = []
     for kind, values in (("delta", delta), ("next", ds.next_observations.astype(np.float32))):
-        classes, label = np.unique(values, axis=0, return_inverse=True)
+        classes, label = unique_rows(values, return_inverse=True)
         if len(classes) <= max_classes:
             options.append((len(classes), kind, classes, label.reshape(-1)))
     if not options:
@@ -98,28 +99,45 @@ def fit_world_model(ds: Dataset, cfg: WorldModelConfig, show_progress: bool = Fa
         params = list(model.transition.parameters()) + list(model.outcome.parameters())
         optim = torch.optim.Adam(params, lr=cfg.learning_rate, fused=True)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optim, cfg.steps)
-        boot = train_idx[rng.integers(0, len(train_idx), size=(cfg.n_members, len(train_idx)))]
-        o_t, n_t = torch.as_tensor(obs), torch.as_tensor(nxt)
-        x_trans = model._inputs(o_t, torch.tensor(ds.actions))  # features once; batches index them
+        # each member's bootstrap of the training transitions, then every step's batch positions in it (the same
+        # draws, in the same order, as one bootstrap matrix and one draw per step)
+        n_train = len(train_idx)
+        boot = np.empty((cfg.n_members, n_train), dtype=np.int64 if n_train >= 2**31 else np.int32)
+        for m in range(cfg.n_members):
+            boot[m] = rng.integers(0, n_train, size=n_train)
+        pos = rng.integers(0, n_train, size=(cfg.steps, cfg.n_members, cfg.batch_size))
+        drawn = np.stack([train_idx[boot[m][pos[:, m, :]]] for m in range(cfg.n_members)], axis=1)
+        del boot
+        # the table holds the distinct transitions the fit draws, not every logged one: on ten million logged
+        # steps the features of all of them took gigabytes, and a grid's logs repeat a few thousand transitions
+        used = np.unique(drawn)
+        fields = np.concatenate(
+            [obs[used], nxt[used], np.stack([ds.actions[used], ds.rewards[used], ds.costs[used] > 0,
+             ds.terminations[used], label[used], reward_label.reshape(-1)[used]], axis=1)], axis=1,
+        )  # fmt: skip
+        _, first, kind_of = unique_rows(fields.astype(np.float64), return_index=True, return_inverse=True)
+        rows = used[first]
+        batches = kind_of.reshape(-1)[np.searchsorted(used, drawn)]  # (steps, members, batch) table rows
+        o_t, n_t = torch.as_tensor(obs[rows]), torch.as_tensor(nxt[rows])
+        x_trans = model._inputs(o_t, torch.tensor(ds.actions[rows]))  # features once; batches index them
         table = _Table(
             floats={
                 "x_trans": x_trans, "x_out": torch.cat([x_trans, model._features(n_t)], dim=-1),
                 "change": (n_t - o_t) / model._t("obs_std"),
-                "reward": torch.as_tensor(((ds.rewards - r_mean) / r_std).astype(np.float32)),
-                "cost": torch.as_tensor((ds.costs > 0).astype(np.float32)),
-                "term": torch.as_tensor(ds.terminations.astype(np.float32)),
+                "reward": torch.as_tensor(((ds.rewards[rows] - r_mean) / r_std).astype(np.float32)),
+                "cost": torch.as_tensor((ds.costs[rows] > 0).astype(np.float32)),
+                "term": torch.as_tensor(ds.terminations[rows].astype(np.float32)),
             },
             ints={
-                "label": torch.as_tensor(label),
-                "reward_label": torch.as_tensor(reward_label.reshape(-1).astype(np.int64)),
+                "label": torch.as_tensor(label[rows]),
+                "reward_label": torch.as_tensor(reward_label.reshape(-1)[rows].astype(np.int64)),
             },
         )  # fmt: skip
         losses = []
         with make_progress(show_progress) as progress:
             task = progress.add_task("world model", total=cfg.steps)
-            for _ in range(cfg.steps):
-                pos = rng.integers(0, len(train_idx), size=(cfg.n_members, cfg.batch_size))
-                loss = _loss(model, table.rows(np.take_along_axis(boot, pos, axis=1)))
+            for step in range(cfg.steps):
+                loss = _loss(model, table.rows(batches[step]))
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
@@ -186,10 +204,16 @@ def heldout_accuracy(
 ) -> dict[str, Any]:
     """The ensemble's accuracy on held-out transitions ``idx`` (ensemble-mean predictions)."""
     obs, act, nxt = ds.observations[idx], ds.actions[idx], ds.next_observations[idx]
+    # predicted once per distinct (observation, action, next observation), then read per transition
+    _, first, back = unique_rows(
+        np.concatenate([obs, nxt, act[:, None]], axis=1).astype(np.float64), return_index=True, return_inverse=True
+    )
+    back = back.reshape(-1)
+    o, a, n = obs[first], act[first], nxt[first]
     with one_thread():
-        pred = model.predict(obs, act)
-        res = model.predict_outcome(obs, act, nxt)
-        disagreement = float(model.disagreement(obs, act).mean())
+        pred = {k: v[:, back] for k, v in model.predict(o, a).items()}
+        res = {k: v[:, back] for k, v in model.predict_outcome(o, a, n).items()}
+        disagreement = float(np.asarray(model.disagreement(o, a))[back].mean())
     out: dict[str, Any] = {"n_transitions": int(len(idx))}
     if "probs" in pred:
         p = pred["probs"].mean(axis=0)
