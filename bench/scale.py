@@ -1,12 +1,13 @@
 """Scale: logs-only runs (``env: none``) on SafeGrid logs of 10^4 to 10^7 transitions, import included.
 
-For each size the logs are made with ``guardrl collect`` (the default noisy controller, ``collect.n_episodes`` set
-from the size), written as Parquet with ``guardrl export``, then timed: ``guardrl import`` and ``guardrl run`` on
-the logs-only config (the default portfolio: BC, SPIBB, MOPO and MOReL at two settings each). Each command runs as
-its own process; its peak memory is sampled every 0.2 s as the proportional set size (PSS) summed over it and
-its children (forked workers share pages copy-on-write: PSS counts a shared page once), and its largest single
-resident set comes from ``getrusage``. Every stage's time comes from the run's ``metrics.json``; the growth
-exponent of each stage is the slope of log(time) against log(transitions) from 10^5 up.
+For each size the logs are made with ``guardrl collect`` (the default logging controller, regime safe;
+``collect.n_episodes`` set from the size), written as Parquet with ``guardrl export``, then timed: ``guardrl
+import`` and ``guardrl run`` on the logs-only config (the default portfolio: BC, SPIBB, MOPO and MOReL at two
+settings each). Each command runs as its own process; its peak memory is sampled every 0.2 s as the proportional
+set size (PSS) summed over it and its children (forked workers share pages copy-on-write: PSS counts a shared
+page once), and its largest single resident set comes from ``getrusage``. Every stage's time comes from the
+run's ``metrics.json``; the growth exponent of each stage is the slope of log(time) against log(transitions)
+from 10^5 up.
 
 Then the run at ``--ray-size`` runs again on a local two-node Ray cluster (``ray start --head`` and one
 ``ray start --address`` worker, one CPU each) and is set beside the same run with local processes.
@@ -41,7 +42,7 @@ from guardrl._io import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-MEAN_EPISODE = 33.75  # transitions per episode of the default noisy controller (measured on 300,000 episodes)
+MEAN_EPISODE = 33.75  # transitions per episode of the default logging controller (measured on 300,000 episodes)
 
 
 def _pss_kb(pid: int) -> int:
@@ -148,8 +149,14 @@ def start_cluster(env: dict[str, str]) -> str:
     ray = str(BIN / "ray")
     subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
                     "--disable-usage-stats"], check=True, env=env, capture_output=True)  # fmt: skip
-    subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"], check=True, env=env,
-                   capture_output=True)  # fmt: skip
+    for _ in range(5):  # the head may still be coming up
+        joined = subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"], env=env,
+                                capture_output=True, text=True)  # fmt: skip
+        if joined.returncode == 0:
+            break
+        time.sleep(5)
+    else:
+        sys.exit(f"ray start --address failed:\n{joined.stdout[-2000:]}{joined.stderr[-2000:]}")
     return f"127.0.0.1:{port}"
 
 
@@ -172,9 +179,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"{r['total_seconds']:.1f} | {r['peak_pss_gb']:.2f} GB | "
             + " | ".join(f"{r['stages'][s]:.1f}" for s in stages) + " |"
         )  # fmt: skip
-    lines += ["", "Growth exponent (slope of log time on log transitions, 10^5 and up):", ""]
-    lines += ["| " + " | ".join(result["exponents"]) + " |", "|" + "---|" * len(result["exponents"])]
-    lines.append("| " + " | ".join(f"{v:.2f}" for v in result["exponents"].values()) + " |")
+    if result["exponents"]:
+        lines += ["", "Growth exponent (slope of log time on log transitions, 10^5 and up):", ""]
+        lines += ["| " + " | ".join(result["exponents"]) + " |", "|" + "---|" * len(result["exponents"])]
+        lines.append("| " + " | ".join(f"{v:.2f}" for v in result["exponents"].values()) + " |")
     lines += ["", "Verdicts:", ""]
     for r in rows:
         lines.append(f"- {r['transitions']:,}: {r['gate']}, recommended {r['recommended']}")
@@ -221,13 +229,16 @@ def main() -> None:
             summary += f", peak {row['peak_pss_gb']:.2f} GB, {row['stages']}"
             print(f"{row['transitions']:,} transitions: {summary}", flush=True)
         result["exponents"] = exponents(result["sizes"])
+        write(result, args.tag)  # kept even if the Ray comparison below fails
         if args.ray_size:
             local = next((r for r, n in zip(result["sizes"], args.sizes, strict=True) if n == args.ray_size), None)
             work = work_root / str(args.ray_size)
             if local is None:
                 work.mkdir()
                 local = one_size(work, args.ray_size)
-            env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+            # a loopback cluster, without Ray's token authentication for the nodes and the run alike
+            os.environ.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"})
+            env = dict(os.environ)
             try:
                 address = start_cluster(env)
                 on_ray = one_size(work, args.ray_size, address, logs=work / "data")
@@ -237,11 +248,16 @@ def main() -> None:
             result["ray"] = {"local": local, "on_ray": on_ray, "same_gate": local["gate"] == on_ray["gate"]}
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
-    out = ROOT / "bench" / "results" / ("scale" + (f"-{args.tag}" if args.tag else ""))
+    print(write(result, args.tag))
+
+
+def write(result: dict[str, Any], tag: str) -> str:
+    """Write ``bench/results/scale[-TAG].json`` and ``.md``; returns the Markdown."""
+    out = ROOT / "bench" / "results" / ("scale" + (f"-{tag}" if tag else ""))
     atomic_write_json(out.with_suffix(".json"), result)
     md = markdown(result)
     atomic_write_text(out.with_suffix(".md"), md)
-    print(md)
+    return md
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Array helpers that keep large logs fast: distinct rows through 64-bit keys instead of row-wise sorts.
 
 ``np.unique(a, axis=0)`` sorts the rows through a structured view, comparing them field by field; on ten million
-two-column observations that took tens of seconds, several times per run. :func:`unique_rows` sorts one 64-bit
-key per row instead, checks every row against its key's representative (so a key collision cannot merge two
-different rows: it falls back to the row-wise sort), and returns exactly what ``np.unique(a, axis=0, ...)``
-returns, in the same (lexicographic) order.
+two-column observations that took tens of seconds, several times per run. :func:`unique_rows` numbers one 64-bit
+key per row in a hash table instead, checks every row against its key's representative (so a key collision cannot
+merge two different rows: it falls back to the row-wise sort), sorts only the distinct rows, and returns exactly
+what ``np.unique(a, axis=0, ...)`` returns, in the same (lexicographic) order.
 """
 
 from __future__ import annotations
@@ -49,8 +49,7 @@ def unique_rows(a: NDArray[Any], return_index: bool = False, return_inverse: boo
     a = np.ascontiguousarray(a)
     if a.ndim != 2 or a.shape[0] < SMALL:
         return np.unique(a, axis=0, return_index=return_index, return_inverse=return_inverse)  # type: ignore[call-overload]
-    _, first, inverse = np.unique(row_keys(a), return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    inverse, first = _factorize(row_keys(a))
     reps = a[first]
     if not _all_equal(a, reps, inverse):
         return np.unique(a, axis=0, return_index=return_index, return_inverse=return_inverse)  # type: ignore[call-overload]
@@ -66,8 +65,49 @@ def unique_rows(a: NDArray[Any], return_index: bool = False, return_inverse: boo
     return out[0] if len(out) == 1 else tuple(out)
 
 
+def _factorize(keys: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Codes of ``keys`` numbered by first appearance, and where each code first appears: a hash table, linear in
+    the number of keys (a sort of ten million keys costs several times more)."""
+    import pandas as pd  # only for large arrays: it is slow to import
+
+    codes = np.asarray(pd.factorize(keys, sort=False)[0], dtype=np.int64)
+    # codes appear in increasing order, so a code's first row is where the running maximum grows
+    grows = np.empty(len(codes), dtype=bool)
+    grows[0] = True
+    np.greater(codes[1:], np.maximum.accumulate(codes)[:-1], out=grows[1:])
+    return codes, np.flatnonzero(grows)
+
+
 def _all_equal(a: NDArray[Any], reps: NDArray[Any], inverse: NDArray[np.int64], chunk: int = 1_000_000) -> bool:
     for lo in range(0, a.shape[0], chunk):
         if not (a[lo : lo + chunk] == reps[inverse[lo : lo + chunk]]).all():
             return False
     return True
+
+
+def unique_1d(
+    x: NDArray[Any], return_index: bool = False, return_inverse: bool = False, return_counts: bool = False
+) -> Any:
+    """``np.unique(x, return_index=..., return_inverse=..., return_counts=...)`` for a 1-D array of numbers,
+    through a hash table for large arrays: only the distinct values are sorted."""
+    x = np.asarray(x).reshape(-1)
+    flags = {"return_index": return_index, "return_inverse": return_inverse, "return_counts": return_counts}
+    if len(x) < SMALL or x.dtype.kind not in "iuf" or (x.dtype.kind == "f" and bool(np.isnan(x).any())):
+        return np.unique(x, **flags)  # type: ignore[call-overload]
+    if x.dtype.kind == "f":  # equal values, equal bits (once -0.0 is 0.0 and no NaN is left)
+        keys = (x + x.dtype.type(0)).view(np.dtype(f"u{x.dtype.itemsize}"))
+    else:
+        keys = x
+    codes, first = _factorize(keys)
+    values = x[first]
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    out: list[Any] = [values[order]]
+    if return_index:
+        out.append(first[order])
+    if return_inverse:
+        out.append(rank[codes])
+    if return_counts:
+        out.append(np.bincount(codes, minlength=len(order))[order])
+    return out[0] if len(out) == 1 else tuple(out)

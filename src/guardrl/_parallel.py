@@ -95,7 +95,8 @@ def connect_ray(ray: Any, address: str) -> None:
         hint = (
             "a ray:// address needs Ray's client: pip install 'ray[client]'"
             if address.startswith("ray://") and "ray[client]" in str(exc)
-            else hint
+            else hint + " (a cluster with Ray's token authentication also needs RAY_AUTH_MODE=token and its token "
+            "on this machine: ~/.ray/auth_token or RAY_AUTH_TOKEN)"
         )
         raise ConfigError(f"ray address {address!r}: cannot connect ({str(exc).splitlines()[0]}); {hint}") from None
 

@@ -31,6 +31,11 @@ ope: {{n_bootstrap: 100, model_episodes: 100}}
 """
 
 
+# A loopback cluster without Ray's token authentication: with a ~/.ray/auth_token on the machine, `ray start --head`
+# turns it on, and then every node and driver needs RAY_AUTH_MODE=token (the docs' Scale page says how)
+LOCAL_RAY = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,7 +46,7 @@ def _free_port() -> int:
 def cluster():
     """``ray start --head`` and one ``ray start --address`` worker on this machine, one CPU each."""
     ray = str(Path(sys.executable).parent / "ray")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, **LOCAL_RAY}
     env.pop("RAY_ADDRESS", None)
     port = _free_port()
 
@@ -62,7 +67,7 @@ def _run(tmp_path, name, dataset, ray_line=""):
     path.write_text(CONFIG.format(name=name, dataset=dataset, ray=ray_line))
     # as a user runs it: its own process (the Ray driver), here with a deadline
     guardrl = str(Path(sys.executable).parent / "guardrl")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **LOCAL_RAY}
     res = subprocess.run([guardrl, "run", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"],
                          capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr

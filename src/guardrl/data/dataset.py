@@ -144,7 +144,7 @@ class Dataset:
     def distinct_observations(self) -> NDArray[np.float32]:
         """The distinct observation rows (not next observations), sorted as ``np.unique(axis=0)`` sorts them."""
         rows, at_obs, _ = self.observation_rows
-        return rows[np.unique(at_obs)]
+        return rows[np.flatnonzero(np.bincount(at_obs, minlength=len(rows)))]
 
     def over_observations(self, f: Callable[[NDArray[np.float32]], Any], next_obs: bool = False) -> NDArray[Any]:
         """``f(observations)`` (or of the next observations), evaluated once per distinct row where rows repeat."""

@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from guardrl._arrays import unique_rows
+from guardrl._arrays import unique_1d, unique_rows
 from guardrl.data import Dataset
 from guardrl.data.audit import StateIndex
 from guardrl.evaluate.metrics import Units
@@ -120,7 +120,7 @@ def fit_tabular_fqe(
     end = ds.terminations | (ds.truncations & (s_next < 0))
     # transitions that agree on everything a backup reads are one row of the fit (on a grid: thousands of rows
     # instead of tens of thousands of transitions)
-    _, signal_id = np.unique(signal, return_inverse=True)
+    _, signal_id = unique_1d(signal, return_inverse=True)
     # with exact states, a next state's observation is that state's row, so the target's probabilities there are
     # the state's own: only binned states need them in the key (a next observation never logged is worth ``fill``)
     if index.exact is not None:
@@ -214,7 +214,7 @@ def _distinct(columns: list[NDArray[np.int64]]) -> tuple[NDArray[np.int64], NDAr
         code = np.zeros(len(columns[0]), dtype=np.int64)
         for c, size in zip(columns, sizes, strict=True):
             code = code * size + c
-        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        _, first, inverse = unique_1d(code, return_index=True, return_inverse=True)
     else:
         _, first, inverse = unique_rows(np.stack(columns, axis=1), return_index=True, return_inverse=True)
     return first, inverse.reshape(-1)

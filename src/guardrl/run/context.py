@@ -127,7 +127,8 @@ class RunContext:
     def use_dataset(self, ds: Dataset) -> None:
         """Remember a dataset just written, so later stages do not read it back."""
         self._cache["dataset"] = discrete_only(ds, self.folder.dataset)
-        self._cache.pop("support", None)
+        for key in ("support", "logged_episode_sums", "behaviour_return", "behaviour_hazard"):
+            self._cache.pop(key, None)
 
     @property
     def support(self) -> Support:

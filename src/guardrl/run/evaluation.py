@@ -3,6 +3,7 @@ SafeGrid), or, without a simulator, compared with the logs; and the helpers that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,15 +58,15 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
     thresholds = MismatchThresholds(ok=ecfg.mismatch_ok, red=ecfg.mismatch_red)
     refs = references(ctx)
     rows: dict[str, list[tuple[Any, float]]] = {r.name: r.mixture for r in refs}
-    greedy_on_logs: dict[str, np.ndarray] = {}
+    greedy_on_logs: dict[str, Any] = {}
     exact: dict[str, dict[str, float]] = {r.name: r.exact for r in refs if r.exact is not None}
     if "optimal" in refs.items:
         target = refs.items["optimal"].target
         assert target is not None
-        greedy_on_logs["optimal"] = target.greedy(ds.observations)
+        greedy_on_logs["optimal"] = target.greedy
     for name, policy in learned_policies(ctx).items():
         rows[name] = [(policy, 1.0)]
-        greedy_on_logs[name] = policy.greedy(ds.observations)
+        greedy_on_logs[name] = policy.greedy
         if ctx.is_safegrid:
             exact[name] = exact_of_target(ctx.tables, policy)
 
@@ -141,7 +142,7 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
     support = ctx.support
     policies: dict[str, Any] = {}
     for name, policy in learned_policies(ctx).items():
-        mismatch, on_logs = _agreement_with_logs(policy.greedy(ds.observations), ds, support, thresholds)
+        mismatch, on_logs = _agreement_with_logs(policy.greedy, ds, support, thresholds)
         policies[name] = {"mismatch": mismatch, "unsupported": on_logs}
         if cfg.env.sepsis:  # shown beside the estimates; the gate never reads it
             policies[name]["exact"] = sepsis_exact_of_greedy(policy.greedy)
@@ -165,12 +166,19 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
 
 
 def _agreement_with_logs(
-    greedy: np.ndarray, ds: Dataset, support: Support, thresholds: MismatchThresholds
+    greedy_fn: Callable[[np.ndarray], np.ndarray], ds: Dataset, support: Support, thresholds: MismatchThresholds
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """How far a policy's greedy actions on the logged states stray from the logs: the mismatch with the logged
-    actions, and the share of unsupported actions, each with its traffic light."""
-    rate = mismatch_rate(greedy, ds.actions)
-    logs_rate = float(support.unsupported(ds.observations, greedy).mean())
+    actions, and the share of unsupported actions, each with its traffic light. The policy is asked once per
+    distinct logged observation."""
+
+    def greedy_and_unsupported(rows: np.ndarray) -> np.ndarray:
+        greedy = np.asarray(greedy_fn(rows))
+        return np.stack([greedy, support.unsupported(rows, greedy)], axis=1)
+
+    both = ds.over_observations(greedy_and_unsupported)
+    rate = mismatch_rate(both[:, 0], ds.actions)
+    logs_rate = float(both[:, 1].mean())
     return {"rate": rate, "flag": thresholds.flag(rate)}, {
         "logs_rate": logs_rate,
         "logs_flag": thresholds.flag(logs_rate),

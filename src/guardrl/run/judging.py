@@ -4,10 +4,12 @@ FAIL from the evidence the earlier stages wrote (the gate computes nothing new).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from guardrl._io import atomic_write_json
 from guardrl._parallel import ray_info, run_tasks
@@ -223,7 +225,7 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
     behaviour, hazard = behaviour_return(ctx), behaviour_hazard(ctx)
     out: dict[str, Any] = {}
     for name, target in targets.items():
-        rate = float(support.unsupported(ds.observations, target.greedy(ds.observations)).mean())
+        rate = float(ds.over_observations(partial(_unsupported, support, target)).mean())
         ope = replace(OPEEvidence.from_dict(estimates[name]), propensities_logged=propensities == "logged")
         evidence = Evidence(name, ope=ope, unsupported_rate=rate, unsupported_source="logs")
         verdict_of = decide(evidence, bc, verdict, return_range, ctx.cfg.gate, behaviour, hazard)
@@ -231,31 +233,47 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
     return out
 
 
+def _unsupported(support: Any, target: TargetPolicy, rows: NDArray[np.float32]) -> NDArray[np.bool_]:
+    return np.asarray(support.unsupported(rows, target.greedy(rows)))
+
+
 # ---------------------------------------------------------------- recommendation
+
+
+def _logged_episode_sums(ctx: RunContext) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each logged episode's return and summed cost, read once per run (continuous logs too)."""
+
+    def sums() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        ds = ctx.folder.load_dataset() if ctx.cfg.env.continuous else ctx.dataset
+        costs = np.add.reduceat(ds.costs, ds.episode_starts) if len(ds) else np.zeros(0)
+        return ds.episode_returns(), np.asarray(costs, dtype=np.float64)
+
+    return ctx.memo("logged_episode_sums", sums)
+
+
+def _on_policy(ctx: RunContext, key: str, values: NDArray[np.float64], seed: int) -> Estimate:
+    from guardrl.evaluate.metrics import Units, bootstrap
+
+    cfg = ctx.cfg.ope
+    units = Units.of(len(values), cfg.bootstrap_units, cfg.seed) if len(values) else None
+    rng = np.random.default_rng(seed)
+    return bootstrap({key: values}, cfg.n_bootstrap, cfg.confidence, rng, units)[key]
 
 
 def behaviour_return(ctx: RunContext) -> Estimate:
     """The logged behaviour's own return, estimated on-policy: the mean logged episode return with a percentile
-    bootstrap interval over episodes."""
-    from guardrl.evaluate.metrics import bootstrap
-
-    cfg = ctx.cfg.ope
-    returns = ctx.folder.load_dataset().episode_returns()  # continuous logs too: only their returns are read
-    rng = np.random.default_rng(cfg.seed)
-    return bootstrap({"return": returns}, cfg.n_bootstrap, cfg.confidence, rng)["return"]
+    bootstrap interval over episodes (over blocks of them beyond ``ope.bootstrap_units`` episodes)."""
+    returns = _logged_episode_sums(ctx)[0]
+    return ctx.memo("behaviour_return", lambda: _on_policy(ctx, "return", returns, ctx.cfg.ope.seed))
 
 
 def behaviour_hazard(ctx: RunContext) -> Estimate:
     """The logged behaviour's own hazard, estimated on-policy: the mean of each logged episode's summed cost (with
     cost 1 at a hazard that ends the episode, the share of episodes that met one), with a percentile bootstrap
     interval over episodes, as the off-policy ``cost`` estimates are."""
-    from guardrl.evaluate.metrics import bootstrap
-
-    cfg = ctx.cfg.ope
-    ds = ctx.folder.load_dataset()
-    costs = np.add.reduceat(ds.costs, ds.episode_starts) if len(ds) else np.zeros(0)
-    rng = np.random.default_rng(cfg.seed + 1)  # not the return's draws: two independent resamplings
-    return bootstrap({"cost": costs}, cfg.n_bootstrap, cfg.confidence, rng)["cost"]
+    costs = _logged_episode_sums(ctx)[1]
+    # not the return's draws: two independent resamplings
+    return ctx.memo("behaviour_hazard", lambda: _on_policy(ctx, "cost", costs, ctx.cfg.ope.seed + 1))
 
 
 def stage_recommend(ctx: RunContext) -> dict[str, Any]:

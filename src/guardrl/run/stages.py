@@ -263,8 +263,10 @@ def run(cfg: RunConfig, runs_dir: Path, overwrite: bool = False, show_progress: 
         def shown(name: str, stage: Any, what: Any) -> Any:
             # stages with no bar of their own: a line with what they work on and the time they take
             with make_progress(show_progress) as progress:
-                progress.add_task(f"{name}: {what()}", total=None)
-                return timed(name, stage)
+                task = progress.add_task(f"{name}: {what()}", total=1)
+                result = timed(name, stage)
+                progress.advance(task)
+                return result
 
         save_config(cfg, ctx.folder.config)
         if cfg.env.continuous:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from guardrl._arrays import unique_1d
 from guardrl.data import Dataset
 from guardrl.data.audit import StateIndex
 from guardrl.errors import GuardrlError
@@ -207,7 +208,7 @@ def mle_mdp(ds: Dataset, index: StateIndex, unknown_reward: float) -> tuple[Tabu
     pair = s * A + ds.actions
     # successor code: the next state id, or S for "ended, or outside the table"; one slot per (pair, code)
     code = np.where((term > 0) | (s_next < 0), S, s_next)
-    keys, inverse, hits = np.unique(pair * (S + 1) + code, return_inverse=True, return_counts=True)
+    keys, inverse, hits = unique_1d(pair * (S + 1) + code, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     key_pair, key_code = keys // (S + 1), keys % (S + 1)
     slot = np.arange(len(keys)) - np.searchsorted(key_pair, key_pair, side="left")

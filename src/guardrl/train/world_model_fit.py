@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from guardrl._arrays import unique_rows
+from guardrl._arrays import unique_1d, unique_rows
 from guardrl._parallel import torch_threads
 from guardrl.data import Dataset
 from guardrl.train.config import WorldModelConfig
@@ -31,7 +31,7 @@ def _onehot_values(both: NDArray[np.float32], max_values: int = 32) -> list[list
     """Per feature, its logged values when they are at most ``max_values`` integers, else None."""
     out: list[list[float] | None] = []
     for j in range(both.shape[1]):
-        values = np.unique(both[:, j])
+        values = unique_1d(both[:, j])
         integer = bool(np.all(values == np.round(values)))
         out.append(values.tolist() if integer and 2 < len(values) <= max_values else None)
     return out
@@ -63,7 +63,7 @@ def fit_world_model(ds: Dataset, cfg: WorldModelConfig, show_progress: bool = Fa
     obs_mean = obs.mean(axis=0)
     obs_std = np.where(obs.std(axis=0) > 1e-6, obs.std(axis=0), 1.0).astype(np.float32)
     r_mean, r_std = float(ds.rewards.mean()), float(ds.rewards.std()) or 1.0
-    values, reward_label = np.unique(ds.rewards, return_inverse=True)
+    values, reward_label = unique_1d(ds.rewards, return_inverse=True)
     reward_classes: list[float] | None = values.tolist()
     if len(values) > cfg.max_classes:
         reward_classes, reward_label = None, np.full(len(ds), -1)
@@ -110,7 +110,7 @@ def fit_world_model(ds: Dataset, cfg: WorldModelConfig, show_progress: bool = Fa
         del boot
         # the table holds the distinct transitions the fit draws, not every logged one: on ten million logged
         # steps the features of all of them took gigabytes, and a grid's logs repeat a few thousand transitions
-        used = np.unique(drawn)
+        used = unique_1d(drawn)
         fields = np.concatenate(
             [obs[used], nxt[used], np.stack([ds.actions[used], ds.rewards[used], ds.costs[used] > 0,
              ds.terminations[used], label[used], reward_label.reshape(-1)[used]], axis=1)], axis=1,
