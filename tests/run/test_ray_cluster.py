@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from guardrl.config import to_dict
 from guardrl.data import collect
 from guardrl.errors import ConfigError
 
@@ -62,9 +64,9 @@ def cluster():
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=180)
 
 
-def _run(tmp_path, name, dataset, ray_line=""):
+def _run(tmp_path, name, dataset, ray_line="", text=None):
     path = tmp_path / f"{name}.yaml"
-    path.write_text(CONFIG.format(name=name, dataset=dataset, ray=ray_line))
+    path.write_text(text if text is not None else CONFIG.format(name=name, dataset=dataset, ray=ray_line))
     # as a user runs it: its own process (the Ray driver), here with a deadline
     guardrl = str(Path(sys.executable).parent / "guardrl")
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **LOCAL_RAY}
@@ -89,6 +91,20 @@ def test_a_logs_only_run_on_a_two_node_ray_cluster_gets_the_local_gate(tmp_path,
     ope = [json.loads((run / "ope.json").read_text())["policies"] for run in (local, on_ray)]
     for name in ope[0]:
         assert ope[0][name]["estimates"] == ope[1][name]["estimates"]
+
+
+def test_a_simulator_run_rolls_out_its_policies_on_the_cluster(tmp_path, tiny_config, cluster):
+    config = {**to_dict(tiny_config), "report": False}
+    texts = {"local": {**config, "name": "local"}, "on_ray": {**config, "name": "on_ray", "ray": {"address": cluster}}}
+    runs = {name: _run(tmp_path, name, None, text=yaml.safe_dump(c)) for name, c in texts.items()}
+    metrics = {name: json.loads((run / "metrics.json").read_text()) for name, run in runs.items()}
+    # bc and cql trained as two tasks; then one rollout task and one off-policy task per policy
+    rolled = set(metrics["local"]["policies"])
+    assert {"bc", "cql", "behaviour", "optimal"} <= rolled
+    assert metrics["on_ray"]["parallel"]["tasks"] == 2 + len(rolled) + 2
+    assert metrics["on_ray"]["policies"] == metrics["local"]["policies"]
+    gates = [json.loads((run / "gate.json").read_text())["decisions"] for run in runs.values()]
+    assert gates[0] == gates[1]
 
 
 def test_an_unreachable_ray_address_is_a_one_line_error(tmp_path, monkeypatch):

@@ -4,12 +4,14 @@ SafeGrid), or, without a simulator, compared with the logs; and the helpers that
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import guardrl
 from guardrl._io import atomic_write_json
+from guardrl._parallel import ray_info, run_tasks
 from guardrl.config import to_dict
 from guardrl.data import Dataset
 from guardrl.data.audit import Support
@@ -57,7 +59,7 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
     ecfg = cfg.evaluate
     thresholds = MismatchThresholds(ok=ecfg.mismatch_ok, red=ecfg.mismatch_red)
     refs = references(ctx)
-    rows: dict[str, list[tuple[Any, float]]] = {r.name: r.mixture for r in refs}
+    rows = _mixtures(ctx)
     greedy_on_logs: dict[str, Any] = {}
     exact: dict[str, dict[str, float]] = {r.name: r.exact for r in refs if r.exact is not None}
     if "optimal" in refs.items:
@@ -65,16 +67,20 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
         assert target is not None
         greedy_on_logs["optimal"] = target.greedy
     for name, policy in learned_policies(ctx).items():
-        rows[name] = [(policy, 1.0)]
         greedy_on_logs[name] = policy.greedy
         if ctx.is_safegrid:
             exact[name] = exact_of_target(ctx.tables, policy)
 
     support = ctx.support
     policies: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    if ray_info() is not None and len(rows) > 1:
+        # one task per policy on the cluster; each reopens the run folder (shared storage) and rolls out there
+        calls = [(str(folder.root), to_dict(cfg), name) for name in rows]
+        results = dict(zip(rows, run_tasks(_rollout_task, calls), strict=True))
+        rows = {}
     with make_progress(show_progress) as progress:
         task = progress.add_task("evaluate: rollouts", total=len(rows))
-        results = {}
         for name, mixture in rows.items():
             progress.update(task, description=f"evaluate: {name}")
             results[name] = rollout(ctx.simulate, mixture, ecfg, step_check=support.unsupported)
@@ -131,6 +137,22 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
         folder.plot("safety"),
     )
     return metrics
+
+
+def _mixtures(ctx: RunContext) -> dict[str, list[tuple[Any, float]]]:
+    """What each evaluated policy rolls out: the references' mixtures, then each learned policy alone."""
+    rows: dict[str, list[tuple[Any, float]]] = {r.name: r.mixture for r in references(ctx)}
+    rows.update({name: [(policy, 1.0)] for name, policy in learned_policies(ctx).items()})
+    return rows
+
+
+def _rollout_task(root: str, cfg: dict[str, Any], name: str) -> Any:
+    """One policy's rollouts, run where a Ray task runs, from the run folder at ``root`` (the seeds are the
+    config's, so the result is the one a local run gets)."""
+    from guardrl.config import RunConfig, from_dict
+
+    ctx = RunContext.open(RunFolder(Path(root)), from_dict(RunConfig, cfg))
+    return rollout(ctx.simulate, _mixtures(ctx)[name], ctx.cfg.evaluate, step_check=ctx.support.unsupported)
 
 
 def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
