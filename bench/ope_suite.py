@@ -57,7 +57,7 @@ from guardrl.envs import (
     stationary,
 )
 from guardrl.envs.controllers import ToyTextTables, toy_text_values
-from guardrl.envs.layouts import named_layout
+from guardrl.envs.layouts import Layout, named_layout
 from guardrl.evaluate.validation import rank_correlation
 from guardrl.run import RunContext, RunFolder, evaluation, judging, stages
 from guardrl.run.references import table_target
@@ -120,15 +120,24 @@ def logs_only_run(
 
 
 def run_setting(
-    layout: str, regime: str, seed: int, propensities: bool, work: Path, ope: dict[str, Any] | None = None
+    layout: str | Layout,
+    regime: str,
+    seed: int,
+    propensities: bool,
+    work: Path,
+    ope: dict[str, Any] | None = None,
+    label: str | None = None,
+    more: Any = None,
 ) -> dict[str, Any]:
-    """One logs-only run on SafeGrid logs and its candidates, with every estimate, verdict and exact truth."""
+    """One logs-only run on SafeGrid logs and its candidates, with every estimate, verdict and exact truth
+    (``layout``: a shipped layout's name, or a Layout with its ``label``; ``more(tables)``: further reference
+    candidates, as ``references`` gives them)."""
     t0 = time.perf_counter()
-    tables = build_tables(named_layout(layout))
+    tables = build_tables(named_layout(layout) if isinstance(layout, str) else layout)
     ctx, ope, gate = logs_only_run(
         collect(tables, regime, 500, seed), propensities, work, tables.layout.max_steps, ope=ope
     )
-    refs = references(tables)
+    refs = {**references(tables), **(more(tables) if more is not None else {})}
     extra = judging.assess_candidates(
         ctx, {name: table_target(policy, deterministic) for name, (policy, deterministic) in refs.items()}
     )
@@ -142,7 +151,8 @@ def run_setting(
     optimal_return = candidates["optimal"]["truth"]["expected_return"]
     random_return = candidates["random"]["truth"]["expected_return"]
     return {
-        "layout": layout, "regime": regime, "seed": seed, "propensities": "logged" if propensities else "dropped",
+        "layout": label or layout, "regime": regime, "seed": seed,
+        "propensities": "logged" if propensities else "dropped",
         "audit": gate["decisions"]["bc"]["reasons"][0]["message"], "return_range": optimal_return - random_return,
         "seconds": time.perf_counter() - t0, "candidates": candidates,
     }  # fmt: skip
