@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import sys
@@ -38,7 +37,6 @@ import numpy as np
 import ope_suite  # bench/ is the script's folder, so its sibling imports
 import yaml
 
-from guardrl._io import atomic_write_text
 from guardrl.config import RunConfig
 from guardrl.envs import TablePolicy, build_tables, solve_optimal, stationary
 from guardrl.envs.layouts import Cell, Layout
@@ -215,12 +213,7 @@ def main() -> None:
         "settings": settings,
     }
     res["score"] = recall(settings, limit)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "ope_heldout" + ("-dev" if dev else "")
-    atomic_write_text(args.out / f"{stem}.json", json.dumps(res, indent=1, default=float))
-    text = markdown(res)
-    atomic_write_text(args.out / f"{stem}.md", text)
-    print(text)
+    ope_suite.write_results(args.out, "ope_heldout" + ("-dev" if dev else ""), res, markdown(res))
 
 
 if __name__ == "__main__":

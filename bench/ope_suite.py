@@ -540,11 +540,15 @@ def main() -> None:
         "settings": settings,
     }
     res["score"] = score(settings, limit)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "ope_suite" + result_suffix(args.seeds + args.toy_seeds + args.minigrid_seeds, ope, parser, args)
-    atomic_write_text(args.out / f"{stem}.json", json.dumps(res, indent=1, default=float))
-    text = markdown(res)
-    atomic_write_text(args.out / f"{stem}.md", text)
+    write_results(args.out, stem, res, markdown(res))
+
+
+def write_results(out: Path, stem: str, res: dict[str, Any], text: str) -> None:
+    """``<out>/<stem>.json`` (every setting) and ``.md`` (``text``), each written atomically; prints ``text``."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", json.dumps(res, indent=1, default=float))
+    atomic_write_text(out / f"{stem}.md", text)
     print(text)
 
 

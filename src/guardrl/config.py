@@ -229,9 +229,9 @@ class RayConfig:
 
     address: str | None = None
     """A running Ray cluster (``auto``, ``host:6379`` or ``ray://host:10001``): the portfolio's network learners
-    train there, and each policy's off-policy estimates are one task there, which reads the run folder (so the
-    folder must be on storage every node sees). ``null``: the ``RAY_ADDRESS`` environment variable when it is set,
-    else local processes."""
+    train there, and each policy's off-policy estimates and its rollouts (with a simulator) are one task there,
+    which reads the run folder (so the folder must be on storage every node sees). ``null``: the ``RAY_ADDRESS``
+    environment variable when it is set, else local processes."""
 
     def resolved(self) -> str | None:
         """The address in use: this one, else ``RAY_ADDRESS``, else None."""

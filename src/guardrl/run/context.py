@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from guardrl._parallel import BackgroundWorker
-from guardrl.config import RunConfig
+from guardrl._parallel import BackgroundWorker, ray_info, run_tasks
+from guardrl.config import RunConfig, from_dict, to_dict
 from guardrl.data import Dataset
 from guardrl.data.audit import Support
 from guardrl.envs import Tables, build_tables
@@ -41,6 +41,20 @@ class RunContext:
             BackgroundWorker.call(target, *args, **kwargs)
         else:
             self.plotter.submit(target, *args, **kwargs)
+
+    def on_cluster(self, task: Callable[[str, dict[str, Any], str], Any], names: list[str]) -> dict[str, Any] | None:
+        """``{name: task(root, cfg, name)}`` computed as one Ray task per name, when a Ray session is active and
+        there are several names; None otherwise (the caller then works here). Each task reopens this run's folder
+        (:meth:`reopened`), which must be on storage every node sees."""
+        if ray_info() is None or len(names) < 2:
+            return None
+        calls = [(str(self.folder.root), to_dict(self.cfg), name) for name in names]
+        return dict(zip(names, run_tasks(task, calls), strict=True))
+
+    @classmethod
+    def reopened(cls, root: str, cfg: dict[str, Any]) -> RunContext:
+        """The run at ``root`` with the config ``cfg`` (as :meth:`on_cluster` sends them), where a task runs."""
+        return cls.open(RunFolder(Path(root)), from_dict(RunConfig, cfg))
 
     @property
     def run_dir(self) -> Path:
@@ -127,7 +141,7 @@ class RunContext:
     def use_dataset(self, ds: Dataset) -> None:
         """Remember a dataset just written, so later stages do not read it back."""
         self._cache["dataset"] = discrete_only(ds, self.folder.dataset)
-        for key in ("support", "logged_episode_sums", "behaviour_return", "behaviour_hazard"):
+        for key in ("support", "logged_episode_sums"):
             self._cache.pop(key, None)
 
     @property

@@ -4,14 +4,12 @@ SafeGrid), or, without a simulator, compared with the logs; and the helpers that
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import guardrl
 from guardrl._io import atomic_write_json
-from guardrl._parallel import ray_info, run_tasks
 from guardrl.config import to_dict
 from guardrl.data import Dataset
 from guardrl.data.audit import Support
@@ -73,12 +71,8 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
 
     support = ctx.support
     policies: dict[str, Any] = {}
-    results: dict[str, Any] = {}
-    if ray_info() is not None and len(rows) > 1:
-        # one task per policy on the cluster; each reopens the run folder (shared storage) and rolls out there
-        calls = [(str(folder.root), to_dict(cfg), name) for name in rows]
-        results = dict(zip(rows, run_tasks(_rollout_task, calls), strict=True))
-        rows = {}
+    results: dict[str, Any] = ctx.on_cluster(_rollout_task, list(rows)) or {}
+    rows = {name: mixture for name, mixture in rows.items() if name not in results}
     with make_progress(show_progress) as progress:
         task = progress.add_task("evaluate: rollouts", total=len(rows))
         for name, mixture in rows.items():
@@ -95,7 +89,7 @@ def stage_evaluate(ctx: RunContext, show_progress: bool = False) -> dict[str, An
         if name in exact:
             entry["exact"] = exact[name]
         if name in greedy_on_logs:
-            mismatch, on_logs = _agreement_with_logs(greedy_on_logs[name], ds, support, thresholds)
+            mismatch, on_logs = agreement_with_logs(greedy_on_logs[name], ds, support, thresholds)
             entry["mismatch"] = mismatch
             entry["unsupported"].update(on_logs)
     r_rand = refs.random_return if refs.random_return is not None else policies["random"]["return"]["mean"]
@@ -149,9 +143,7 @@ def _mixtures(ctx: RunContext) -> dict[str, list[tuple[Any, float]]]:
 def _rollout_task(root: str, cfg: dict[str, Any], name: str) -> Any:
     """One policy's rollouts, run where a Ray task runs, from the run folder at ``root`` (the seeds are the
     config's, so the result is the one a local run gets)."""
-    from guardrl.config import RunConfig, from_dict
-
-    ctx = RunContext.open(RunFolder(Path(root)), from_dict(RunConfig, cfg))
+    ctx = RunContext.reopened(root, cfg)
     return rollout(ctx.simulate, _mixtures(ctx)[name], ctx.cfg.evaluate, step_check=ctx.support.unsupported)
 
 
@@ -164,7 +156,7 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
     support = ctx.support
     policies: dict[str, Any] = {}
     for name, policy in learned_policies(ctx).items():
-        mismatch, on_logs = _agreement_with_logs(policy.greedy, ds, support, thresholds)
+        mismatch, on_logs = agreement_with_logs(policy.greedy, ds, support, thresholds)
         policies[name] = {"mismatch": mismatch, "unsupported": on_logs}
         if cfg.env.sepsis:  # shown beside the estimates; the gate never reads it
             policies[name]["exact"] = sepsis_exact_of_greedy(policy.greedy)
@@ -187,7 +179,7 @@ def _evaluate_on_logs(ctx: RunContext) -> dict[str, Any]:
     return metrics
 
 
-def _agreement_with_logs(
+def agreement_with_logs(
     greedy_fn: Callable[[np.ndarray], np.ndarray], ds: Dataset, support: Support, thresholds: MismatchThresholds
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """How far a policy's greedy actions on the logged states stray from the logs: the mismatch with the logged

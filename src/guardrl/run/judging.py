@@ -4,17 +4,16 @@ FAIL from the evidence the earlier stages wrote (the gate computes nothing new).
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from guardrl._io import atomic_write_json
-from guardrl._parallel import ray_info, run_tasks
+from guardrl._parallel import ray_info
 from guardrl.config import to_dict
 from guardrl.errors import RunError
+from guardrl.evaluate import MismatchThresholds
 from guardrl.evaluate.bandit import is_one_step
 from guardrl.evaluate.gate import Evidence, OPEEvidence, decide, gate
 from guardrl.evaluate.metrics import Estimate
@@ -23,6 +22,7 @@ from guardrl.evaluate.validation import ope_validation
 from guardrl.progress import make_progress
 from guardrl.run.context import RunContext
 from guardrl.run.evaluation import (
+    agreement_with_logs,
     exact_of_target,
     judged_policies,
     learned_policies,
@@ -78,12 +78,11 @@ def ope_estimates(
     costs_logged = bool(ds.provenance.get("costs_logged", True))
     # logs without costs: a world model of them predicts none, so no cost is estimated (no evidence of safety)
     ope_cfg = cfg.ope if costs_logged else replace(cfg.ope, cost=False)
-    estimates = {}
-    if ray_info() is not None and not one_step and len(targets) > 1 and targets.keys() <= ope_targets(ctx).keys():
-        # one task per policy on the cluster; each reopens the run folder (shared storage) and rebuilds these inputs
-        calls = [(str(ctx.folder.root), to_dict(cfg), name) for name in targets]
-        estimates = dict(zip(targets, run_tasks(_ope_task, calls), strict=True))
-        targets = {}
+    estimates: dict[str, Any] = {}
+    if ray_info() is not None and not one_step and targets.keys() <= ope_targets(ctx).keys():
+        # on a cluster each policy's task reopens the run folder and rebuilds these inputs there
+        estimates = ctx.on_cluster(_ope_task, list(targets)) or {}
+        targets = {name: target for name, target in targets.items() if name not in estimates}
     with make_progress(show_progress) as progress:
         task = progress.add_task("ope", total=len(targets))
         for name, target in targets.items():
@@ -108,10 +107,7 @@ def ope_estimates(
 
 def _ope_task(root: str, cfg: dict[str, Any], name: str) -> dict[str, Any]:
     """One policy's estimates, computed where a Ray task runs, from the run folder at ``root``."""
-    from guardrl.config import RunConfig, from_dict
-    from guardrl.run.folder import RunFolder
-
-    ctx = RunContext.open(RunFolder(Path(root)), from_dict(RunConfig, cfg))
+    ctx = RunContext.reopened(root, cfg)
     estimates, _ = ope_estimates(ctx, {name: ope_targets(ctx)[name]})
     return estimates[name]
 
@@ -223,18 +219,15 @@ def assess_candidates(ctx: RunContext, targets: dict[str, TargetPolicy]) -> dict
     ds = ctx.dataset
     support = ctx.support
     behaviour, hazard = behaviour_return(ctx), behaviour_hazard(ctx)
+    thresholds = MismatchThresholds(ok=ctx.cfg.evaluate.mismatch_ok, red=ctx.cfg.evaluate.mismatch_red)
     out: dict[str, Any] = {}
     for name, target in targets.items():
-        rate = float(ds.over_observations(partial(_unsupported, support, target)).mean())
+        rate = agreement_with_logs(target.greedy, ds, support, thresholds)[1]["logs_rate"]
         ope = replace(OPEEvidence.from_dict(estimates[name]), propensities_logged=propensities == "logged")
         evidence = Evidence(name, ope=ope, unsupported_rate=rate, unsupported_source="logs")
         verdict_of = decide(evidence, bc, verdict, return_range, ctx.cfg.gate, behaviour, hazard)
         out[name] = {"ope": estimates[name], "gate": verdict_of}
     return out
-
-
-def _unsupported(support: Any, target: TargetPolicy, rows: NDArray[np.float32]) -> NDArray[np.bool_]:
-    return np.asarray(support.unsupported(rows, target.greedy(rows)))
 
 
 # ---------------------------------------------------------------- recommendation
@@ -263,17 +256,15 @@ def _on_policy(ctx: RunContext, key: str, values: NDArray[np.float64], seed: int
 def behaviour_return(ctx: RunContext) -> Estimate:
     """The logged behaviour's own return, estimated on-policy: the mean logged episode return with a percentile
     bootstrap interval over episodes (over blocks of them beyond ``ope.bootstrap_units`` episodes)."""
-    returns = _logged_episode_sums(ctx)[0]
-    return ctx.memo("behaviour_return", lambda: _on_policy(ctx, "return", returns, ctx.cfg.ope.seed))
+    return _on_policy(ctx, "return", _logged_episode_sums(ctx)[0], ctx.cfg.ope.seed)
 
 
 def behaviour_hazard(ctx: RunContext) -> Estimate:
     """The logged behaviour's own hazard, estimated on-policy: the mean of each logged episode's summed cost (with
     cost 1 at a hazard that ends the episode, the share of episodes that met one), with a percentile bootstrap
     interval over episodes, as the off-policy ``cost`` estimates are."""
-    costs = _logged_episode_sums(ctx)[1]
     # not the return's draws: two independent resamplings
-    return ctx.memo("behaviour_hazard", lambda: _on_policy(ctx, "cost", costs, ctx.cfg.ope.seed + 1))
+    return _on_policy(ctx, "cost", _logged_episode_sums(ctx)[1], ctx.cfg.ope.seed + 1)
 
 
 def stage_recommend(ctx: RunContext) -> dict[str, Any]:
